@@ -1,0 +1,33 @@
+# Two entry points: `make fit` (set up + run the small default job) and `make test` (set up + test).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup fit test test-fast bench clean
+
+# torch is installed first and explicitly: this pins the CPU build (a plain resolve can pull a
+# multi-GB CUDA build). The stamp file makes setup re-run only when the dependency list changes.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+fit: setup
+	$(BIN)/bmil demos --env pickplace --num 10 --seed 0 --out demos/pickplace_10.td
+	$(BIN)/bmil evaluate-expert --env pickplace --episodes 200 --seed 0
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: setup
+	$(BIN)/python benchmarks/eval_throughput.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

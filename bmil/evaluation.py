@@ -1,0 +1,263 @@
+"""Robustness and training-success evaluation of any batch policy.
+
+A *policy* is any callable mapping a float32 observation tensor (B, obs_dim) to an action tensor
+(B, act_dim); if it has ``reset(num_envs, seed)`` (the scripted experts do) that is called before
+each batch of episodes. Start states come as an explicit, seeded list of rows, one episode each:
+exactly ``len(starts)`` episodes are run and counted, whatever ends early.
+
+Speed: the start list is cut into fixed batches of ``batch_size`` rows; batches are dealt to worker
+processes that each hold a copy of the policy and step their own envs, with one batched policy call
+per step. No per-step inter-process traffic, so it scales with cores (gymnasium's AsyncVectorEnv
+pays an IPC round-trip per step). Batches and per-episode seeds do not depend on the number of
+workers, so results are identical for any ``workers``.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+
+from bmil.envs import Domain, get_domain
+from bmil.errors import BMILError
+
+Policy = Callable[[torch.Tensor], torch.Tensor]
+SuccessMode = Literal["final", "any"]
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95% for z = 1.96)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class EvalResult:
+    """Per-start outcomes of an evaluation; ``success[i]`` is the episode started at ``starts[i]``."""
+
+    domain: str
+    starts: np.ndarray  # (N, start_dim)
+    success: np.ndarray  # (N,) bool
+    steps: np.ndarray  # (N,) int, steps each episode ran
+    success_mode: str = "final"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def episodes(self) -> int:
+        return len(self.success)
+
+    @property
+    def rate(self) -> float:
+        return float(self.success.mean()) if self.episodes else 0.0
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        return wilson_interval(int(self.success.sum()), self.episodes)
+
+    def summary(self) -> str:
+        lo, hi = self.ci
+        return (
+            f"{self.domain}: success {100 * self.rate:.1f}% "
+            f"(95% CI {100 * lo:.1f}-{100 * hi:.1f}%) over {self.episodes} episodes "
+            f"[judged at the {'final step' if self.success_mode == 'final' else 'best step'}]"
+        )
+
+    def to_dict(self) -> dict:
+        lo, hi = self.ci
+        return {
+            "domain": self.domain,
+            "episodes": self.episodes,
+            "successes": int(self.success.sum()),
+            "success_rate": self.rate,
+            "ci95": [lo, hi],
+            "success_mode": self.success_mode,
+        }
+
+
+def episode_seed(seed: int, index: int) -> int:
+    """Seed of episode ``index`` of an evaluation seeded ``seed`` (env reset noise)."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def run_episodes(
+    envs: list,
+    policy: Policy,
+    starts: np.ndarray,
+    seeds: list[int],
+    horizon: int,
+    success_mode: SuccessMode = "final",
+    stop_on_success: bool = False,
+    record: bool = False,
+):
+    """Run one episode per start in lockstep over ``envs`` (at least ``len(starts)`` of them).
+
+    Returns ``(success, steps, transitions)``; ``transitions`` (only with ``record``) is a list per
+    episode of dicts of arrays ``obs, action, next_obs``. ``stop_on_success`` ends an episode at its
+    first success (envs that terminate on success end there anyway).
+    """
+    n = len(starts)
+    if success_mode not in ("final", "any"):
+        raise BMILError(f"success must be 'final' or 'any', got '{success_mode}'.")
+    obs, success_now = [], np.zeros(n, dtype=bool)
+    for i in range(n):
+        o, info = envs[i].reset(seed=seeds[i], options={"start": starts[i]})
+        obs.append(o)
+        success_now[i] = bool(info.get("is_success", False))
+    obs = np.stack(obs)
+    ever = success_now.copy()
+    active = np.ones(n, dtype=bool)
+    steps = np.zeros(n, dtype=np.int64)
+    traces = [{"obs": [], "action": [], "next_obs": []} for _ in range(n)] if record else None
+    if hasattr(policy, "reset"):
+        policy.reset(n, seeds[0])
+    for _ in range(horizon):
+        with torch.inference_mode():
+            actions = policy(torch.as_tensor(obs, dtype=torch.float32))
+        actions = _check_actions(actions, n)
+        for i in np.flatnonzero(active):
+            o, _, terminated, truncated, info = envs[i].step(actions[i])
+            success_now[i] = bool(info.get("is_success", False))
+            ever[i] |= success_now[i]
+            steps[i] += 1
+            if record:
+                for key, value in (("obs", obs[i]), ("action", actions[i]), ("next_obs", o)):
+                    traces[i][key].append(value)
+            obs[i] = o
+            if terminated or (stop_on_success and success_now[i]):
+                active[i] = False
+        if not active.any():
+            break
+    success = success_now if success_mode == "final" else ever
+    if record:
+        traces = [{k: np.stack(v) for k, v in t.items()} for t in traces]
+    return success, steps, traces
+
+
+def _check_actions(actions, n: int) -> np.ndarray:
+    actions = torch.as_tensor(actions).detach().cpu().numpy()
+    if actions.ndim != 2 or actions.shape[0] != n:
+        raise BMILError(f"The policy returned actions of shape {actions.shape}; expected ({n}, act_dim).")
+    if not np.isfinite(actions).all():
+        raise BMILError("The policy returned non-finite actions (NaN or inf); check its weights.")
+    return actions
+
+
+# ---- worker side ------------------------------------------------------------------------------
+_WORKER_ENVS: dict[str, list] = {}
+
+
+def _envs_for(domain: Domain, n: int) -> list:
+    envs = _WORKER_ENVS.setdefault(domain.name, [])
+    while len(envs) < n:
+        envs.append(domain.make_env())
+    return envs
+
+
+def _worker_init() -> None:
+    # Each worker steps its own envs and runs its own small policy: one thread each, or the
+    # processes fight over the same cores.
+    torch.set_num_threads(1)
+
+
+def _run_batches(domain_name, policy, starts, batch_ids, batch_size, seed, success_mode):
+    """Run the given batches of the start list; returns (batch_id, success, steps) per batch."""
+    domain = get_domain(domain_name)
+    envs = _envs_for(domain, batch_size)
+    out = []
+    for b in batch_ids:
+        lo = b * batch_size
+        rows = starts[lo : lo + batch_size]
+        seeds = [episode_seed(seed, lo + i) for i in range(len(rows))]
+        success, steps, _ = run_episodes(envs, policy, rows, seeds, domain.horizon, success_mode)
+        out.append((b, success, steps))
+    return out
+
+
+# ---- user side --------------------------------------------------------------------------------
+class Evaluator:
+    """Runs evaluations over a persistent pool of worker processes (``workers=0``: in-process).
+
+    Use as a context manager, or call ``close()``; the pool starts on the first evaluation.
+    """
+
+    def __init__(self, domain: str | Domain, workers: int | None = None, batch_size: int = 16):
+        self.domain = get_domain(domain) if isinstance(domain, str) else domain
+        self.workers = (os.cpu_count() or 1) if workers is None else workers
+        self.batch_size = batch_size
+        self._pool: ProcessPoolExecutor | None = None
+
+    def evaluate(
+        self, policy: Policy, starts: np.ndarray, seed: int = 0, success: SuccessMode = "final"
+    ) -> EvalResult:
+        """One episode from every row of ``starts``; outcomes in the same order."""
+        starts = np.asarray(starts)
+        n_batches = math.ceil(len(starts) / self.batch_size)
+        args = (self.domain.name, policy, starts)
+        if self.workers == 0 or n_batches == 1:
+            results = _run_batches(*args, range(n_batches), self.batch_size, seed, success)
+        else:
+            pool = self._get_pool()
+            shards = [list(range(w, n_batches, self.workers)) for w in range(self.workers)]
+            futures = [
+                pool.submit(_run_batches, *args, ids, self.batch_size, seed, success)
+                for ids in shards
+                if ids
+            ]
+            results = [r for f in futures for r in f.result()]
+        results.sort(key=lambda r: r[0])
+        success_arr = np.concatenate([r[1] for r in results]) if results else np.zeros(0, bool)
+        steps = np.concatenate([r[2] for r in results]) if results else np.zeros(0, np.int64)
+        assert len(success_arr) == len(starts), "every start must give exactly one episode"
+        return EvalResult(self.domain.name, starts, success_arr, steps, success)
+
+    def robustness(self, policy: Policy, episodes: int, seed: int = 0, success="final") -> EvalResult:
+        """Success rate from ``episodes`` seeded robustness starts."""
+        return self.evaluate(policy, self.domain.robustness_starts(episodes, seed), seed, success)
+
+    def training(self, policy: Policy, episodes: int, seed: int = 0, success="final") -> EvalResult:
+        """Success rate from the training (demonstration) start distribution."""
+        return self.evaluate(policy, self.domain.training_starts(episodes, seed), seed, success)
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn, not fork: forking a process that already runs torch/OpenMP threads can hang.
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init
+            )
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class RandomPolicy:
+    """Uniform random actions in [-1, 1], seeded per batch (a lower bound for robustness)."""
+
+    def __init__(self, act_dim: int):
+        self.act_dim = act_dim
+        self.rng = np.random.default_rng(0)
+
+    def reset(self, num_envs: int, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(self.rng.uniform(-1, 1, (len(obs), self.act_dim)), dtype=torch.float32)

@@ -1,0 +1,1 @@
+"""Scripted experts that generate demonstrations (one module per domain family)."""
