@@ -1,5 +1,5 @@
 # Two entry points: `make fit` (set up + run the small default job) and `make test` (set up + test).
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 

@@ -17,12 +17,14 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Literal
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from bmil.envs import Domain, get_domain
 from bmil.errors import BMILError
@@ -131,7 +133,7 @@ def run_episodes(
             ever[i] |= success_now[i]
             steps[i] += 1
             if record:
-                for key, value in (("obs", obs[i]), ("action", actions[i]), ("next_obs", o)):
+                for key, value in (("obs", obs[i].copy()), ("action", actions[i]), ("next_obs", o)):
                     traces[i][key].append(value)
             obs[i] = o
             if terminated or (stop_on_success and success_now[i]):
@@ -170,7 +172,7 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def _run_batches(domain_name, policy, starts, batch_ids, batch_size, seed, success_mode):
+def _run_batches(domain_name, policy, starts, batch_ids, *, batch_size, seed, success_mode):
     """Run the given batches of the start list; returns (batch_id, success, steps) per batch."""
     domain = get_domain(domain_name)
     envs = _envs_for(domain, batch_size)
@@ -198,36 +200,53 @@ class Evaluator:
         self._pool: ProcessPoolExecutor | None = None
 
     def evaluate(
-        self, policy: Policy, starts: np.ndarray, seed: int = 0, success: SuccessMode = "final"
+        self,
+        policy: Policy,
+        starts: np.ndarray,
+        seed: int = 0,
+        success: SuccessMode = "final",
+        progress: bool = False,
     ) -> EvalResult:
         """One episode from every row of ``starts``; outcomes in the same order."""
         starts = np.asarray(starts)
         n_batches = math.ceil(len(starts) / self.batch_size)
-        args = (self.domain.name, policy, starts)
+        bar = tqdm(total=len(starts), desc=f"eval {self.domain.name}", unit="ep", disable=not progress)
+        run = partial(_run_batches, self.domain.name, policy, starts, batch_size=self.batch_size,
+                      seed=seed, success_mode=success)
         if self.workers == 0 or n_batches == 1:
-            results = _run_batches(*args, range(n_batches), self.batch_size, seed, success)
+            results = []
+            for b in range(n_batches):
+                results += run([b])
+                bar.update(len(results[-1][1]))
         else:
+            # ~8 tasks per worker: dynamic load balance and a live progress bar, while the policy
+            # is pickled only a few times per evaluation.
+            per_task = max(1, math.ceil(n_batches / (8 * self.workers)))
+            tasks = [range(b, min(b + per_task, n_batches)) for b in range(0, n_batches, per_task)]
             pool = self._get_pool()
-            shards = [list(range(w, n_batches, self.workers)) for w in range(self.workers)]
-            futures = [
-                pool.submit(_run_batches, *args, ids, self.batch_size, seed, success)
-                for ids in shards
-                if ids
-            ]
-            results = [r for f in futures for r in f.result()]
+            results = []
+            for future in as_completed([pool.submit(run, list(ids)) for ids in tasks]):
+                done = future.result()
+                results += done
+                bar.update(sum(len(r[1]) for r in done))
+        bar.close()
         results.sort(key=lambda r: r[0])
         success_arr = np.concatenate([r[1] for r in results]) if results else np.zeros(0, bool)
         steps = np.concatenate([r[2] for r in results]) if results else np.zeros(0, np.int64)
         assert len(success_arr) == len(starts), "every start must give exactly one episode"
         return EvalResult(self.domain.name, starts, success_arr, steps, success)
 
-    def robustness(self, policy: Policy, episodes: int, seed: int = 0, success="final") -> EvalResult:
+    def robustness(self, policy: Policy, episodes: int, seed: int = 0, success="final",
+                   progress: bool = False) -> EvalResult:
         """Success rate from ``episodes`` seeded robustness starts."""
-        return self.evaluate(policy, self.domain.robustness_starts(episodes, seed), seed, success)
+        starts = self.domain.robustness_starts(episodes, seed)
+        return self.evaluate(policy, starts, seed, success, progress)
 
-    def training(self, policy: Policy, episodes: int, seed: int = 0, success="final") -> EvalResult:
+    def training(self, policy: Policy, episodes: int, seed: int = 0, success="final",
+                 progress: bool = False) -> EvalResult:
         """Success rate from the training (demonstration) start distribution."""
-        return self.evaluate(policy, self.domain.training_starts(episodes, seed), seed, success)
+        starts = self.domain.training_starts(episodes, seed)
+        return self.evaluate(policy, starts, seed, success, progress)
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:

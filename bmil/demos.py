@@ -1,0 +1,236 @@
+"""Expert demonstrations: generate, save atomically as a TensorDict memmap, load with validation.
+
+On disk a dataset is a folder: tensordict's memmap files (one per key) plus ``bmil_demos.json``, a
+small record of how it was made (env, expert, seed, counts, success rate, versions) and a SHA-256
+of every tensor, so truncation or corruption is detected on load rather than trained on.
+
+Rows are transitions (obs, action, next_obs, done, episode, step); ``done`` marks each episode's
+last transition, whose ``next_obs`` is the true final state (the original code's demos stored the
+auto-reset start state there, original-code-facts §8.1).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+from tqdm import tqdm
+
+from bmil.envs import get_domain
+from bmil.errors import BMILError
+from bmil.evaluation import episode_seed, run_episodes
+
+FORMAT_VERSION = 1
+META_FILE = "bmil_demos.json"
+_VERSIONED = ["bmil", "torch", "tensordict", "mujoco", "gymnasium", "gymnasium-robotics"]
+
+
+def default_demo_path(env: str, num: int, seed: int) -> Path:
+    return Path("demos") / f"{env}_n{num}_s{seed}"
+
+
+def generate_demos(
+    env: str,
+    num: int,
+    seed: int = 0,
+    out: str | Path | None = None,
+    stop_on_success: bool = False,
+    max_attempts: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Roll the domain's expert out from the training start until ``num`` episodes succeed.
+
+    Failed episodes are discarded (and counted in the success rate). With ``stop_on_success`` an
+    episode ends at its first success, as the original's Fetch demos did; by default demos run the
+    full horizon, so they also show holding the goal, which final-step success requires.
+    Returns the metadata record written beside the data.
+    """
+    if num < 1:
+        raise BMILError(f"--num must be at least 1, got {num}.")
+    domain = get_domain(env)
+    out = Path(out) if out is not None else default_demo_path(env, num, seed)
+    max_attempts = max_attempts or 5 * num + 10
+    expert, envs = domain.make_expert(seed), [domain.make_env()]
+    starts = domain.training_starts(max_attempts, seed)
+    episodes, attempts, t0 = [], 0, time.perf_counter()
+    bar = tqdm(total=num, desc=f"demos {env}", unit="demo", disable=not progress, leave=False)
+    while len(episodes) < num and attempts < max_attempts:
+        success, _, traces = run_episodes(
+            envs,
+            expert,
+            starts[attempts : attempts + 1],
+            [episode_seed(seed, attempts)],
+            domain.horizon,
+            stop_on_success=stop_on_success,
+            record=True,
+        )
+        attempts += 1
+        if success[0]:
+            episodes.append(traces[0])
+            bar.update()
+        bar.set_postfix(success=f"{len(episodes)}/{attempts}")
+    bar.close()
+    if len(episodes) < num:
+        raise BMILError(
+            f"The {env} expert succeeded in only {len(episodes)} of {attempts} episodes; "
+            f"{num} demos were asked for. Raise --max_attempts or check the environment."
+        )
+    td = _to_tensordict(episodes)
+    meta = {
+        "format": FORMAT_VERSION,
+        "env": env,
+        "expert": type(expert).__name__,
+        "seed": seed,
+        "episodes": num,
+        "attempts": attempts,
+        "expert_success_rate": num / attempts,
+        "stop_on_success": stop_on_success,
+        "transitions": td.batch_size[0],
+        "obs_dim": domain.obs_dim,
+        "act_dim": domain.act_dim,
+        "horizon": domain.horizon,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {name: _version(name) for name in _VERSIONED},
+    }
+    save_demos(td, meta, out)
+    return {**meta, "path": str(out)}
+
+
+def _to_tensordict(episodes: list[dict]) -> TensorDict:
+    lengths = [len(e["action"]) for e in episodes]
+    cat = {k: torch.as_tensor(np.concatenate([e[k] for e in episodes])) for k in episodes[0]}
+    episode = torch.repeat_interleave(torch.arange(len(episodes)), torch.tensor(lengths))
+    step = torch.cat([torch.arange(n) for n in lengths])
+    done = torch.zeros(len(step), dtype=torch.bool)
+    done[torch.tensor(lengths).cumsum(0) - 1] = True
+    return TensorDict(
+        {
+            "obs": cat["obs"].float(),
+            "action": cat["action"].float(),
+            "next_obs": cat["next_obs"].float(),
+            "done": done,
+            "episode": episode,
+            "step": step,
+        },
+        batch_size=[len(step)],
+    )
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib_metadata.version(dist)
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _checksums(td: TensorDict) -> dict[str, str]:
+    return {k: hashlib.sha256(td[k].contiguous().numpy().tobytes()).hexdigest() for k in td.keys()}
+
+
+def save_demos(td: TensorDict, meta: dict, path: str | Path) -> None:
+    """Write ``td`` and ``meta`` to the folder ``path`` atomically.
+
+    The data is written to a temporary folder beside ``path`` and renamed into place, so a crash
+    leaves either the old dataset or the new one, never a half-written one. An existing folder is
+    replaced only if it is itself a bmil demo dataset.
+    """
+    path = Path(path)
+    if path.exists() and not (path / META_FILE).is_file():
+        raise BMILError(
+            f"'{path}' exists and is not a bmil demonstration dataset; refusing to overwrite it. "
+            "Choose another --out."
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        td.memmap(prefix=tmp)
+        record = {**meta, "checksums": _checksums(td)}
+        with open(tmp / META_FILE, "w") as f:
+            json.dump(record, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_demos(path: str | Path, env: str | None = None) -> tuple[TensorDict, dict]:
+    """Load and validate a demo dataset; ``env`` (if given) must match the one it was made for.
+
+    Returns the transitions (in memory) and the metadata record. Every problem (missing, truncated,
+    corrupt, wrong env or dimension, non-finite values) raises a ``BMILError`` saying how to fix it.
+    """
+    path = Path(path)
+    regenerate = f"Regenerate it with: bmil demos --env {env or '<env>'} --num <N> --out {path}"
+    if not path.exists():
+        raise BMILError(f"Demonstration dataset '{path}' not found. {regenerate}")
+    meta_file = path / META_FILE
+    if not meta_file.is_file():
+        raise BMILError(f"'{path}' is not a bmil demonstration dataset (no {META_FILE}). {regenerate}")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BMILError(f"The metadata {meta_file} is corrupt ({e}). {regenerate}") from None
+    if meta.get("format") != FORMAT_VERSION:
+        raise BMILError(
+            f"'{path}' has demo format {meta.get('format')}, this bmil reads format "
+            f"{FORMAT_VERSION}. {regenerate}"
+        )
+    if env is not None and meta.get("env") != env:
+        raise BMILError(
+            f"'{path}' holds demonstrations for env '{meta.get('env')}', but env '{env}' was asked "
+            f"for. Point to a {env} dataset, or generate one: "
+            f"bmil demos --env {env} --num <N> --out <new path>"
+        )
+    domain = get_domain(meta["env"])
+    try:
+        td = TensorDict.load_memmap(path).to_tensordict()
+    except Exception as e:  # tensordict/numpy raise several types for short or missing files
+        raise BMILError(f"'{path}' cannot be read (truncated or corrupt: {e}). {regenerate}") from None
+    _validate(td, meta, domain, path, regenerate)
+    return td, meta
+
+
+def _validate(td, meta, domain, path, regenerate) -> None:
+    n = meta.get("transitions")
+    expected = {
+        "obs": ((n, domain.obs_dim), torch.float32),
+        "action": ((n, domain.act_dim), torch.float32),
+        "next_obs": ((n, domain.obs_dim), torch.float32),
+        "done": ((n,), torch.bool),
+        "episode": ((n,), torch.int64),
+        "step": ((n,), torch.int64),
+    }
+    for key, (shape, dtype) in expected.items():
+        if key not in td.keys():
+            raise BMILError(f"'{path}' has no '{key}' tensor. {regenerate}")
+        if tuple(td[key].shape) != shape or td[key].dtype != dtype:
+            raise BMILError(
+                f"'{path}': '{key}' is {tuple(td[key].shape)} {td[key].dtype}, expected {shape} "
+                f"{dtype} for env '{domain.name}'. {regenerate}"
+            )
+    if _checksums(td) != meta.get("checksums", {}):
+        raise BMILError(f"'{path}' fails its checksum (truncated or modified). {regenerate}")
+    for key in ("obs", "action", "next_obs"):
+        if not torch.isfinite(td[key]).all():
+            raise BMILError(f"'{path}': '{key}' contains NaN or inf values. {regenerate}")
+    if int(td["done"].sum()) != meta.get("episodes"):
+        raise BMILError(f"'{path}': episode count disagrees with its metadata. {regenerate}")

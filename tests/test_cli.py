@@ -1,0 +1,44 @@
+import pytest
+
+from bmil.cli import main
+
+
+def test_demos_command(tmp_path, capsys):
+    main(["demos", "--env", "push", "--num", "1", "--seed", "0", "--out", str(tmp_path / "d")])
+    out = capsys.readouterr().out
+    assert "wrote 1 push demos" in out and "expert success" in out
+    assert (tmp_path / "d" / "bmil_demos.json").is_file()
+
+
+def test_evaluate_command(tmp_path, capsys):
+    png, js = tmp_path / "fig.png", tmp_path / "r.json"
+    main(["evaluate", "--env", "push", "--policy", "random", "--episodes", "4",
+          "--training_episodes", "1", "--workers", "0", "--plot", str(png), "--json_out", str(js)])
+    out = capsys.readouterr().out
+    assert "over 4 episodes" in out and png.stat().st_size > 1000
+    import json
+
+    record = json.loads(js.read_text())
+    assert len(record["success"]) == 4 and record["robustness"]["episodes"] == 4
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["demos", "--env", "pikplace"], "Unknown environment 'pikplace'"),
+        (["frobnicate"], "unknown command 'frobnicate'"),
+        (["demos", "--env", "push", "--num", "0"], "--num must be at least 1"),
+    ],
+)
+def test_bad_input_is_one_clear_error(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_unknown_flag_is_rejected(capsys):
+    with pytest.raises(SystemExit):
+        main(["demos", "--env", "push", "--nmu", "3"])
+    assert "--nmu" in capsys.readouterr().err

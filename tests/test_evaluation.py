@@ -1,0 +1,121 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from bmil.envs import get_domain
+from bmil.errors import BMILError
+from bmil.evaluation import EvalResult, Evaluator, RandomPolicy, run_episodes, wilson_interval
+
+
+def test_wilson_interval_known_values():
+    lo, hi = wilson_interval(50, 100)
+    assert lo == pytest.approx(0.4038, abs=1e-4) and hi == pytest.approx(0.5962, abs=1e-4)
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
+    lo, hi = wilson_interval(10, 10)
+    assert hi == 1.0 and lo == pytest.approx(0.7225, abs=1e-4)
+
+
+class ShortEpisodes(gym.Env):
+    """Terminates after ``start[0]`` steps; succeeds iff ``start[1]`` > 0 (at termination only)."""
+
+    observation_space = gym.spaces.Box(-1, 1, (1,))
+    action_space = gym.spaces.Box(-1, 1, (1,))
+
+    def reset(self, *, seed=None, options=None):
+        self.length, self.goal = int(options["start"][0]), bool(options["start"][1])
+        self.t = 0
+        return np.zeros(1, np.float32), {"is_success": False}
+
+    def step(self, action):
+        self.t += 1
+        done = self.t >= self.length
+        return np.zeros(1, np.float32), 0.0, done, False, {"is_success": done and self.goal}
+
+
+class CountingPolicy:
+    """Zero actions; counts how many observation rows it was asked to act on."""
+
+    def __init__(self, act_dim: int = 1):
+        self.act_dim, self.rows = act_dim, 0
+
+    def __call__(self, obs):
+        self.rows += len(obs)
+        return torch.zeros(len(obs), self.act_dim)
+
+
+def test_run_episodes_counts_short_episodes_exactly():
+    starts = np.array([[1, 1], [5, 0], [3, 1], [10, 1]])
+    policy = CountingPolicy()
+    envs = [ShortEpisodes() for _ in starts]
+    success, steps, _ = run_episodes(envs, policy, starts, [0] * 4, horizon=8)
+    np.testing.assert_array_equal(steps, [1, 5, 3, 8])  # the 10-step one is cut at the horizon
+    np.testing.assert_array_equal(success, [True, False, True, False])
+    assert [env.t for env in envs] == [1, 5, 3, 8], "no env is stepped past its episode's end"
+    assert policy.rows == 4 * 8, "one batched policy call per step while any episode runs"
+
+
+def test_success_mode_final_versus_any():
+    class Touch(ShortEpisodes):  # succeeds at step 1 only, never terminates
+        def step(self, action):
+            self.t += 1
+            return np.zeros(1, np.float32), 0.0, False, False, {"is_success": self.t == 1}
+
+    envs, starts = [Touch()], np.array([[9, 0]])
+    final, _, _ = run_episodes(envs, CountingPolicy(), starts, [0], 5, "final")
+    anywhere, _, _ = run_episodes(envs, CountingPolicy(), starts, [0], 5, "any")
+    assert not final[0] and anywhere[0]
+    with pytest.raises(BMILError, match="success must be"):
+        run_episodes(envs, CountingPolicy(), starts, [0], 5, "best")
+
+
+def test_evaluator_runs_exactly_the_promised_fetch_episodes():
+    domain = get_domain("push")
+    policy = CountingPolicy(act_dim=4)
+    result = Evaluator(domain, workers=0, batch_size=4).robustness(policy, 10, seed=0)
+    assert result.episodes == 10 and len(result.starts) == 10
+    assert (result.steps == domain.horizon).all()
+    assert policy.rows == 10 * domain.horizon
+
+
+def test_policy_output_is_checked():
+    domain = get_domain("push")
+    with pytest.raises(BMILError, match="non-finite"):
+        Evaluator(domain, workers=0).robustness(lambda o: torch.full((len(o), 4), float("nan")), 2)
+    with pytest.raises(BMILError, match="shape"):
+        Evaluator(domain, workers=0).robustness(lambda o: torch.zeros(4), 2)
+
+
+def test_result_summary_and_figure():
+    domain = get_domain("pickplace")
+    starts = domain.robustness_starts(20, 0)
+    success = np.arange(20) % 4 == 0
+    result = EvalResult("pickplace", starts, success, np.full(20, 50))
+    assert result.rate == 0.25 and result.to_dict()["successes"] == 5
+    assert "25.0%" in result.summary()
+    from bmil.plots import figure_to_array
+
+    image = figure_to_array(domain.robustness_figure(result))
+    assert image.ndim == 3 and image.shape[2] == 3 and image.std() > 0
+
+
+@pytest.mark.slow
+def test_worker_processes_give_identical_results():
+    domain = get_domain("push")
+    expert = domain.make_expert()
+    starts = domain.robustness_starts(40, seed=3)
+    inline = Evaluator(domain, workers=0, batch_size=8).evaluate(expert, starts, seed=3)
+    with Evaluator(domain, workers=2, batch_size=8) as evaluator:
+        sharded = evaluator.evaluate(expert, starts, seed=3)
+    np.testing.assert_array_equal(inline.success, sharded.success)
+    np.testing.assert_array_equal(inline.steps, sharded.steps)
+    assert sharded.episodes == 40
+
+
+def test_random_policy_is_seeded():
+    p = RandomPolicy(4)
+    p.reset(2, 5)
+    a = p(torch.zeros(2, 25))
+    p.reset(2, 5)
+    assert torch.equal(a, p(torch.zeros(2, 25)))
