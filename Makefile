@@ -16,9 +16,9 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# A small PickAndPlace BMIL run (demos are generated on first use); see conf/ for full runs.
 fit: setup
-	$(BIN)/bmil demos --env pickplace --num 10 --seed 0 --out demos/pickplace_10.td
-	$(BIN)/bmil evaluate-expert --env pickplace --episodes 200 --seed 0
+	$(BIN)/bmil fit --config conf/pickplace_quick.yaml
 
 test: setup
 	$(BIN)/python -m pytest -q

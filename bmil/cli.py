@@ -1,7 +1,12 @@
-"""The ``bmil`` command: ``demos`` and ``evaluate`` (plain typed functions through jsonargparse).
+"""The ``bmil`` command.
 
-Every command's flags come from the typed signature and docstring of its function below, so
-``bmil demos --help`` documents itself. Problems the user can fix end in one ``bmil: error:`` line.
+- ``bmil fit|validate|test|evaluate --config conf/<run>.yaml``: LightningCLI over ``BMILModule``;
+  every hyper-parameter is a typed ``__init__`` argument, so ``bmil fit --help`` documents them all.
+  ``evaluate`` measures training success and robustness of a checkpoint (``--ckpt_path``), the
+  scripted expert or a random policy.
+- ``bmil demos``: a plain typed function (it needs no model or trainer).
+
+Problems the user can fix end in one ``bmil: error:`` line, without a traceback.
 """
 
 from __future__ import annotations
@@ -44,75 +49,79 @@ def demos(
     )
 
 
-def evaluate(
-    env: str,
-    policy: Literal["expert", "random"] = "expert",
-    episodes: int = 10000,
-    training_episodes: int = 10,
-    seed: int = 0,
-    workers: Optional[int] = None,
-    success: Literal["final", "any"] = "final",
-    plot: Optional[str] = None,
-    json_out: Optional[str] = None,
-) -> None:
-    """Measure a policy's training success and robustness (success from unseen start states).
+def _lightning_cli(argv: list[str]) -> None:
+    import warnings
 
-    Args:
-        env: Environment short name (e.g. push, pickplace).
-        policy: Which policy: the scripted expert or uniform random actions.
-        episodes: Number of robustness episodes, one per seeded start state.
-        training_episodes: Number of episodes from the training start.
-        seed: Seed of the start-state list and episode noise.
-        workers: Worker processes (default: one per CPU core; 0 runs in this process).
-        success: Judge success at the final step (as the paper's Table 1) or at any step.
-        plot: Save the robustness figure (PNG) here.
-        json_out: Save the results (rates, CIs, per-start outcomes) as JSON here.
+    from lightning.pytorch.cli import LightningCLI
+
+    # main() always passes the arguments explicitly, so this warning never applies here.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
+
+    from bmil.module import BMILModule
+    from bmil.trainer import BMILTrainer
+
+    class BMILCLI(LightningCLI):
+        @staticmethod
+        def subcommands() -> dict[str, set[str]]:
+            return {**LightningCLI.subcommands(), "evaluate": {"model"}}
+
+        def add_arguments_to_parser(self, parser) -> None:
+            # One seed: Lightning's global seeding and the module's own generators.
+            parser.link_arguments("seed_everything", "model.seed")
+
+        def before_instantiate_classes(self) -> None:
+            _default_strategy(self.config[self.subcommand].trainer)
+
+    BMILCLI(
+        BMILModule,
+        trainer_class=BMILTrainer,
+        subclass_mode_model=False,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={
+            "max_epochs": 200,
+            "default_root_dir": "runs",
+            "plugins": [{"class_path": "bmil.checkpoint.AtomicCheckpointIO"}],
+        },
+        args=argv,
+    )
+
+
+def _default_strategy(trainer_cfg) -> None:
+    """With several devices or nodes, default to DDP that tolerates unused parameters.
+
+    Each step trains either the policy or the dynamics model, so the other network's parameters
+    get no gradient; plain DDP stops with an error about unused parameters.
     """
-    from bmil.envs import get_domain
-    from bmil.evaluation import Evaluator, RandomPolicy
-
-    domain = get_domain(env)
-    agent = domain.make_expert(seed) if policy == "expert" else RandomPolicy(domain.act_dim)
-    t0 = time.perf_counter()
-    with Evaluator(domain, workers) as evaluator:
-        train = evaluator.training(agent, training_episodes, seed, success)
-        robust = evaluator.robustness(agent, episodes, seed, success, progress=True)
-    seconds = time.perf_counter() - t0
-    print(f"[{policy}] training start  {train.summary()}")
-    print(f"[{policy}] robustness      {robust.summary()}")
-    print(f"evaluated in {seconds:.1f} s ({robust.steps.sum() / seconds:.0f} env-steps/s)")
-    if plot:
-        Path(plot).parent.mkdir(parents=True, exist_ok=True)
-        domain.robustness_figure(robust).savefig(plot)
-        print(f"figure saved to {plot}")
-    if json_out:
-        record = {
-            "policy": policy,
-            "training": train.to_dict(),
-            "robustness": robust.to_dict(),
-            "starts": robust.starts.tolist(),
-            "success": robust.success.tolist(),
-            "seconds": seconds,
-        }
-        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_out).write_text(json.dumps(record))
+    devices = trainer_cfg.get("devices", "auto")
+    count = len(devices) if isinstance(devices, (list, tuple)) else devices
+    try:
+        count = int(count)
+    except (TypeError, ValueError):
+        count = 1  # "auto" on CPU is one device; on GPU machines pass --trainer.devices N
+    if trainer_cfg.get("strategy", "auto") == "auto" and (count > 1 or trainer_cfg.get("num_nodes", 1) > 1):
+        trainer_cfg["strategy"] = "ddp_find_unused_parameters_true"
 
 
-COMMANDS = {"demos": demos, "evaluate": evaluate}
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "evaluate")
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    commands = ("demos",) + LIGHTNING_COMMANDS
     try:
-        if not argv or argv[0] not in COMMANDS:
-            known = ", ".join(COMMANDS)
-            if argv and argv[0] not in ("-h", "--help"):
-                raise BMILError(f"unknown command '{argv[0]}'. Commands: {known}.")
-            print(f"usage: bmil {{{known}}} [--help]")
+        if not argv or argv[0] in ("-h", "--help"):
+            print(f"usage: bmil {{{','.join(commands)}}} [--help]")
             return
-        from jsonargparse import auto_cli
+        if argv[0] == "demos":
+            from jsonargparse import auto_cli
 
-        auto_cli(COMMANDS, args=argv, as_positional=False)
+            auto_cli({"demos": demos}, args=argv, as_positional=False)
+        elif argv[0] in LIGHTNING_COMMANDS:
+            _lightning_cli(argv)
+        else:
+            raise BMILError(f"unknown command '{argv[0]}'. Commands: {', '.join(commands)}.")
     except BMILError as e:
         print(f"bmil: error: {e}", file=sys.stderr)
         sys.exit(2)

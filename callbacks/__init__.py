@@ -1,0 +1,6 @@
+"""Training callbacks referenced from the configs (``callbacks.TrainingSuccess`` etc.)."""
+
+from callbacks.evaluation import Robustness, TrainingSuccess
+from callbacks.progress import EpochProgressBar
+
+__all__ = ["EpochProgressBar", "Robustness", "TrainingSuccess"]

@@ -1,0 +1,132 @@
+"""Periodic evaluation during ``bmil fit``: training success and robustness.
+
+Both callbacks evaluate a CPU copy of the module's policy with ``bmil.evaluation.Evaluator`` (a
+pool of worker processes per rank). Under DDP the start list is split across ranks and the
+per-start outcomes are gathered, so every rank logs the same full result.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Literal, Optional
+
+import lightning as L
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from bmil.evaluation import EvalResult, Evaluator
+from bmil.plots import figure_to_array
+
+
+class _PolicyEvaluation(L.Callback):
+    starts_kind = ""  # "training" or "robustness"
+    metric = ""
+
+    def __init__(self, every_n_epochs: int = 10, episodes: int = 100, seed: int = 0,
+                 success: Literal["final", "any"] = "final", workers: Optional[int] = None):
+        self.every_n_epochs, self.episodes, self.seed = every_n_epochs, episodes, seed
+        self.success, self.workers = success, workers
+        self._evaluator: Evaluator | None = None
+
+    def _get_evaluator(self, trainer, pl_module) -> Evaluator:
+        if self._evaluator is None:
+            workers = self.workers
+            if workers is None:  # share the cores between the ranks on this machine
+                workers = max(1, (os.cpu_count() or 1) // max(1, trainer.num_devices))
+                workers = 0 if workers == 1 else workers  # a single worker: run in-process
+            self._evaluator = Evaluator(pl_module.hparams.env, workers)
+        return self._evaluator
+
+    def evaluate(self, trainer, pl_module, episodes: int) -> EvalResult:
+        evaluator = self._get_evaluator(trainer, pl_module)
+        domain = evaluator.domain
+        make = domain.training_starts if self.starts_kind == "training" else domain.robustness_starts
+        starts = make(episodes, self.seed)
+        policy = copy.deepcopy(pl_module.policy).cpu().eval()
+        world, rank = trainer.world_size, trainer.global_rank
+        bounds = np.linspace(0, episodes, world + 1).astype(int)
+        mine = evaluator.evaluate(policy, starts[bounds[rank] : bounds[rank + 1]], self.seed, self.success)
+        success, steps = mine.success, mine.steps
+        if world > 1:  # gather every rank's outcomes, padded to the longest share
+            longest = int(np.diff(bounds).max())
+            local = torch.full((2, longest), -1, dtype=torch.int64)
+            local[0, : len(success)] = torch.as_tensor(success, dtype=torch.int64)
+            local[1, : len(steps)] = torch.as_tensor(steps)
+            gathered = trainer.strategy.all_gather(local).cpu()
+            success = torch.cat([g[0, : n] for g, n in zip(gathered, np.diff(bounds))]).numpy().astype(bool)
+            steps = torch.cat([g[1, : n] for g, n in zip(gathered, np.diff(bounds))]).numpy()
+        return EvalResult(domain.name, starts, success, steps, self.success)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.every_n_epochs > 0 and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            result = self.evaluate(trainer, pl_module, self.episodes)
+            lo, hi = result.ci
+            pl_module.log_dict({self.metric: result.rate, f"{self.metric}_ci_low": lo,
+                                f"{self.metric}_ci_high": hi}, prog_bar=False, batch_size=1)
+            pl_module.log(self.metric.split("/")[-1], result.rate, prog_bar=True, logger=False, batch_size=1)
+            self.on_result(trainer, result, f"epoch{trainer.current_epoch + 1:04d}")
+
+    def on_result(self, trainer, result: EvalResult, tag: str) -> None:
+        pass
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        if self._evaluator is not None:
+            self._evaluator.close()
+            self._evaluator = None
+
+
+class TrainingSuccess(_PolicyEvaluation):
+    """Success rate from the training (demonstration) starts every ``every_n_epochs`` epochs."""
+
+    starts_kind, metric = "training", "eval/training_success"
+
+
+class Robustness(_PolicyEvaluation):
+    """Robustness (success from unseen starts) on a seeded subset during training, and on
+    ``final_episodes`` starts (the paper's 10,000) when fit ends; logs rate, 95% CI and the
+    robustness figure to TensorBoard, and writes PNGs plus the final per-start JSON to the run
+    folder."""
+
+    starts_kind, metric = "robustness", "eval/robustness"
+
+    def __init__(self, every_n_epochs: int = 20, episodes: int = 500, final_episodes: int = 10000,
+                 seed: int = 0, success: Literal["final", "any"] = "final",
+                 workers: Optional[int] = None, figures: bool = True):
+        super().__init__(every_n_epochs, episodes, seed, success, workers)
+        self.final_episodes, self.figures = final_episodes, figures
+
+    def on_result(self, trainer, result: EvalResult, tag: str) -> None:
+        if not (self.figures and trainer.is_global_zero):
+            return
+        fig = self._get_evaluator(trainer, None).domain.robustness_figure(result)
+        folder = _run_dir(trainer) / "robustness"
+        folder.mkdir(parents=True, exist_ok=True)
+        fig.savefig(folder / f"{tag}.png")
+        experiment = getattr(trainer.logger, "experiment", None)
+        if hasattr(experiment, "add_image"):
+            experiment.add_image("eval/robustness_figure", figure_to_array(fig), trainer.current_epoch,
+                                 dataformats="HWC")
+        plt.close(fig)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if self.final_episodes <= 0:
+            return
+        result = self.evaluate(trainer, pl_module, self.final_episodes)
+        self.on_result(trainer, result, "final")
+        if trainer.is_global_zero:
+            lo, hi = result.ci
+            metrics = {"eval/final_robustness": result.rate, "eval/final_robustness_ci_low": lo,
+                       "eval/final_robustness_ci_high": hi}
+            if trainer.logger is not None:
+                trainer.logger.log_metrics(metrics, step=trainer.global_step)
+            record = {**result.to_dict(), "starts": result.starts.tolist(), "success": result.success.tolist()}
+            (_run_dir(trainer) / "robustness_final.json").write_text(json.dumps(record))
+            print(f"final robustness: {result.summary()}")
+
+
+def _run_dir(trainer) -> Path:
+    return Path(trainer.log_dir or trainer.default_root_dir)
