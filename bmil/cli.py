@@ -81,6 +81,7 @@ def _lightning_cli(argv: list[str]) -> None:
         save_config_kwargs={"overwrite": True},
         trainer_defaults={
             "max_epochs": 200,
+            "log_every_n_steps": 1,  # one training step is a whole outer epoch
             "default_root_dir": "runs",
             "plugins": [{"class_path": "bmil.checkpoint.AtomicCheckpointIO"}],
         },

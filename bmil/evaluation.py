@@ -71,7 +71,7 @@ class EvalResult:
         lo, hi = self.ci
         return (
             f"{self.domain}: success {100 * self.rate:.1f}% "
-            f"(95% CI {100 * lo:.1f}-{100 * hi:.1f}%) over {self.episodes} episodes "
+            f"(95% CI {100 * lo:.2f}-{100 * hi:.2f}%) over {self.episodes} episodes "
             f"[judged at the {'final step' if self.success_mode == 'final' else 'best step'}]"
         )
 

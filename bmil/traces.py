@@ -51,13 +51,13 @@ def select_action(
     - ``rs`` (resampling RS(b)): a ~ N(mean, std), then a' ~ U[a - b*sd_D, a + b*sd_D] with sd_D the
       per-dimension std of the demonstrated actions.
     """
-    noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+    noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
     if strategy == "sc":
         scale = (coef * -logvar * torch.exp(logvar)).clamp_min(1e-12)
         return mean + scale * noise
     action = mean + std * noise
     if strategy == "rs":
-        uniform = torch.rand(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        uniform = torch.rand(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
         action = action + (2 * uniform - 1) * coef * demo_action_std
     return action
 
@@ -126,28 +126,41 @@ def _stack(steps) -> TensorDict:
 
 
 class TraceBuffer:
-    """The current epoch's traces in a TorchRL replay buffer; sampled with an explicit generator
-    so that training is reproducible and resumes exactly."""
+    """The current epoch's traces in a TorchRL replay buffer, sampled uniformly with an explicit
+    generator so that training is reproducible and resumes exactly.
+
+    The buffer's storage holds the traces (and is what checkpoints save); ``sample`` reads a
+    snapshot of its tensors taken when they are replaced, because going through the replay
+    buffer's indexing costs ~0.3 ms per minibatch, a fifth of a whole policy step.
+    """
 
     def __init__(self, capacity: int):
         self.capacity = capacity
         self.buffer = TensorDictReplayBuffer(storage=LazyTensorStorage(capacity), batch_size=1)
+        self._snapshot: dict[str, torch.Tensor] = {}
 
     def replace(self, traces: TensorDict) -> None:
         if len(traces) > self.capacity:
             raise ValueError(f"{len(traces)} traces exceed the buffer capacity {self.capacity}")
         self.buffer.empty()
         self.buffer.extend(traces)
+        self._take_snapshot()
+
+    def _take_snapshot(self) -> None:
+        contents = self.buffer[: len(self.buffer)]
+        self._snapshot = {key: contents[key] for key in ("obs", "action", "next_obs", "trace_step")}
 
     def __len__(self) -> int:
         return len(self.buffer)
 
-    def sample(self, n: int, generator: torch.Generator) -> TensorDict:
+    def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         index = torch.randint(len(self.buffer), (n,), generator=generator)
-        return self.buffer[index]
+        return {key: value[index] for key, value in self._snapshot.items()}
 
     def state_dict(self) -> dict:
         return self.buffer.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
         self.buffer.load_state_dict(state)
+        if len(self.buffer):
+            self._take_snapshot()

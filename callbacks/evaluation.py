@@ -129,4 +129,6 @@ class Robustness(_PolicyEvaluation):
 
 
 def _run_dir(trainer) -> Path:
-    return Path(trainer.log_dir or trainer.default_root_dir)
+    # The logger's folder, not trainer.log_dir: that one broadcasts, and only rank 0 gets here.
+    log_dir = getattr(trainer.logger, "log_dir", None)
+    return Path(log_dir or trainer.default_root_dir)

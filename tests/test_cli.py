@@ -12,7 +12,7 @@ def test_demos_command(tmp_path, capsys):
 
 def test_evaluate_command(tmp_path, capsys):
     png, js = tmp_path / "fig.png", tmp_path / "r.json"
-    main(["evaluate", "--env", "push", "--policy", "random", "--episodes", "4",
+    main(["evaluate", "--model.env", "push", "--policy", "random", "--episodes", "4",
           "--training_episodes", "1", "--workers", "0", "--plot", str(png), "--json_out", str(js)])
     out = capsys.readouterr().out
     assert "over 4 episodes" in out and png.stat().st_size > 1000

@@ -44,5 +44,5 @@ class BackwardsModel(nn.Module):
                         variance_as_std: bool = False) -> torch.Tensor:
         """Draw s ~ B_S(s | s', a)."""
         mean, std, _ = self.state_net.mean_std(torch.cat([next_obs, action], -1), variance_as_std)
-        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
         return next_obs + mean + std * noise

@@ -25,5 +25,5 @@ class ForwardModel(nn.Module):
 
     def sample_next(self, obs: torch.Tensor, action: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         mean, std, _ = self.state_net.mean_std(torch.cat([obs, action], -1))
-        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
         return obs + mean + std * noise

@@ -1,0 +1,31 @@
+"""Test-only callbacks, importable by config class_path (pytest puts tests/ on sys.path)."""
+
+from pathlib import Path
+
+import lightning as L
+import torch
+
+
+class StopMidEpoch(L.Callback):
+    """Raises before optimizer step ``step`` of ``epoch`` (counting both networks), as a crash
+    in the middle of an epoch would."""
+
+    def __init__(self, epoch: int, step: int = 5):
+        self.epoch, self.step, self.seen = epoch, step, 0
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        if trainer.current_epoch == self.epoch:
+            self.seen += 1
+            if self.seen == self.step:
+                raise RuntimeError("simulated crash")
+
+
+class SavePolicyPerRank(L.Callback):
+    """Writes each rank's final policy parameters to <folder>/rank<r>.pt."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def on_train_end(self, trainer, pl_module):
+        Path(self.folder).mkdir(parents=True, exist_ok=True)
+        torch.save(pl_module.policy.state_dict(), Path(self.folder) / f"rank{trainer.global_rank}.pt")

@@ -1,0 +1,95 @@
+import pytest
+import torch
+
+from bmil.models import BackwardsModel, ForwardModel, Policy
+from bmil.traces import TraceBuffer, backward_traces, forward_traces, select_action, trace_length
+
+
+@pytest.mark.parametrize(
+    "sizes, epochs, expected",
+    [
+        ((1, 3), (1, 200), {0: 1, 100: 1, 101: 2, 199: 2}),  # PickAndPlace: 3 is never reached
+        ((1, 1), (1, 200), {0: 1, 199: 1}),  # Push
+        ((1, 10), (100, 800), {177: 1, 178: 2, 256: 3, 723: 9, 799: 9}),  # Point mazes
+    ],
+)
+def test_trace_length_schedule_matches_the_original(sizes, epochs, expected):
+    assert {e: trace_length(e, sizes, epochs) for e in expected} == expected
+
+
+def _model():
+    torch.manual_seed(0)
+    model = BackwardsModel(5, 2, hidden=32)
+    model.fit_normalization(torch.randn(100, 5), torch.rand(100, 2) * 2 - 1, torch.randn(100, 5))
+    return model
+
+
+def test_backward_traces_shapes_and_chaining():
+    states = torch.randn(7, 5)
+    g = torch.Generator().manual_seed(0)
+    td = backward_traces(_model(), states, length=3, traces_per_state=2, strategy="sc", coef=30.0,
+                         demo_action_std=torch.ones(2), generator=g)
+    assert td.batch_size == (3 * 7 * 2,)
+    assert td["obs"].shape == (42, 5) and td["action"].shape == (42, 2)
+    assert td["trace_step"].tolist() == [0] * 14 + [1] * 14 + [2] * 14
+    torch.testing.assert_close(td["next_obs"][:14], states.repeat(2, 1))  # start at demo states
+    torch.testing.assert_close(td["next_obs"][14:28], td["obs"][:14])  # step t+1 continues step t
+    assert td["action"].abs().max() <= 1.0
+
+
+def test_traces_are_reproducible_from_the_generator():
+    model, states = _model(), torch.randn(4, 5)
+    run = lambda seed: backward_traces(model, states, 2, 1, "none", 0.0, torch.ones(2),
+                                       torch.Generator().manual_seed(seed))
+    assert torch.equal(run(1)["obs"], run(1)["obs"])
+    assert not torch.equal(run(1)["obs"], run(2)["obs"])
+
+
+def test_action_selection_strategies():
+    g = lambda: torch.Generator().manual_seed(0)
+    mean, logvar = torch.zeros(20000, 2), torch.tensor([-6.0, 1.0]).expand(20000, 2)
+    std = torch.exp(0.5 * logvar)
+    sc = select_action(mean, std, logvar, "sc", 30.0, torch.ones(2), g())
+    expected = 30 * 6 * torch.exp(torch.tensor(-6.0))  # c * (-logvar) * exp(logvar)
+    assert sc[:, 0].std().item() == pytest.approx(expected.item(), rel=0.05)
+    assert sc[:, 1].abs().max() < 1e-9  # logvar > 0 collapses to the mean
+    rs = select_action(mean, torch.zeros_like(std), logvar, "rs", 0.5, torch.tensor([1.0, 2.0]), g())
+    assert rs[:, 0].abs().max() <= 0.5 and rs[:, 1].abs().max() <= 1.0
+    assert rs[:, 1].abs().max() > 0.95
+    none = select_action(mean, std, logvar, "none", 30.0, torch.ones(2), g())
+    assert none[:, 0].std().item() == pytest.approx(std[0, 0].item(), rel=0.05)
+
+
+def test_perturbation_first_step_only_or_every_step():
+    model, states = _model(), torch.randn(500, 5)
+    kwargs = dict(length=2, traces_per_state=1, strategy="rs", coef=5.0, demo_action_std=torch.ones(2),
+                  clip_actions=False)
+    first = backward_traces(model, states, generator=torch.Generator().manual_seed(0), **kwargs)
+    every = backward_traces(model, states, generator=torch.Generator().manual_seed(0), every_step=True, **kwargs)
+    spread = lambda td, t: td["action"][td["trace_step"] == t].std().item()
+    assert spread(every, 1) > 2 * spread(first, 1)
+
+
+def test_forward_traces_use_the_policy_action():
+    model, policy = ForwardModel(5, 2, hidden=32), Policy(5, 2, hidden=(16, 16))
+    states = torch.randn(6, 5)
+    td = forward_traces(model, policy, states, 2, 1, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(td["action"][:6], policy(states))
+    torch.testing.assert_close(td["obs"][6:], td["next_obs"][:6])
+
+
+def test_trace_buffer_replace_sample_and_state():
+    buffer = TraceBuffer(capacity=10)
+    first = backward_traces(_model(), torch.randn(5, 5), 2, 1, "none", 0.0, torch.ones(2),
+                            torch.Generator().manual_seed(0))
+    buffer.replace(first)
+    buffer.replace(first[:4])  # replaced, not appended
+    assert len(buffer) == 4
+    sample = buffer.sample(32, torch.Generator().manual_seed(0))
+    assert sample["obs"].shape == (32, 5)
+    restored = TraceBuffer(capacity=10)
+    restored.load_state_dict(buffer.state_dict())
+    again = restored.sample(32, torch.Generator().manual_seed(0))
+    assert torch.equal(sample["obs"], again["obs"])
+    with pytest.raises(ValueError, match="capacity"):
+        buffer.replace(torch.cat([first, first]))
