@@ -57,6 +57,8 @@ def _lightning_cli(argv: list[str]) -> None:
     # main() always passes the arguments explicitly, so this warning never applies here.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
+    # During fit the val loader is deliberately empty (callbacks evaluate instead).
+    warnings.filterwarnings("ignore", message="Total length of `DataLoader` across ranks is zero")
 
     from bmil.module import BMILModule
     from bmil.trainer import BMILTrainer

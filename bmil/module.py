@@ -27,21 +27,27 @@ from typing import Literal, Optional
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader, Dataset
 
 from bmil.demos import default_demo_path, generate_demos, load_demos
+from bmil.distributed import evaluate_sharded, make_evaluator
 from bmil.envs import get_domain
 from bmil.errors import BMILError
 from bmil.models import BackwardsModel, ForwardModel, Policy
 from bmil.traces import TraceBuffer, backward_traces, forward_traces, trace_length
 
 
-class _OneStepPerEpoch(Dataset):
-    """One item per epoch: ``training_step`` runs a whole outer epoch of Algorithm 1, and the
-    demos and traces live in the module (sampled with its own generator), not in a DataLoader."""
+class _Items(Dataset):
+    """``n`` placeholder items. Training: one per epoch, since ``training_step`` runs a whole outer
+    epoch of Algorithm 1 and the demos and traces live in the module (sampled with its own
+    generator). Validate/test: one evaluation (DDP gives every rank one item)."""
+
+    def __init__(self, n: int):
+        self.n = n
 
     def __len__(self) -> int:
-        return 1
+        return self.n
 
     def __getitem__(self, index: int) -> int:
         return index
@@ -78,6 +84,10 @@ class BMILModule(L.LightningModule):
         selection_every_step: bool = False,
         clip_trace_actions: bool = True,
         variance_as_std: bool = False,
+        val_episodes: int = 500,
+        test_episodes: int = 10000,
+        eval_seed: int = 0,
+        eval_success: Literal["final", "any"] = "final",
     ):
         """
         Args:
@@ -116,9 +126,17 @@ class BMILModule(L.LightningModule):
             clip_trace_actions: Clip sampled trace actions to [-1, 1], the policy's range.
             variance_as_std: Reproduce the original code's use of exp(logvar) as the sampling
                 scale (original-code-facts §10.1).
+            val_episodes: Robustness episodes of ``bmil validate`` (a seeded subset).
+            test_episodes: Robustness episodes of ``bmil test`` (the paper's 10,000).
+            eval_seed: Seed of the start-state lists of validate/test.
+            eval_success: Judge validate/test success at the final step or at any step.
         """
         super().__init__()
-        self.save_hyperparameters()
+        # Evaluation settings stay out of the checkpoint: LightningCLI restores a checkpoint's
+        # hyper-parameters over the command line, and `bmil test --model.test_episodes N` must win.
+        self.save_hyperparameters(ignore=["val_episodes", "test_episodes", "eval_seed", "eval_success"])
+        self.eval_settings = {"val": val_episodes, "test": test_episodes, "seed": eval_seed,
+                              "success": eval_success}
         self.automatic_optimization = False
         if not 0.0 < demo_ratio <= 1.0:
             raise BMILError(
@@ -150,12 +168,14 @@ class BMILModule(L.LightningModule):
 
     def prepare_data(self) -> None:
         """Generate the demos once (Lightning runs this on one process per node)."""
-        if not self.demo_path.exists():
+        if self.trainer.state.fn == TrainerFn.FITTING and not self.demo_path.exists():
             hp = self.hparams
             print(f"demos {self.demo_path} not found: generating {hp.num_demos} {hp.env} demos")
             generate_demos(hp.env, hp.num_demos, hp.demo_seed, self.demo_path)
 
     def setup(self, stage: str) -> None:
+        if stage != "fit":  # validate/test only evaluate the policy
+            return
         td, meta = load_demos(self.demo_path, env=self.hparams.env)
         if meta["episodes"] != self.hparams.num_demos:
             raise BMILError(
@@ -182,7 +202,7 @@ class BMILModule(L.LightningModule):
             self.buffer = TraceBuffer(capacity)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(_OneStepPerEpoch(), batch_size=None)
+        return DataLoader(_Items(1), batch_size=None)
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -320,6 +340,34 @@ class BMILModule(L.LightningModule):
                 f"{'policy_lr' if which == 'policy' else 'model_lr'}, and check the demos for "
                 "outliers (bmil demos regenerates them)."
             )
+
+    # ---- bmil validate / bmil test ---------------------------------------------------------------
+    def val_dataloader(self) -> DataLoader:
+        # During fit the callbacks evaluate (periodically, in worker processes): no val loop.
+        return DataLoader(_Items(0 if self.trainer.state.fn == TrainerFn.FITTING else 1), batch_size=None)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(_Items(1), batch_size=None)
+
+    def validation_step(self, batch, batch_idx) -> None:
+        self._evaluate("val")
+
+    def test_step(self, batch, batch_idx) -> None:
+        self._evaluate("test")
+
+    def _evaluate(self, stage: str) -> None:
+        """Training success and robustness of the policy, sharded over ranks and gathered."""
+        cfg = self.eval_settings
+        seed, success = cfg["seed"], cfg["success"]
+        with make_evaluator(self.trainer, self.hparams.env) as evaluator:
+            def run(starts):
+                return evaluate_sharded(self.trainer, evaluator, self.policy, starts, seed, success)
+
+            training = run(self.domain.training_starts(10, seed))
+            robust = run(self.domain.robustness_starts(cfg[stage], seed))
+        lo, hi = robust.ci
+        self.log_dict({f"{stage}/training_success": training.rate, f"{stage}/robustness": robust.rate,
+                       f"{stage}/robustness_ci_low": lo, f"{stage}/robustness_ci_high": hi}, batch_size=1)
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -2,22 +2,19 @@
 
 Both callbacks evaluate a CPU copy of the module's policy with ``bmil.evaluation.Evaluator`` (a
 pool of worker processes per rank). Under DDP the start list is split across ranks and the
-per-start outcomes are gathered, so every rank logs the same full result.
+per-start outcomes are gathered (``bmil.distributed``), so every rank logs the same full result.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-import os
 from pathlib import Path
 from typing import Literal, Optional
 
 import lightning as L
 import matplotlib.pyplot as plt
-import numpy as np
-import torch
 
+from bmil.distributed import evaluate_sharded, make_evaluator
 from bmil.evaluation import EvalResult, Evaluator
 from bmil.plots import figure_to_array
 
@@ -34,32 +31,15 @@ class _PolicyEvaluation(L.Callback):
 
     def _get_evaluator(self, trainer, pl_module) -> Evaluator:
         if self._evaluator is None:
-            workers = self.workers
-            if workers is None:  # share the cores between the ranks on this machine
-                workers = max(1, (os.cpu_count() or 1) // max(1, trainer.num_devices))
-                workers = 0 if workers == 1 else workers  # a single worker: run in-process
-            self._evaluator = Evaluator(pl_module.hparams.env, workers)
+            self._evaluator = make_evaluator(trainer, pl_module.hparams.env, self.workers)
         return self._evaluator
 
     def evaluate(self, trainer, pl_module, episodes: int) -> EvalResult:
         evaluator = self._get_evaluator(trainer, pl_module)
         domain = evaluator.domain
         make = domain.training_starts if self.starts_kind == "training" else domain.robustness_starts
-        starts = make(episodes, self.seed)
-        policy = copy.deepcopy(pl_module.policy).cpu().eval()
-        world, rank = trainer.world_size, trainer.global_rank
-        bounds = np.linspace(0, episodes, world + 1).astype(int)
-        mine = evaluator.evaluate(policy, starts[bounds[rank] : bounds[rank + 1]], self.seed, self.success)
-        success, steps = mine.success, mine.steps
-        if world > 1:  # gather every rank's outcomes, padded to the longest share
-            longest = int(np.diff(bounds).max())
-            local = torch.full((2, longest), -1, dtype=torch.int64)
-            local[0, : len(success)] = torch.as_tensor(success, dtype=torch.int64)
-            local[1, : len(steps)] = torch.as_tensor(steps)
-            gathered = trainer.strategy.all_gather(local).cpu()
-            success = torch.cat([g[0, : n] for g, n in zip(gathered, np.diff(bounds))]).numpy().astype(bool)
-            steps = torch.cat([g[1, : n] for g, n in zip(gathered, np.diff(bounds))]).numpy()
-        return EvalResult(domain.name, starts, success, steps, self.success)
+        return evaluate_sharded(trainer, evaluator, pl_module.policy, make(episodes, self.seed),
+                                self.seed, self.success)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self.every_n_epochs > 0 and (trainer.current_epoch + 1) % self.every_n_epochs == 0:

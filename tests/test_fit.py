@@ -95,6 +95,22 @@ def test_resume_after_a_crash_ends_with_identical_parameters(tmp_path, push_demo
 
 
 @pytest.mark.slow
+def test_validate_test_and_evaluate_a_checkpoint(tmp_path, push_demos, capsys):
+    config = str(_config(tmp_path, push_demos, demo_ratio=1.0))
+    main(["fit", "--config", config, "--trainer.max_epochs", "1"])
+    ckpt = str(tmp_path / "ckpt" / "last.ckpt")
+    main(["test", "--config", config, "--ckpt_path", ckpt, "--model.test_episodes", "6"])
+    main(["validate", "--config", config, "--ckpt_path", ckpt, "--model.val_episodes", "4"])
+    out = capsys.readouterr().out
+    assert "test/robustness" in out and "val/robustness" in out and "val/training_success" in out
+    report = tmp_path / "eval.json"
+    main(["evaluate", "--config", config, "--ckpt_path", ckpt, "--episodes", "5", "--workers", "0",
+          "--json_out", str(report)])
+    record = json.loads(report.read_text())
+    assert record["robustness"]["episodes"] == 5 and record["policy"] == "trained"
+
+
+@pytest.mark.slow
 def test_forward_model_ablation_runs(tmp_path, push_demos):
     main(["fit", "--config", str(_config(tmp_path, push_demos, dynamics="forward"))])
     ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
