@@ -1,7 +1,7 @@
 """BMILModule: Algorithm 1 of the paper as a LightningModule with manual optimization.
 
-One Lightning epoch is one ``training_step`` is one outer epoch of Algorithm 1, read top to bottom
-in ``training_step``:
+Each Lightning epoch is a single ``training_step`` that runs one outer epoch of Algorithm 1, read
+top to bottom in ``training_step``:
   1. train the dynamics model on the demos (to convergence on a held-out split, or a fixed number
      of steps),
   2. regenerate the imagined traces from every demo state into the trace buffer,
