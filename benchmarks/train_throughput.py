@@ -4,6 +4,7 @@ Prints, from one run on this machine (PickAndPlace, 10 demos, batch 64, the conf
   plain loop steps/s     the same policy network and batch in a bare PyTorch loop (no Lightning)
   BC steps/s             BMILModule with p_d = 1 under Lightning
   BMIL steps/s           BMILModule with p_d = 0.5 (backwards model to convergence, traces each epoch)
+  BMIL (10 model steps)  the same with a fixed 10 backwards-model steps per epoch
   traces/s               trace transitions generated per second of trace generation
   ratios                 BC / plain loop (Lightning overhead) and BMIL / BC wall time, same policy steps
 Each figure is the median of --repeats runs.
@@ -60,6 +61,7 @@ def module_run(demos: Path, epochs: int, root: Path, **overrides) -> tuple[float
     trainer.fit(model)
     seconds = time.perf_counter() - t0
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics["model_steps_per_epoch"] = model.model_step / epochs
     return model.policy_step / seconds, metrics
 
 
@@ -73,22 +75,26 @@ def main() -> None:
         demos = root / "demos"
         generate_demos("pickplace", 10, seed=0, out=demos, progress=False)
         steps = args.epochs * 100
-        plain, bc, bmil, traces, model_steps = [], [], [], [], []
+        plain, bc, bmil, bmil_fixed, traces, model_steps = [], [], [], [], [], []
         for _ in range(args.repeats):
             plain.append(plain_loop(demos, steps))
             bc.append(module_run(demos, args.epochs, root, demo_ratio=1.0)[0])
             rate, metrics = module_run(demos, args.epochs, root, demo_ratio=0.5)
             bmil.append(rate)
             traces.append(metrics["perf/traces_per_s"])
-            model_steps.append(metrics["train/model_steps_per_epoch"])
+            model_steps.append(metrics["model_steps_per_epoch"])
+            fixed = dict(demo_ratio=0.5, model_training="steps", model_steps=10)
+            bmil_fixed.append(module_run(demos, args.epochs, root, **fixed)[0])
     med = statistics.median
     print(f"policy steps per run     {steps} ({args.epochs} epochs x 100), batch 64, {torch.get_num_threads()} threads")
     print(f"plain loop steps/s       {med(plain):,.0f}")
     print(f"BC (module) steps/s      {med(bc):,.0f}")
-    print(f"BMIL (module) steps/s    {med(bmil):,.0f}  (backwards-model steps/epoch at the end: {med(model_steps):.0f})")
+    print(f"BMIL (module) steps/s    {med(bmil):,.0f}  (converge: {med(model_steps):.1f} backwards-model steps/epoch on average)")
+    print(f"BMIL, 10 model steps     {med(bmil_fixed):,.0f}  (model_training: steps, model_steps: 10)")
     print(f"traces/s                 {med(traces):,.0f}")
     print(f"BC / plain loop          {med(bc) / med(plain):.3f}   (Lightning overhead; target >= 0.85)")
     print(f"BMIL / BC wall time      {med(bc) / med(bmil):.3f}   (same policy steps; target <= 1.5)")
+    print(f"  with 10 model steps    {med(bc) / med(bmil_fixed):.3f}")
 
 
 if __name__ == "__main__":
