@@ -30,13 +30,19 @@ class EpochProgressBar(ProgressBar):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self._bar is not None:
+            self._bar.update(1)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        # Metrics are read here, after *all* epoch-end hooks (evaluation callbacks may run after
+        # this bar's own epoch-end hook) have logged.
+        if self._bar is not None:
             metrics = self.get_metrics(trainer, pl_module)
             metrics.pop("v_num", None)
             self._bar.set_postfix({k: f"{v:.3g}" if isinstance(v, float) else v for k, v in metrics.items()})
-            self._bar.update(1)
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self._bar is not None:
+            self.on_train_epoch_start(trainer, pl_module)
             self._bar.close()
             self._bar = None
 
