@@ -25,6 +25,14 @@ class _PolicyEvaluation(L.Callback):
 
     def __init__(self, every_n_epochs: int = 10, episodes: int = 100, seed: int = 0,
                  success: Literal["final", "any"] = "final", workers: Optional[int] = None):
+        """
+        Args:
+            every_n_epochs: Evaluate after every this many epochs (0: never during fit).
+            episodes: Episodes per evaluation, one per seeded start state.
+            seed: Seed of the start-state list (the same starts at every evaluation).
+            success: Judge success at the final step (the paper's Table 1) or at any step.
+            workers: Worker processes per rank (default: this machine's cores shared by its ranks).
+        """
         self.every_n_epochs, self.episodes, self.seed = every_n_epochs, episodes, seed
         self.success, self.workers = success, workers
         self._evaluator: Evaluator | None = None
@@ -76,13 +84,23 @@ class Robustness(_PolicyEvaluation):
     def __init__(self, every_n_epochs: int = 20, episodes: int = 500, final_episodes: int = 10000,
                  seed: int = 0, success: Literal["final", "any"] = "final",
                  workers: Optional[int] = None, figures: bool = True):
+        """
+        Args:
+            every_n_epochs: Evaluate after every this many epochs (0: never during fit).
+            episodes: Episodes of the periodic evaluations (a seeded subset of the final starts).
+            final_episodes: Episodes of the evaluation when fit ends (0: skip it).
+            seed: Seed of the start-state list.
+            success: Judge success at the final step (the paper's Table 1) or at any step.
+            workers: Worker processes per rank (default: this machine's cores shared by its ranks).
+            figures: Log the robustness figure to TensorBoard and save it as PNG.
+        """
         super().__init__(every_n_epochs, episodes, seed, success, workers)
         self.final_episodes, self.figures = final_episodes, figures
 
     def on_result(self, trainer, result: EvalResult, tag: str) -> None:
         if not (self.figures and trainer.is_global_zero):
             return
-        fig = self._get_evaluator(trainer, None).domain.robustness_figure(result)
+        fig = self._evaluator.domain.robustness_figure(result)
         folder = _run_dir(trainer) / "robustness"
         folder.mkdir(parents=True, exist_ok=True)
         fig.savefig(folder / f"{tag}.png")
