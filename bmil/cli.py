@@ -11,11 +11,8 @@ Problems the user can fix end in one ``bmil: error:`` line, without a traceback.
 
 from __future__ import annotations
 
-import json
 import sys
-import time
-from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
 from bmil.errors import BMILError
 

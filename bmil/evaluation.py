@@ -18,7 +18,7 @@ import math
 import multiprocessing as mp
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Literal
 
@@ -53,7 +53,6 @@ class EvalResult:
     success: np.ndarray  # (N,) bool
     steps: np.ndarray  # (N,) int, steps each episode ran
     success_mode: str = "final"
-    extra: dict = field(default_factory=dict)
 
     @property
     def episodes(self) -> int:

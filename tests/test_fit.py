@@ -11,7 +11,6 @@ import torch
 import yaml
 
 from bmil.cli import main
-from bmil.demos import generate_demos
 
 
 def _config(tmp_path, push_demos, callbacks=(), **model) -> Path:
