@@ -191,7 +191,7 @@ class BMILModule(L.LightningModule):
         n_hold = max(1, int(self.hparams.holdout_ratio * n))
         self.holdout_idx, self.train_idx = split[:n_hold], split[n_hold:]
         # On resume the checkpoint's statistics (identical by construction) overwrite these.
-        self.model.fit_normalization(*(self.demos[k][self.train_idx] for k in ("obs", "action", "next_obs")))
+        self.model.fit_normalization(*self._transitions(self.train_idx))
         self.demo_action_std = self.demos["action"].std(0)
         # DDP: each rank rolls traces out from its own share of the demo states.
         rank, world = self.global_rank, max(1, self.trainer.world_size if self._trainer else 1)
@@ -234,7 +234,7 @@ class BMILModule(L.LightningModule):
         best, stale, passes, steps, total = math.inf, 0, 0, 0, 0.0
         while True:
             for idx in self._shuffled_pass():
-                loss = self.model.loss(*(self.demos[k][idx] for k in ("obs", "action", "next_obs")))
+                loss = self.model.loss(*self._transitions(idx))
                 self._check_finite(loss, "dynamics-model")
                 opt.zero_grad()
                 self.manual_backward(loss)
@@ -261,8 +261,11 @@ class BMILModule(L.LightningModule):
 
     @torch.no_grad()
     def _holdout_loss(self) -> torch.Tensor:
-        idx = self.holdout_idx
-        return self.model.loss(*(self.demos[k][idx] for k in ("obs", "action", "next_obs")))
+        return self.model.loss(*self._transitions(self.holdout_idx))
+
+    def _transitions(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(obs, action, next_obs) demo rows at ``idx``, the dynamics models' argument order."""
+        return self.demos["obs"][idx], self.demos["action"][idx], self.demos["next_obs"][idx]
 
     def _shuffled_pass(self) -> list[torch.Tensor]:
         """Minibatch indices of one shuffled pass over the train split."""

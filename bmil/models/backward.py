@@ -43,6 +43,4 @@ class BackwardsModel(nn.Module):
     def sample_previous(self, next_obs: torch.Tensor, action: torch.Tensor, generator: torch.Generator,
                         variance_as_std: bool = False) -> torch.Tensor:
         """Draw s ~ B_S(s | s', a)."""
-        mean, std, _ = self.state_net.mean_std(torch.cat([next_obs, action], -1), variance_as_std)
-        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
-        return next_obs + mean + std * noise
+        return next_obs + self.state_net.sample(torch.cat([next_obs, action], -1), generator, variance_as_std)

@@ -24,6 +24,4 @@ class ForwardModel(nn.Module):
         return self.state_net.nll(torch.cat([obs, action], -1), next_obs - obs) + self.state_net.bound_penalty()
 
     def sample_next(self, obs: torch.Tensor, action: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        mean, std, _ = self.state_net.mean_std(torch.cat([obs, action], -1))
-        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
-        return obs + mean + std * noise
+        return obs + self.state_net.sample(torch.cat([obs, action], -1), generator)

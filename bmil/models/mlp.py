@@ -87,3 +87,9 @@ class GaussianMLP(nn.Module):
         mu, logvar = self(x)
         std = torch.exp(logvar if variance_as_std else 0.5 * logvar) * self.y_norm.std
         return self.y_norm.inverse(mu), std, logvar
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator, variance_as_std: bool = False) -> torch.Tensor:
+        """One draw y ~ p(y | x) in data units (noise from ``generator``, on the CPU)."""
+        mean, std, _ = self.mean_std(x, variance_as_std)
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
+        return mean + std * noise
