@@ -39,4 +39,4 @@ def evaluate_sharded(trainer, evaluator: Evaluator, policy: torch.nn.Module, sta
         gathered = trainer.strategy.all_gather(local).cpu()
         outcome = torch.cat([g[0, :n] for g, n in zip(gathered, sizes)]).numpy().astype(bool)
         steps = torch.cat([g[1, :n] for g, n in zip(gathered, sizes)]).numpy()
-    return EvalResult(evaluator.domain.name, starts, outcome, steps, success)
+    return EvalResult.of(evaluator.domain, starts, outcome, steps, success)

@@ -44,39 +44,94 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def stratified_interval(successes: np.ndarray, counts: np.ndarray, z: float = 1.96) -> tuple[float, float]:
+    """95% interval for the unweighted mean of per-group success rates (the mazes' mean over cells).
+
+    Each group's rate gets the Agresti-Coull adjustment (z^2/2 pseudo-successes and failures, so a
+    group at 0% or 100% still carries variance); the mean's variance is the sum of the groups'
+    variances over K^2, as for a stratified sample. Groups without episodes are left out.
+    """
+    successes, counts = np.asarray(successes, float), np.asarray(counts, float)
+    keep = counts > 0
+    if not keep.any():
+        return 0.0, 1.0
+    s, n = successes[keep], counts[keep]
+    mean = float((s / n).mean())
+    n_adj = n + z * z
+    p_adj = (s + z * z / 2) / n_adj
+    half = z * math.sqrt(float((p_adj * (1 - p_adj) / n_adj).sum())) / len(n)
+    return max(0.0, mean - half), min(1.0, mean + half)
+
+
 @dataclass
 class EvalResult:
-    """Per-start outcomes of an evaluation; ``success[i]`` is the episode started at ``starts[i]``."""
+    """Per-start outcomes of an evaluation; ``success[i]`` is the episode started at ``starts[i]``.
+
+    With ``groups`` (the maze cell of every start) the rate is the unweighted mean of the per-group
+    rates, as the paper reports mazes, with a stratified 95% interval.
+    """
 
     domain: str
     starts: np.ndarray  # (N, start_dim)
     success: np.ndarray  # (N,) bool
     steps: np.ndarray  # (N,) int, steps each episode ran
     success_mode: str = "final"
+    groups: np.ndarray | None = None  # (N,) int group id of every start, or None
+    num_groups: int = 0
+
+    @classmethod
+    def of(cls, domain: Domain, starts, success, steps, success_mode: str = "final") -> "EvalResult":
+        """A result grouped the way ``domain`` groups its starts (per maze cell, or not at all)."""
+        return cls(domain.name, starts, success, steps, success_mode, domain.start_groups(starts),
+                   domain.num_groups)
 
     @property
     def episodes(self) -> int:
         return len(self.success)
 
+    def group_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """(successes, episodes) of every group id 0..num_groups-1."""
+        k = self.num_groups
+        return (np.bincount(self.groups, weights=self.success, minlength=k).astype(np.int64),
+                np.bincount(self.groups, minlength=k))
+
+    def group_rates(self) -> np.ndarray:
+        """Success rate of every group (NaN where a group has no episodes)."""
+        s, n = self.group_counts()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n > 0, s / np.maximum(n, 1), np.nan)
+
     @property
     def rate(self) -> float:
-        return float(self.success.mean()) if self.episodes else 0.0
+        if not self.episodes:
+            return 0.0
+        if self.groups is not None:
+            return float(np.nanmean(self.group_rates()))
+        return float(self.success.mean())
 
     @property
     def ci(self) -> tuple[float, float]:
+        if self.groups is not None:
+            return stratified_interval(*self.group_counts())
         return wilson_interval(int(self.success.sum()), self.episodes)
 
     def summary(self) -> str:
         lo, hi = self.ci
+        over = f"over {self.episodes} episodes"
+        if self.groups is not None:
+            n = self.group_counts()[1]
+            used = n[n > 0]
+            per = f"{used.min()}" if used.min() == used.max() else f"{used.min()}-{used.max()}"
+            over = f"mean over {len(used)} cells ({per} episodes each, {self.episodes} in all)"
         return (
             f"{self.domain}: success {100 * self.rate:.1f}% "
-            f"(95% CI {100 * lo:.2f}-{100 * hi:.2f}%) over {self.episodes} episodes "
+            f"(95% CI {100 * lo:.2f}-{100 * hi:.2f}%) {over} "
             f"[judged at the {'final step' if self.success_mode == 'final' else 'best step'}]"
         )
 
     def to_dict(self) -> dict:
         lo, hi = self.ci
-        return {
+        record = {
             "domain": self.domain,
             "episodes": self.episodes,
             "successes": int(self.success.sum()),
@@ -84,6 +139,10 @@ class EvalResult:
             "ci95": [lo, hi],
             "success_mode": self.success_mode,
         }
+        if self.groups is not None:
+            s, n = self.group_counts()
+            record.update(group_successes=s.tolist(), group_episodes=n.tolist())
+        return record
 
 
 def episode_seed(seed: int, index: int) -> int:
@@ -117,7 +176,7 @@ def run_episodes(
         success_now[i] = bool(info.get("is_success", False))
     obs = np.stack(obs)
     ever = success_now.copy()
-    active = np.ones(n, dtype=bool)
+    active = ~(success_now & stop_on_success)  # started at the goal: over before its first step
     steps = np.zeros(n, dtype=np.int64)
     traces = [{"obs": [], "action": [], "next_obs": []} for _ in range(n)] if record else None
     if hasattr(policy, "reset"):
@@ -180,7 +239,8 @@ def _run_batches(domain_name, policy, starts, batch_ids, *, batch_size, seed, su
         lo = b * batch_size
         rows = starts[lo : lo + batch_size]
         seeds = [episode_seed(seed, lo + i) for i in range(len(rows))]
-        success, steps, _ = run_episodes(envs, policy, rows, seeds, domain.horizon, success_mode)
+        success, steps, _ = run_episodes(envs, policy, rows, seeds, domain.horizon, success_mode,
+                                         stop_on_success=domain.terminates_on_success)
         out.append((b, success, steps))
     return out
 
@@ -233,7 +293,7 @@ class Evaluator:
         success_arr = np.concatenate([r[1] for r in results]) if results else np.zeros(0, bool)
         steps = np.concatenate([r[2] for r in results]) if results else np.zeros(0, np.int64)
         assert len(success_arr) == len(starts), "every start must give exactly one episode"
-        return EvalResult(self.domain.name, starts, success_arr, steps, success)
+        return EvalResult.of(self.domain, starts, success_arr, steps, success)
 
     def robustness(self, policy: Policy, episodes: int, seed: int = 0, success="final",
                    progress: bool = False) -> EvalResult:

@@ -83,6 +83,7 @@ class BMILModule(L.LightningModule):
         selection_coef: float = 30.0,
         selection_every_step: bool = False,
         clip_trace_actions: bool = True,
+        bound_trace_states: bool = False,
         variance_as_std: bool = False,
         val_episodes: int = 500,
         test_episodes: int = 10000,
@@ -124,6 +125,8 @@ class BMILModule(L.LightningModule):
             selection_every_step: Perturb every trace action (what the original code did), not
                 only the first (what the paper says).
             clip_trace_actions: Clip sampled trace actions to [-1, 1], the policy's range.
+            bound_trace_states: Clamp imagined trace states to the domain's state bounds (the
+                mazes' free space and speed limit; the original's bounded_obs, on for mazes).
             variance_as_std: Reproduce the original code's use of exp(logvar) as the sampling
                 scale (original-code-facts §10.1).
             val_episodes: Robustness episodes of ``bmil validate`` (a seeded subset).
@@ -145,6 +148,11 @@ class BMILModule(L.LightningModule):
             )
         domain = get_domain(env)
         self.domain = domain
+        if bound_trace_states and domain.obs_bounds is None:
+            raise BMILError(
+                f"bound_trace_states needs state bounds, and the {env} domain has none (only the "
+                "mazes do). Set model.bound_trace_states to false."
+            )
         self.policy = Policy(domain.obs_dim, domain.act_dim, gaussian=gaussian_policy)
         self.uses_traces = demo_ratio < 1.0
         self.model = None
@@ -184,6 +192,7 @@ class BMILModule(L.LightningModule):
                 "model.demos to another dataset."
             )
         self.demos = {k: td[k] for k in ("obs", "action", "next_obs")}
+        self.demo_episode = td["episode"]  # drawn over the robustness figure of mazes
         if not self.uses_traces:
             return
         n = len(td)
@@ -286,7 +295,7 @@ class BMILModule(L.LightningModule):
             traces = backward_traces(
                 self.model, self.trace_starts, length, hp.traces_per_state, hp.action_selection,
                 hp.selection_coef, self.demo_action_std, self._rng, hp.selection_every_step,
-                hp.clip_trace_actions, hp.variance_as_std,
+                hp.clip_trace_actions, hp.variance_as_std, self._state_bounds(),
             )
         else:
             traces = forward_traces(self.model, self.policy, self.trace_starts, length, hp.traces_per_state, self._rng)
@@ -297,6 +306,11 @@ class BMILModule(L.LightningModule):
             )
         self.buffer.replace(traces.cpu())  # the buffer lives in host memory
         self._stats.update(trace_length=length, traces=len(traces), trace_seconds=time.perf_counter() - t0)
+
+    def _state_bounds(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if not self.hparams.bound_trace_states:
+            return None
+        return tuple(torch.as_tensor(b, device=self.device) for b in self.domain.obs_bounds)
 
     def train_policy(self) -> torch.Tensor:
         """M policy steps, each on int(p_d * B) demo rows and B - int(p_d * B) trace rows."""

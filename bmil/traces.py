@@ -75,11 +75,14 @@ def backward_traces(
     every_step: bool = False,
     clip_actions: bool = True,
     variance_as_std: bool = False,
+    state_bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> TensorDict:
     """Roll B back ``length`` steps from every state (K times each): s' -> a ~ B_A -> s ~ B_S.
 
     The perturbation ``strategy`` applies to the first action, as the paper says, or to every step
-    with ``every_step`` (what the original code did). Returns length * N * K transitions.
+    with ``every_step`` (what the original code did). ``state_bounds`` (low, high) clamps every
+    imagined state into where states can be (the original's ``bounded_obs`` for mazes: a trace must
+    not leave the maze). Returns length * N * K transitions.
     """
     next_obs = states.repeat(traces_per_state, 1)
     steps = []
@@ -90,6 +93,8 @@ def backward_traces(
         if clip_actions:  # the policy is tanh-bounded; labels outside [-1, 1] are unreachable
             action = action.clamp(-1.0, 1.0)
         obs = model.sample_previous(next_obs, action, generator, variance_as_std)
+        if state_bounds is not None:
+            obs = torch.clamp(obs, *state_bounds)
         steps.append((obs, action, next_obs, t))
         next_obs = obs
     return _stack(steps)

@@ -24,6 +24,7 @@ class BMILTrainer(L.Trainer):
         workers: Optional[int] = None,
         success: Literal["final", "any"] = "final",
         plot: Optional[str] = None,
+        plot_demos: Optional[str] = None,
         json_out: Optional[str] = None,
     ) -> dict:
         """Measure training success and robustness (success from unseen start states).
@@ -38,6 +39,7 @@ class BMILTrainer(L.Trainer):
             workers: Worker processes (default: one per CPU core; 0 runs in this process).
             success: Judge success at the final step (as the paper's Table 1) or at any step.
             plot: Save the robustness figure (PNG) here.
+            plot_demos: A demo folder to draw over the figure (mazes), e.g. demos/point_umaze_n20_s0.
             json_out: Save the results (rates, CIs, per-start outcomes) as JSON here.
         """
         from bmil.evaluation import Evaluator, RandomPolicy
@@ -61,10 +63,18 @@ class BMILTrainer(L.Trainer):
         seconds = time.perf_counter() - t0
         print(f"[{policy}] training start  {train.summary()}")
         print(f"[{policy}] robustness      {robust.summary()}")
+        if domain.describe(robust):
+            print(domain.describe(robust))
         print(f"evaluated in {seconds:.1f} s ({robust.steps.sum() / seconds:.0f} env-steps/s)")
         if plot:
             Path(plot).parent.mkdir(parents=True, exist_ok=True)
-            domain.robustness_figure(robust).savefig(plot)
+            demos = None
+            if plot_demos:
+                from bmil.demos import load_demos
+
+                td, _ = load_demos(plot_demos, env=domain.name)
+                demos = {"obs": td["obs"].numpy(), "episode": td["episode"].numpy()}
+            domain.robustness_figure(robust, demos).savefig(plot)
             print(f"figure saved to {plot}")
         record = {
             "policy": policy,

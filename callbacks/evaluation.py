@@ -83,7 +83,7 @@ class Robustness(_PolicyEvaluation):
 
     def __init__(self, every_n_epochs: int = 20, episodes: int = 500, final_episodes: int = 10000,
                  seed: int = 0, success: Literal["final", "any"] = "final",
-                 workers: Optional[int] = None, figures: bool = True):
+                 workers: Optional[int] = None, figures: bool = True, draw_demos: bool = True):
         """
         Args:
             every_n_epochs: Evaluate after every this many epochs (0: never during fit).
@@ -93,14 +93,19 @@ class Robustness(_PolicyEvaluation):
             success: Judge success at the final step (the paper's Table 1) or at any step.
             workers: Worker processes per rank (default: this machine's cores shared by its ranks).
             figures: Log the robustness figure to TensorBoard and save it as PNG.
+            draw_demos: Draw the demonstrations over the figure where it supports that (mazes).
         """
         super().__init__(every_n_epochs, episodes, seed, success, workers)
-        self.final_episodes, self.figures = final_episodes, figures
+        self.final_episodes, self.figures, self.draw_demos = final_episodes, figures, draw_demos
 
     def on_result(self, trainer, result: EvalResult, tag: str) -> None:
         if not (self.figures and trainer.is_global_zero):
             return
-        fig = self._evaluator.domain.robustness_figure(result)
+        module = trainer.lightning_module
+        demos = None
+        if self.draw_demos and hasattr(module, "demo_episode"):
+            demos = {"obs": module.demos["obs"].cpu().numpy(), "episode": module.demo_episode.numpy()}
+        fig = self._evaluator.domain.robustness_figure(result, demos)
         folder = _run_dir(trainer) / "robustness"
         folder.mkdir(parents=True, exist_ok=True)
         fig.savefig(folder / f"{tag}.png")
@@ -124,6 +129,9 @@ class Robustness(_PolicyEvaluation):
             record = {**result.to_dict(), "starts": result.starts.tolist(), "success": result.success.tolist()}
             (_run_dir(trainer) / "robustness_final.json").write_text(json.dumps(record))
             print(f"final robustness: {result.summary()}")
+            text = self._evaluator.domain.describe(result)
+            if text:
+                print(text)
 
 
 def _run_dir(trainer) -> Path:

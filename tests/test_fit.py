@@ -124,6 +124,7 @@ def test_forward_model_ablation_runs(tmp_path, push_demos):
         ({"env": "pushh"}, "Unknown environment 'pushh'"),
         ({"env": "pickplace"}, "holds demonstrations for env 'push', but env 'pickplace'"),
         ({"num_demos": 7}, "holds 2 demos but num_demos is 7"),
+        ({"bound_trace_states": True}, "bound_trace_states needs state bounds"),
     ],
 )
 def test_bad_model_settings_are_one_clear_error(tmp_path, push_demos, extra, message, capsys):

@@ -37,6 +37,20 @@ def test_backward_traces_shapes_and_chaining():
     assert td["action"].abs().max() <= 1.0
 
 
+def test_state_bounds_keep_every_imagined_state_inside():
+    states = torch.zeros(50, 5)
+    low, high = -0.05 * torch.ones(5), 0.05 * torch.ones(5)
+    low[4], high[4] = -torch.inf, torch.inf  # an unbounded dimension stays free
+    kwargs = dict(length=4, traces_per_state=1, strategy="sc", coef=30.0, demo_action_std=torch.ones(2))
+    free = backward_traces(_model(), states, generator=torch.Generator().manual_seed(0), **kwargs)
+    bounded = backward_traces(_model(), states, generator=torch.Generator().manual_seed(0),
+                              state_bounds=(low, high), **kwargs)
+    assert (free["obs"][:, :4].abs() > 0.05).any()  # without bounds the model walks outside
+    assert (bounded["obs"][:, :4].abs() <= 0.05).all()
+    assert (bounded["obs"][:, 4].abs() > 0.05).any()
+    torch.testing.assert_close(bounded["next_obs"][50:], bounded["obs"][:150])  # chained on clamped states
+
+
 def test_traces_are_reproducible_from_the_generator():
     model, states = _model(), torch.randn(4, 5)
     run = lambda seed: backward_traces(model, states, 2, 1, "none", 0.0, torch.ones(2),

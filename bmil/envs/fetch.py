@@ -125,7 +125,7 @@ class FetchDomain(Domain):
     def make_expert(self, seed: int = 0):
         return self.expert(self.geometry["goal"], seed=seed)
 
-    def robustness_figure(self, result):
+    def robustness_figure(self, result, demos=None):
         from bmil.plots import fetch_scatter
 
         return fetch_scatter(result, **self.geometry, title=self.name)
