@@ -5,6 +5,8 @@
   ``evaluate`` measures training success and robustness of a checkpoint (``--ckpt_path``), the
   scripted expert or a random policy.
 - ``bmil demos``: a plain typed function (it needs no model or trainer).
+- ``bmil reproduce <study>``: the paper's comparisons as parallel ``bmil fit`` runs, tabulated
+  (``bmil.reproduce``).
 
 Problems the user can fix end in one ``bmil: error:`` line, without a traceback.
 """
@@ -109,7 +111,7 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "evaluate")
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    commands = ("demos",) + LIGHTNING_COMMANDS
+    commands = ("demos", "reproduce") + LIGHTNING_COMMANDS
     try:
         if not argv or argv[0] in ("-h", "--help"):
             print(f"usage: bmil {{{','.join(commands)}}} [--help]")
@@ -118,6 +120,12 @@ def main(argv: list[str] | None = None) -> None:
             from jsonargparse import auto_cli
 
             auto_cli({"demos": demos}, args=argv, as_positional=False)
+        elif argv[0] == "reproduce":
+            from jsonargparse import auto_cli
+
+            from bmil.reproduce import reproduce
+
+            auto_cli({"reproduce": reproduce}, args=argv)
         elif argv[0] in LIGHTNING_COMMANDS:
             _lightning_cli(argv)
         else:

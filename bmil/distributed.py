@@ -15,7 +15,11 @@ from bmil.evaluation import EvalResult, Evaluator
 
 
 def make_evaluator(trainer, env: str, workers: int | None = None) -> Evaluator:
-    """An evaluator whose worker processes share this machine's cores among the local ranks."""
+    """An evaluator whose worker processes share this machine's cores among the local ranks
+    (``BMIL_EVAL_WORKERS`` overrides the default, e.g. 0 when ``bmil reproduce`` runs several
+    fits side by side)."""
+    if workers is None and os.environ.get("BMIL_EVAL_WORKERS"):
+        workers = int(os.environ["BMIL_EVAL_WORKERS"])
     if workers is None:
         workers = max(1, (os.cpu_count() or 1) // max(1, trainer.num_devices))
         workers = 0 if workers == 1 else workers  # a single worker: run in-process

@@ -70,6 +70,7 @@ class BMILModule(L.LightningModule):
         model_lr: float = 1e-3,
         model_weight_decay: float = 1e-5,
         model_batch_size: Optional[int] = None,
+        model_schedule: Literal["alternate", "first"] = "alternate",
         model_training: Literal["converge", "steps"] = "converge",
         model_steps: int = 20,
         holdout_ratio: float = 0.2,
@@ -109,6 +110,8 @@ class BMILModule(L.LightningModule):
             model_lr: Adam learning rate of the dynamics model.
             model_weight_decay: Adam (L2) weight decay of the dynamics model.
             model_batch_size: Dynamics-model minibatch size (default: batch_size).
+            model_schedule: alternate (Algorithm 1: train the model every epoch) or first (train
+                it in the first epoch only, then only the policy; the paper's Table 6).
             model_training: converge (passes over the train split until the held-out NLL stops
                 improving) or steps (a fixed number of minibatch steps per epoch).
             model_steps: Minibatch steps per epoch when model_training is steps.
@@ -231,7 +234,8 @@ class BMILModule(L.LightningModule):
         self._rng = torch.Generator().manual_seed(seed)
         self._stats = {}
         if self.uses_traces:
-            self.train_dynamics_model()  # line 2: fit B on the demos
+            if self.hparams.model_schedule == "alternate" or self.current_epoch == 0:
+                self.train_dynamics_model()  # line 2: fit B on the demos
             self.generate_traces()  # line 3: K traces from every demo state into the buffer
         return self.train_policy()  # lines 4-7: M steps on demo and trace rows at ratio p_d
 
@@ -339,8 +343,9 @@ class BMILModule(L.LightningModule):
         s = self._stats
         metrics = {"train/policy_loss": s["policy_loss"], "train/policy_steps": float(self.policy_step)}
         if self.uses_traces:
-            metrics["train/model_loss"] = s["model_loss"]
-            metrics["train/model_steps_per_epoch"] = float(s["model_steps"])
+            if "model_loss" in s:  # (model_schedule first: only the first epoch trains it)
+                metrics["train/model_loss"] = s["model_loss"]
+                metrics["train/model_steps_per_epoch"] = float(s["model_steps"])
             metrics["train/trace_length"] = float(s["trace_length"])
             metrics["train/traces"] = float(s["traces"])
             metrics["perf/traces_per_s"] = s["traces"] / max(s["trace_seconds"], 1e-9)

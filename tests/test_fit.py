@@ -116,6 +116,12 @@ def test_forward_model_ablation_runs(tmp_path, push_demos):
     assert any(k.startswith("model.state_net") for k in ckpt["state_dict"])
 
 
+def test_model_first_schedule_trains_the_model_in_the_first_epoch_only(tmp_path, push_demos):
+    main(["fit", "--config", str(_config(tmp_path, push_demos, model_schedule="first"))])
+    ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
+    assert ckpt["bmil"]["model_step"] == 5 and ckpt["bmil"]["policy_step"] == 30  # 5 model steps, once
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

@@ -1,0 +1,379 @@
+"""``bmil reproduce``: the paper's comparisons as named studies of independent ``bmil fit`` runs.
+
+A study is a list of runs (domain x method x seed, each a config plus overrides). Runs execute as
+separate ``bmil fit`` processes, several at once (small runs: parallel seeds beat one big run), one
+torch thread and one evaluation worker each. A finished run leaves ``result.json`` in its folder
+and is skipped when the study is run again; an interrupted run resumes from its ``last.ckpt``.
+The study folder gets ``results.csv`` (one row per run) and ``table.md`` (mean +- 95% t-interval
+over seeds per method and domain, the ratio to BC, training success), plus a PNG per ablation.
+
+Studies (original-code-facts §10, §11; the paper's Table 1, Table 2, Figures 5a, 5b and 6):
+  table1  BC and BMIL on every domain with the original's hyper-parameters
+  table2  BMIL with a backwards vs a forward model
+  fig5a   trace action selection: none, RS(b), SC(c)
+  fig5b   number of demonstrations (BC and BMIL)
+  fig6    BC with 1x-20x the policy steps
+  table6  model first, then policy vs alternating (Algorithm 1)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from bmil.errors import BMILError
+
+# Two-sided 95% Student-t quantiles t_{0.975, df}, df = 1..30 (1.96 beyond).
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+         2.052, 2.048, 2.045, 2.042]
+
+
+def t_interval(values) -> tuple[float, float]:
+    """(mean, half-width of the 95% t-interval) over seeds; half-width NaN for one value."""
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, math.nan
+    t = _T975[len(values) - 2] if len(values) - 1 <= len(_T975) else 1.96
+    return mean, t * float(values.std(ddof=1)) / math.sqrt(len(values))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One ``bmil fit``: ``config`` plus ``overrides``, seeded ``seed``."""
+
+    domain: str
+    method: str  # the row label in tables (BC, BMIL, SC(30), 5 demos, ...)
+    seed: int
+    config: str
+    overrides: tuple[str, ...] = ()
+    x: Optional[float] = None  # the ablation's axis value (demos, budget multiplier), if any
+    family: str = ""  # the line a run belongs to in a line plot (BC, BMIL); default: method
+
+    @property
+    def run_id(self) -> str:
+        safe = "".join(c if c.isalnum() else "_" for c in self.method).strip("_")
+        return f"{self.domain}__{safe}__s{self.seed}"
+
+
+@dataclass
+class Study:
+    name: str
+    runs: list[Run]
+    baseline: str = "BC"  # ratios are to this method ("" for none)
+    plot: str = ""  # "bar" (methods) or "line" (x axis), for the ablation figure
+    xlabel: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def make_study(name: str, domains: list[str], seeds: list[int], configs: str = "conf") -> Study:
+    """The runs of a named study over ``domains`` and ``seeds``, from ``configs``/<domain>[_bc].yaml."""
+
+    def _conf(domain: str, bc: bool = False) -> str:
+        return str(Path(configs) / f"{domain}{'_bc' if bc else ''}.yaml")
+
+    runs: list[Run] = []
+    add = runs.append
+    if name == "table1":
+        for d in domains:
+            for s in seeds:
+                add(Run(d, "BC", s, _conf(d, bc=True)))
+                add(Run(d, "BMIL", s, _conf(d)))
+        return Study(name, runs, notes=["VINS is not implemented yet (issue 5)."])
+    if name == "table2":
+        for d in domains:
+            for s in seeds:
+                add(Run(d, "BC", s, _conf(d, bc=True)))
+                add(Run(d, "BMIL (forwards)", s, _conf(d), ("--model.dynamics", "forward")))
+                add(Run(d, "BMIL (backwards)", s, _conf(d)))
+        return Study(name, runs)
+    if name == "fig5a":
+        choices = [("None", "none", 0.0), ("RS(0.5)", "rs", 0.5), ("RS(1)", "rs", 1.0),
+                   ("SC(10)", "sc", 10.0), ("SC(30)", "sc", 30.0), ("SC(50)", "sc", 50.0)]
+        for d in domains:
+            for s in seeds:
+                for label, strategy, coef in choices:
+                    add(Run(d, label, s, _conf(d), ("--model.action_selection", strategy,
+                                                    "--model.selection_coef", str(coef))))
+        return Study(name, runs, baseline="None", plot="bar", xlabel="action selection")
+    if name == "fig5b":
+        for d in domains:
+            for s in seeds:
+                for n in (1, 2, 5, 10, 20):
+                    demos = ("--model.num_demos", str(n))
+                    add(Run(d, f"BC {n} demos", s, _conf(d, bc=True), demos, x=n, family="BC"))
+                    add(Run(d, f"BMIL {n} demos", s, _conf(d), demos, x=n, family="BMIL"))
+        return Study(name, runs, baseline="", plot="line", xlabel="demonstrations")
+    if name == "fig6":
+        for d in domains:
+            for s in seeds:
+                steps_per_epoch = _model_setting(_conf(d, bc=True), "policy_steps_per_epoch")
+                for mult in (1, 2, 5, 10, 20):
+                    # More steps per epoch, same epochs: the evaluation schedule stays comparable.
+                    steps = ("--model.policy_steps_per_epoch", str(mult * steps_per_epoch))
+                    add(Run(d, f"BC {mult}x", s, _conf(d, bc=True), steps, x=mult, family="BC"))
+                add(Run(d, "BMIL", s, _conf(d)))
+        return Study(name, runs, baseline="BC 1x", plot="line", xlabel="BC policy steps (x the original)")
+    if name == "table6":
+        for d in domains:
+            for s in seeds:
+                add(Run(d, "BC", s, _conf(d, bc=True)))
+                add(Run(d, "BMIL (model first)", s, _conf(d), ("--model.model_schedule", "first")))
+                add(Run(d, "BMIL (alternating)", s, _conf(d)))
+        return Study(name, runs)
+    raise BMILError(f"unknown study '{name}'. Studies: {', '.join(STUDIES)}.")
+
+
+STUDIES = ("table1", "table2", "fig5a", "fig5b", "fig6", "table6")
+
+
+def _model_setting(config: str, key: str, overrides: tuple[str, ...] = ()):
+    """A ``model.<key>`` value as a run will see it: its override, the config, or the default."""
+    flag = f"--model.{key}"
+    if flag in overrides:
+        return overrides[overrides.index(flag) + 1]
+    import yaml
+
+    path = Path(config)
+    if not path.is_file():
+        raise BMILError(f"config '{config}' not found (run bmil reproduce from the project root).")
+    model = (yaml.safe_load(path.read_text()) or {}).get("model", {})
+    if key in model:
+        return model[key]
+    import inspect
+
+    from bmil.module import BMILModule
+
+    return inspect.signature(BMILModule.__init__).parameters[key].default
+
+
+# ---- running -----------------------------------------------------------------------------------
+def run_dir(out: Path, run: Run) -> Path:
+    return out / "runs" / run.run_id / "version_0"
+
+
+def is_done(out: Path, run: Run) -> bool:
+    return (run_dir(out, run) / "result.json").is_file()
+
+
+def _prepare_demos(runs: list[Run]) -> None:
+    """Generate every missing demo set once, before runs start in parallel (no two processes
+    write the same dataset)."""
+    from bmil.demos import default_demo_path, generate_demos
+
+    wanted = set()
+    for run in runs:
+        get = lambda key: _model_setting(run.config, key, run.overrides)  # noqa: E731
+        if get("demos"):
+            continue
+        wanted.add((get("env"), int(get("num_demos")), int(get("demo_seed"))))
+    for env, num, seed in sorted(wanted):
+        if not default_demo_path(env, num, seed).exists():
+            generate_demos(env, num, seed, progress=False)
+
+
+def _command(out: Path, run: Run, extra: list[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "bmil.cli", "fit", "--config", run.config, *run.overrides,
+           "--seed_everything", str(run.seed),
+           "--trainer.logger.init_args.save_dir", str(out / "runs"),
+           "--trainer.logger.init_args.name", run.run_id,
+           "--trainer.logger.init_args.version", "0", *extra]
+    last = run_dir(out, run) / "checkpoints" / "last.ckpt"
+    if last.is_file():  # an interrupted run: continue from its last completed epoch
+        cmd += ["--ckpt_path", str(last)]
+    return cmd
+
+
+def execute(out: Path, run: Run, extra: list[str]) -> dict:
+    """Run one ``bmil fit`` to the end and record its result (``result.json``, atomically)."""
+    folder = run_dir(out, run)
+    folder.mkdir(parents=True, exist_ok=True)
+    resumed = (folder / "checkpoints" / "last.ckpt").is_file()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "BMIL_EVAL_WORKERS": "0"}
+    t0 = time.perf_counter()
+    with open(folder / "fit.log", "a") as log:
+        proc = subprocess.run(_command(out, run, extra), stdout=log, stderr=subprocess.STDOUT, env=env)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        return {"run_id": run.run_id, "failed": True, "log": str(folder / "fit.log")}
+    final = json.loads((folder / "robustness_final.json").read_text())
+    result = {**asdict(run), "overrides": " ".join(run.overrides), "run_id": run.run_id,
+              "robustness": final["success_rate"], "robustness_ci_low": final["ci95"][0],
+              "robustness_ci_high": final["ci95"][1], "episodes": final["episodes"],
+              "training_success": _last_scalar(folder, "eval/training_success"),
+              "seconds": seconds, "resumed": resumed}
+    tmp = folder / "result.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, folder / "result.json")
+    return result
+
+
+def _last_scalar(folder: Path, tag: str) -> float:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 0}).Reload()
+    if tag not in events.Tags()["scalars"]:
+        return math.nan
+    return float(events.Scalars(tag)[-1].value)
+
+
+def run_study(study: Study, out: Path, jobs: int, extra: list[str], progress=print) -> list[dict]:
+    """Run every unfinished run of ``study`` (``jobs`` at a time); returns their results."""
+    todo = [r for r in study.runs if not is_done(out, r)]
+    progress(f"{study.name}: {len(study.runs)} runs, {len(study.runs) - len(todo)} already done, "
+             f"running {len(todo)} ({jobs} at a time) in {out}")
+    _prepare_demos(todo)
+    results = []
+    with ThreadPoolExecutor(max(1, jobs)) as pool:  # threads only wait on the fit processes
+        for result in pool.map(lambda r: execute(out, r, extra), todo):
+            status = "FAILED, see " + result["log"] if result.get("failed") else (
+                f"robustness {100 * result['robustness']:.1f}% in {result['seconds']:.0f} s")
+            progress(f"  {result['run_id']}: {status}")
+            results.append(result)
+    return results
+
+
+# ---- results ---------------------------------------------------------------------------------
+def collect(study: Study, out: Path) -> list[dict]:
+    """The results of the study's finished runs, in study order."""
+    return [json.loads((run_dir(out, r) / "result.json").read_text()) for r in study.runs if is_done(out, r)]
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    columns = ["run_id", "domain", "method", "seed", "x", "robustness", "robustness_ci_low",
+               "robustness_ci_high", "episodes", "training_success", "seconds", "config", "overrides"]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def summarize(study: Study, rows: list[dict]) -> dict:
+    """{(domain, method): {"robustness": (mean, hw), "training": mean, "seeds": n}} in %."""
+    table: dict = {}
+    for key in dict.fromkeys((r["domain"], r["method"]) for r in rows):
+        values = [r for r in rows if (r["domain"], r["method"]) == key]
+        table[key] = {"robustness": t_interval([100 * r["robustness"] for r in values]),
+                      "training": float(np.mean([r["training_success"] for r in values])),
+                      "seeds": len(values)}
+    return table
+
+
+def markdown_table(study: Study, rows: list[dict]) -> str:
+    """Domains as rows, methods as columns: robustness mean +- 95% t-interval over seeds (%), the
+    ratio of each method's mean to the baseline's, and mean training success."""
+    table = summarize(study, rows)
+    domains = list(dict.fromkeys(r["domain"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    others = [m for m in methods if m != study.baseline] if study.baseline in methods else []
+    head = ["domain", *methods, *[f"{m} / {study.baseline}" for m in others],
+            *[f"train. success {m}" for m in methods]]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for d in domains:
+        cells = [d]
+        for m in methods:
+            entry = table.get((d, m))
+            if entry is None:
+                cells.append("-")
+                continue
+            mean, hw = entry["robustness"]
+            cells.append(f"{mean:.1f} ± {hw:.1f} (n={entry['seeds']})" if not math.isnan(hw)
+                         else f"{mean:.1f} (n=1)")
+        base = table.get((d, study.baseline))
+        for m in others:
+            entry = table.get((d, m))
+            ok = entry and base and base["robustness"][0] > 0
+            cells.append(f"{entry['robustness'][0] / base['robustness'][0]:.2f}" if ok else "-")
+        for m in methods:
+            entry = table.get((d, m))
+            cells.append(f"{entry['training']:.2f}" if entry else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_study(study: Study, rows: list[dict], path: Path) -> None:
+    """Bar chart (methods) or line chart (x axis) of robustness with 95% t-intervals, per domain."""
+    from bmil.plots import plt
+
+    table = summarize(study, rows)
+    domains = list(dict.fromkeys(r["domain"] for r in rows))
+    fig, axes = plt.subplots(1, len(domains), figsize=(4.5 * len(domains), 3.5), dpi=120, squeeze=False)
+    for ax, d in zip(axes[0], domains):
+        mine = [r for r in rows if r["domain"] == d]
+        methods = list(dict.fromkeys(r["method"] for r in mine))
+        if study.plot == "bar":
+            means = [table[(d, m)]["robustness"][0] for m in methods]
+            errs = [np.nan_to_num(table[(d, m)]["robustness"][1]) for m in methods]
+            ax.bar(methods, means, yerr=errs, capsize=3, color="tab:blue")
+            ax.tick_params(axis="x", rotation=30)
+        else:
+            families = dict.fromkeys(r["family"] or r["method"] for r in mine)
+            for family in families:
+                fam = [m for m in methods if any(r["method"] == m and (r["family"] or m) == family for r in mine)]
+                xs = [next(r["x"] for r in mine if r["method"] == m) for m in fam]
+                means = np.array([table[(d, m)]["robustness"][0] for m in fam])
+                errs = np.nan_to_num([table[(d, m)]["robustness"][1] for m in fam])
+                if all(x is None for x in xs):  # a reference without an axis value: a level line
+                    ax.axhline(means[0], ls="--", color="gray", label=family)
+                    continue
+                ax.errorbar(xs, means, yerr=errs, marker="o", capsize=3, label=family)
+            ax.set_xscale("log")
+            ax.legend(fontsize=7)
+        ax.set(title=d, xlabel=study.xlabel, ylabel="robustness (%)", ylim=(0, 100))
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_results(study: Study, out: Path) -> Path:
+    rows = collect(study, out)
+    write_csv(rows, out / "results.csv")
+    table = markdown_table(study, rows) if rows else "(no finished runs)"
+    notes = "".join(f"\n- {n}" for n in study.notes)
+    done = f"{len(rows)} of {len(study.runs)} runs finished"
+    text = (f"# {study.name}\n\nRobustness (%), mean ± 95% t-interval over seeds; {done}.{notes}\n\n"
+            f"{table}\n")
+    (out / "table.md").write_text(text)
+    if study.plot and rows:
+        plot_study(study, rows, out / f"{study.name}.png")
+    return out / "table.md"
+
+
+def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs: Optional[int] = None,
+              out: Optional[str] = None, extra: str = "", configs: str = "conf") -> None:
+    """Run a study of the paper as independent ``bmil fit`` runs and tabulate the results.
+
+    Args:
+        study: table1, table2, fig5a, fig5b, fig6 or table6.
+        domains: Comma-separated environment names (each needs conf/<env>.yaml and conf/<env>_bc.yaml).
+        seeds: Seeds 0..seeds-1 per configuration.
+        jobs: Runs at once (default: the number of CPU cores).
+        out: Study folder (default results/<study>); rerunning skips finished runs.
+        extra: Extra ``bmil fit`` arguments for every run, e.g. "--trainer.max_epochs 50".
+        configs: Folder of the runs' configs (<domain>.yaml for BMIL, <domain>_bc.yaml for BC).
+    """
+    names = [d.strip() for d in domains.split(",") if d.strip()]
+    from bmil.envs import get_domain
+
+    for name in names:
+        get_domain(name)  # an unknown name is one clear error before anything runs
+    plan = make_study(study, names, list(range(seeds)), configs)
+    folder = Path(out or Path("results") / study)
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    run_study(plan, folder, jobs or os.cpu_count() or 1, extra.split())
+    path = write_results(plan, folder)
+    print(path.read_text())
+    print(f"{path} written; this invocation took {time.perf_counter() - t0:.0f} s")

@@ -1,0 +1,111 @@
+"""``bmil reproduce``: study plans, the table's arithmetic, and skipping finished runs."""
+
+import json
+import math
+
+import pytest
+import yaml
+
+from bmil.reproduce import (Run, Study, _command, collect, make_study, markdown_table, run_dir,
+                            run_study, t_interval, write_results)
+
+
+def test_t_interval_arithmetic():
+    mean, hw = t_interval([1.0, 2.0, 3.0])  # sd 1, n 3: t_{0.975, 2} = 4.303
+    assert mean == 2.0 and hw == pytest.approx(4.303 / math.sqrt(3))
+    mean, hw = t_interval([10.0, 20.0])
+    assert mean == 15.0 and hw == pytest.approx(12.706 * math.sqrt(50) / math.sqrt(2))
+    assert math.isnan(t_interval([5.0])[1])
+
+
+def _row(domain, method, seed, robustness, training=1.0):
+    return {"run_id": f"{domain}{method}{seed}", "domain": domain, "method": method, "seed": seed,
+            "robustness": robustness, "training_success": training, "family": "", "x": None}
+
+
+def test_markdown_table_means_intervals_and_ratios():
+    rows = [_row("push", "BC", 0, 0.10), _row("push", "BC", 1, 0.20), _row("push", "BC", 2, 0.30),
+            _row("push", "BMIL", 0, 0.30), _row("push", "BMIL", 1, 0.40), _row("push", "BMIL", 2, 0.50, 0.5)]
+    text = markdown_table(Study("table1", []), rows)
+    head, rule, line = text.splitlines()
+    assert head == "| domain | BC | BMIL | BMIL / BC | train. success BC | train. success BMIL |"
+    hw = 4.303 * 10 / math.sqrt(3)
+    assert line == f"| push | 20.0 ± {hw:.1f} (n=3) | 40.0 ± {hw:.1f} (n=3) | 2.00 | 1.00 | 0.83 |"
+
+
+def test_studies_plan_the_papers_comparisons():
+    table1 = make_study("table1", ["push", "pickplace"], [0, 1])
+    assert len(table1.runs) == 8 and {r.method for r in table1.runs} == {"BC", "BMIL"}
+    assert len({r.run_id for r in table1.runs}) == 8
+    fig6 = make_study("fig6", ["push"], [0])
+    steps = {r.method: r.overrides for r in fig6.runs}
+    assert steps["BC 20x"] == ("--model.policy_steps_per_epoch", "2000")  # 20 x push's M = 100
+    fig5a = make_study("fig5a", ["pickplace"], [0])
+    assert ("--model.action_selection", "rs", "--model.selection_coef", "0.5") in [r.overrides for r in fig5a.runs]
+    with pytest.raises(Exception, match="unknown study"):
+        make_study("table9", ["push"], [0])
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path):
+    run = Run("push", "BMIL", 0, "conf/push.yaml")
+    assert "--ckpt_path" not in _command(tmp_path, run, [])
+    ckpt = run_dir(tmp_path, run) / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"")
+    assert _command(tmp_path, run, [])[-2:] == ["--ckpt_path", str(ckpt)]
+
+
+def _tiny_configs(folder, demos):
+    base = {
+        "trainer": {"max_epochs": 2, "enable_model_summary": False,
+                    "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                               "init_args": {"save_dir": "unused", "name": "unused"}},
+                    "callbacks": [
+                        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                         "init_args": {"filename": "last", "enable_version_counter": False}},
+                        {"class_path": "callbacks.TrainingSuccess", "init_args": {"every_n_epochs": 1, "episodes": 1}},
+                        {"class_path": "callbacks.Robustness",
+                         "init_args": {"every_n_epochs": 0, "final_episodes": 4, "figures": False}}]},
+        "model": {"env": "push", "demos": str(demos), "num_demos": 2, "batch_size": 16,
+                  "policy_steps_per_epoch": 5, "model_training": "steps", "model_steps": 2},
+    }
+    folder.mkdir()
+    (folder / "push.yaml").write_text(yaml.safe_dump({**base, "model": {**base["model"], "demo_ratio": 0.5}}))
+    (folder / "push_bc.yaml").write_text(yaml.safe_dump({**base, "model": {**base["model"], "demo_ratio": 1.0}}))
+
+
+@pytest.mark.slow
+def test_a_rerun_executes_only_the_missing_runs(tmp_path, push_demos):
+    _tiny_configs(tmp_path / "conf", push_demos)
+    study = make_study("table1", ["push"], [0, 1], configs=str(tmp_path / "conf"))
+    out = tmp_path / "study"
+    results = run_study(study, out, jobs=2, extra=[], progress=lambda *_: None)
+    assert len(results) == 4 and not any(r.get("failed") for r in results)
+    # An interrupted sweep: one run never finished (its result is missing).
+    lost = study.runs[1]
+    first = {r.run_id: (run_dir(out, r) / "result.json").stat().st_mtime_ns for r in study.runs}
+    (run_dir(out, lost) / "result.json").unlink()
+    messages = []
+    rerun = run_study(study, out, jobs=2, extra=[], progress=messages.append)
+    assert [r["run_id"] for r in rerun] == [lost.run_id]
+    assert "3 already done, running 1" in messages[0]
+    for r in study.runs:
+        if r != lost:
+            assert (run_dir(out, r) / "result.json").stat().st_mtime_ns == first[r.run_id]
+    rows = collect(study, out)
+    assert len(rows) == 4 and all(row["episodes"] == 4 and row["training_success"] in (0.0, 1.0) for row in rows)
+    table = write_results(study, out).read_text()
+    assert "| push |" in table and "(n=2)" in table
+    assert len((out / "results.csv").read_text().splitlines()) == 5
+    assert json.loads((run_dir(out, lost) / "result.json").read_text())["resumed"] is True
+
+
+def test_reproduce_command_rejects_unknown_names_clearly(tmp_path, capsys):
+    from bmil.cli import main
+
+    for args, message in ((["table1", "--domains", "pushh"], "Unknown environment 'pushh'"),
+                          (["table9"], "unknown study 'table9'")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["reproduce", *args, "--out", str(tmp_path / "r")])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
