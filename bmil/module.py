@@ -35,6 +35,7 @@ from bmil.distributed import evaluate_sharded, make_evaluator
 from bmil.envs import get_domain
 from bmil.errors import BMILError
 from bmil.models import BackwardsModel, ForwardModel, Policy
+from bmil.models.vins import DynamicsModel, ValueFunction, VINSAgent, VINSSettings, value_loss
 from bmil.traces import TraceBuffer, backward_traces, forward_traces, trace_length
 
 
@@ -86,6 +87,7 @@ class BMILModule(L.LightningModule):
         clip_trace_actions: bool = True,
         bound_trace_states: bool = False,
         variance_as_std: bool = False,
+        vins: Optional[VINSSettings] = None,
         val_episodes: int = 500,
         test_episodes: int = 10000,
         eval_seed: int = 0,
@@ -132,6 +134,9 @@ class BMILModule(L.LightningModule):
                 mazes' free space and speed limit; the original's bounded_obs, on for mazes).
             variance_as_std: Reproduce the original code's use of exp(logvar) as the sampling
                 scale (original-code-facts §10.1).
+            vins: Train the VINS baseline instead (needs demo_ratio 1.0, its policy being plain
+                BC): a value function and a dynamics model beside the BC policy, and test-time
+                selection of the best perturbed BC action (bmil/models/vins.py).
             val_episodes: Robustness episodes of ``bmil validate`` (a seeded subset).
             test_episodes: Robustness episodes of ``bmil test`` (the paper's 10,000).
             eval_seed: Seed of the start-state lists of validate/test.
@@ -157,6 +162,13 @@ class BMILModule(L.LightningModule):
                 "mazes do). Set model.bound_trace_states to false."
             )
         self.policy = Policy(domain.obs_dim, domain.act_dim, gaussian=gaussian_policy)
+        self.vins = VINSSettings(**vins) if isinstance(vins, dict) else vins
+        if self.vins is not None:
+            if demo_ratio != 1.0:
+                raise BMILError(f"VINS trains its BC prior on demos only: set demo_ratio to 1.0 (got {demo_ratio}).")
+            self.value = ValueFunction(domain.obs_dim)
+            self.value_target = ValueFunction(domain.obs_dim).requires_grad_(False)
+            self.vins_model = DynamicsModel(domain.obs_dim, domain.act_dim)
         self.uses_traces = demo_ratio < 1.0
         self.model = None
         if self.uses_traces:
@@ -196,6 +208,11 @@ class BMILModule(L.LightningModule):
             )
         self.demos = {k: td[k] for k in ("obs", "action", "next_obs")}
         self.demo_episode = td["episode"]  # drawn over the robustness figure of mazes
+        if self.vins is not None:
+            self.demo_done = td["done"]
+            self.value.norm.fit(self.demos["obs"])
+            self.value_target.load_state_dict(self.value.state_dict())
+            self.vins_model.fit_normalization(*self._transitions(slice(None)))
         if not self.uses_traces:
             return
         n = len(td)
@@ -220,6 +237,11 @@ class BMILModule(L.LightningModule):
         hp = self.hparams
         # fused: one kernel for all parameters, 3-4x faster than the default per-tensor loop on CPU.
         opt_policy = torch.optim.Adam(self.policy.parameters(), lr=hp.policy_lr, fused=True)
+        if self.vins is not None:
+            opt_value = torch.optim.Adam(self.value.parameters(), lr=self.vins.value_lr, fused=True)
+            opt_dynamics = torch.optim.Adam(self.vins_model.parameters(), lr=self.vins.model_lr,
+                                            weight_decay=1e-5, fused=True)
+            return opt_policy, opt_value, opt_dynamics
         if self.model is None:
             return opt_policy
         opt_model = torch.optim.Adam(
@@ -237,13 +259,15 @@ class BMILModule(L.LightningModule):
             if self.hparams.model_schedule == "alternate" or self.current_epoch == 0:
                 self.train_dynamics_model()  # line 2: fit B on the demos
             self.generate_traces()  # line 3: K traces from every demo state into the buffer
+        if self.vins is not None:
+            self.train_vins()  # VINS: value function and dynamics model beside the BC prior
         return self.train_policy()  # lines 4-7: M steps on demo and trace rows at ratio p_d
 
     def train_dynamics_model(self) -> None:
         """Minibatch passes over the train split until the held-out NLL stops improving by
         ``min_improvement`` for ``patience`` passes (or exactly ``model_steps`` steps)."""
         hp = self.hparams
-        opt = self.optimizers()[1]
+        opt = self._optimizer(1)
         best, stale, passes, steps, total = math.inf, 0, 0, 0, 0.0
         while True:
             for idx in self._shuffled_pass():
@@ -318,7 +342,7 @@ class BMILModule(L.LightningModule):
 
     def train_policy(self) -> torch.Tensor:
         """M policy steps, each on int(p_d * B) demo rows and B - int(p_d * B) trace rows."""
-        opt = self.optimizers()[0] if self.model is not None else self.optimizers()
+        opt = self._optimizer(0)
         n_demo = len(self.demos["obs"])
         total = torch.zeros((), device=self.device)
         for _ in range(self.hparams.policy_steps_per_epoch):
@@ -339,6 +363,47 @@ class BMILModule(L.LightningModule):
         self._stats["policy_loss"] = mean.item()
         return mean
 
+    def train_vins(self) -> None:
+        """VINS's value function (TD with interpolation and negative sampling, a soft-updated
+        target) and its deterministic dynamics model, on uniformly sampled demo transitions."""
+        s, n = self.vins, len(self.demos["obs"])
+        obs_std = self.value.norm.std
+        opt_value, opt_dynamics = self._optimizer(1), self._optimizer(2)
+        total_v = total_f = 0.0
+        for _ in range(s.value_steps):
+            idx = torch.randint(n, (s.value_batch_size,), generator=self._rng).to(self.device)
+            loss = value_loss(self.value, self.value_target, self.demos["obs"][idx],
+                              self.demos["next_obs"][idx], self.demo_done[idx], s, obs_std, self._rng)
+            opt_value.zero_grad()
+            self.manual_backward(loss)
+            opt_value.step()
+            with torch.no_grad():
+                for p, t in zip(self.value.parameters(), self.value_target.parameters()):
+                    t.lerp_(p, s.target_tau)
+            total_v += loss.item()
+        for _ in range(s.model_steps):
+            idx = torch.randint(n, (s.model_batch_size,), generator=self._rng).to(self.device)
+            loss = self.vins_model.loss(*self._transitions(idx))
+            opt_dynamics.zero_grad()
+            self.manual_backward(loss)
+            self.clip_gradients(opt_dynamics, gradient_clip_val=2.0, gradient_clip_algorithm="norm")
+            opt_dynamics.step()
+            total_f += loss.item()
+        self._check_finite(torch.tensor(total_v + total_f), "VINS")
+        self._stats.update(value_loss=total_v / max(s.value_steps, 1),
+                           dynamics_loss=total_f / max(s.model_steps, 1))
+
+    def _optimizer(self, i: int):
+        """The i-th optimizer of configure_optimizers (0 is the policy's)."""
+        opts = self.optimizers()
+        return opts[i] if isinstance(opts, (list, tuple)) else opts
+
+    def agent(self) -> torch.nn.Module:
+        """What acts in evaluations: the policy, or for VINS the policy with value-based selection."""
+        if self.vins is None:
+            return self.policy
+        return VINSAgent(self.policy, self.vins_model, self.value, self.vins.candidates, self.vins.action_noise)
+
     def on_train_epoch_end(self) -> None:
         s = self._stats
         metrics = {"train/policy_loss": s["policy_loss"], "train/policy_steps": float(self.policy_step)}
@@ -351,6 +416,9 @@ class BMILModule(L.LightningModule):
             metrics["perf/traces_per_s"] = s["traces"] / max(s["trace_seconds"], 1e-9)
             if "holdout_nll" in s:
                 metrics["train/holdout_nll"] = s["holdout_nll"]
+        if self.vins is not None:
+            metrics["train/vins_value_loss"] = s["value_loss"]
+            metrics["train/vins_dynamics_loss"] = s["dynamics_loss"]
         self.log_dict(metrics, prog_bar=False, batch_size=1)
         self.log("loss", metrics["train/policy_loss"], prog_bar=True, logger=False, batch_size=1)
 
@@ -359,7 +427,7 @@ class BMILModule(L.LightningModule):
             raise BMILError(
                 f"The {which} loss became {loss.item()} at epoch {self.current_epoch} "
                 f"(policy step {self.policy_step}, model step {self.model_step}). Lower "
-                f"{'policy_lr' if which == 'policy' else 'model_lr'}, and check the demos for "
+                f"{'policy_lr' if which == 'policy' else 'model_lr (vins.value_lr for VINS)'}, and check the demos for "
                 "outliers (bmil demos regenerates them)."
             )
 
@@ -383,7 +451,7 @@ class BMILModule(L.LightningModule):
         seed, success = cfg["seed"], cfg["success"]
         with make_evaluator(self.trainer, self.hparams.env) as evaluator:
             def run(starts):
-                return evaluate_sharded(self.trainer, evaluator, self.policy, starts, seed, success)
+                return evaluate_sharded(self.trainer, evaluator, self.agent(), starts, seed, success)
 
             training = run(self.domain.training_starts(10, seed))
             robust = run(self.domain.robustness_starts(cfg[stage], seed))
@@ -407,6 +475,8 @@ class BMILModule(L.LightningModule):
     def on_fit_start(self) -> None:
         # setup() runs before the strategy moves the module to its device; move the data now.
         self.demos = {k: v.to(self.device) for k, v in self.demos.items()}
+        if self.vins is not None:
+            self.demo_done = self.demo_done.to(self.device)
         if self.uses_traces:
             self.trace_starts = self.trace_starts.to(self.device)
             self.demo_action_std = self.demo_action_std.to(self.device)

@@ -8,7 +8,7 @@ The study folder gets ``results.csv`` (one row per run) and ``table.md`` (mean +
 over seeds per method and domain, the ratio to BC, training success), plus a PNG per ablation.
 
 Studies (original-code-facts §10, §11; the paper's Table 1, Table 2, Figures 5a, 5b and 6):
-  table1  BC and BMIL on every domain with the original's hyper-parameters
+  table1  BC, VINS and BMIL on every domain with the original's hyper-parameters
   table2  BMIL with a backwards vs a forward model
   fig5a   trace action selection: none, RS(b), SC(c)
   fig5b   number of demonstrations (BC and BMIL)
@@ -81,21 +81,22 @@ class Study:
 def make_study(name: str, domains: list[str], seeds: list[int], configs: str = "conf") -> Study:
     """The runs of a named study over ``domains`` and ``seeds``, from ``configs``/<domain>[_bc].yaml."""
 
-    def _conf(domain: str, bc: bool = False) -> str:
-        return str(Path(configs) / f"{domain}{'_bc' if bc else ''}.yaml")
+    def _conf(domain: str, method: str = "") -> str:
+        return str(Path(configs) / f"{domain}{'_' + method if method else ''}.yaml")
 
     runs: list[Run] = []
     add = runs.append
     if name == "table1":
         for d in domains:
             for s in seeds:
-                add(Run(d, "BC", s, _conf(d, bc=True)))
+                add(Run(d, "BC", s, _conf(d, "bc")))
+                add(Run(d, "VINS", s, _conf(d, "vins")))
                 add(Run(d, "BMIL", s, _conf(d)))
-        return Study(name, runs, notes=["VINS is not implemented yet (issue 5)."])
+        return Study(name, runs)
     if name == "table2":
         for d in domains:
             for s in seeds:
-                add(Run(d, "BC", s, _conf(d, bc=True)))
+                add(Run(d, "BC", s, _conf(d, "bc")))
                 add(Run(d, "BMIL (forwards)", s, _conf(d), ("--model.dynamics", "forward")))
                 add(Run(d, "BMIL (backwards)", s, _conf(d)))
         return Study(name, runs)
@@ -113,23 +114,23 @@ def make_study(name: str, domains: list[str], seeds: list[int], configs: str = "
             for s in seeds:
                 for n in (1, 2, 5, 10, 20):
                     demos = ("--model.num_demos", str(n))
-                    add(Run(d, f"BC {n} demos", s, _conf(d, bc=True), demos, x=n, family="BC"))
+                    add(Run(d, f"BC {n} demos", s, _conf(d, "bc"), demos, x=n, family="BC"))
                     add(Run(d, f"BMIL {n} demos", s, _conf(d), demos, x=n, family="BMIL"))
         return Study(name, runs, baseline="", plot="line", xlabel="demonstrations")
     if name == "fig6":
         for d in domains:
             for s in seeds:
-                steps_per_epoch = _model_setting(_conf(d, bc=True), "policy_steps_per_epoch")
+                steps_per_epoch = _model_setting(_conf(d, "bc"), "policy_steps_per_epoch")
                 for mult in (1, 2, 5, 10, 20):
                     # More steps per epoch, same epochs: the evaluation schedule stays comparable.
                     steps = ("--model.policy_steps_per_epoch", str(mult * steps_per_epoch))
-                    add(Run(d, f"BC {mult}x", s, _conf(d, bc=True), steps, x=mult, family="BC"))
+                    add(Run(d, f"BC {mult}x", s, _conf(d, "bc"), steps, x=mult, family="BC"))
                 add(Run(d, "BMIL", s, _conf(d)))
         return Study(name, runs, baseline="BC 1x", plot="line", xlabel="BC policy steps (x the original)")
     if name == "table6":
         for d in domains:
             for s in seeds:
-                add(Run(d, "BC", s, _conf(d, bc=True)))
+                add(Run(d, "BC", s, _conf(d, "bc")))
                 add(Run(d, "BMIL (model first)", s, _conf(d), ("--model.model_schedule", "first")))
                 add(Run(d, "BMIL (alternating)", s, _conf(d)))
         return Study(name, runs)
@@ -357,12 +358,14 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
 
     Args:
         study: table1, table2, fig5a, fig5b, fig6 or table6.
-        domains: Comma-separated environment names (each needs conf/<env>.yaml and conf/<env>_bc.yaml).
+        domains: Comma-separated environment names (each needs conf/<env>.yaml, conf/<env>_bc.yaml
+            and, for table1, conf/<env>_vins.yaml).
         seeds: Seeds 0..seeds-1 per configuration.
         jobs: Runs at once (default: the number of CPU cores).
         out: Study folder (default results/<study>); rerunning skips finished runs.
         extra: Extra ``bmil fit`` arguments for every run, e.g. "--trainer.max_epochs 50".
-        configs: Folder of the runs' configs (<domain>.yaml for BMIL, <domain>_bc.yaml for BC).
+        configs: Folder of the runs' configs (<domain>.yaml for BMIL, <domain>_bc.yaml for BC,
+            <domain>_vins.yaml for VINS).
     """
     names = [d.strip() for d in domains.split(",") if d.strip()]
     from bmil.envs import get_domain

@@ -50,7 +50,7 @@ class BMILTrainer(L.Trainer):
             if not Path(ckpt_path).is_file():
                 raise BMILError(f"Checkpoint '{ckpt_path}' not found.")
             model = type(model).load_from_checkpoint(ckpt_path, map_location="cpu")
-            agent = model.policy.eval()
+            agent = model.agent().eval()
         elif policy == "expert":
             agent = model.domain.make_expert(seed)
         else:

@@ -46,7 +46,7 @@ class _PolicyEvaluation(L.Callback):
         evaluator = self._get_evaluator(trainer, pl_module)
         domain = evaluator.domain
         make = domain.training_starts if self.starts_kind == "training" else domain.robustness_starts
-        return evaluate_sharded(trainer, evaluator, pl_module.policy, make(episodes, self.seed),
+        return evaluate_sharded(trainer, evaluator, pl_module.agent(), make(episodes, self.seed),
                                 self.seed, self.success)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:

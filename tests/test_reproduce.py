@@ -35,8 +35,9 @@ def test_markdown_table_means_intervals_and_ratios():
 
 def test_studies_plan_the_papers_comparisons():
     table1 = make_study("table1", ["push", "pickplace"], [0, 1])
-    assert len(table1.runs) == 8 and {r.method for r in table1.runs} == {"BC", "BMIL"}
-    assert len({r.run_id for r in table1.runs}) == 8
+    assert len(table1.runs) == 12 and {r.method for r in table1.runs} == {"BC", "VINS", "BMIL"}
+    assert len({r.run_id for r in table1.runs}) == 12
+    assert {r.config for r in table1.runs if r.domain == "push"} == {"conf/push.yaml", "conf/push_bc.yaml", "conf/push_vins.yaml"}
     fig6 = make_study("fig6", ["push"], [0])
     steps = {r.method: r.overrides for r in fig6.runs}
     assert steps["BC 20x"] == ("--model.policy_steps_per_epoch", "2000")  # 20 x push's M = 100
@@ -72,6 +73,10 @@ def _tiny_configs(folder, demos):
     folder.mkdir()
     (folder / "push.yaml").write_text(yaml.safe_dump({**base, "model": {**base["model"], "demo_ratio": 0.5}}))
     (folder / "push_bc.yaml").write_text(yaml.safe_dump({**base, "model": {**base["model"], "demo_ratio": 1.0}}))
+    vins = {"value_steps": 2, "value_batch_size": 8, "model_steps": 2, "model_batch_size": 8, "candidates": 4,
+            "perturb_dims": [0, 1, 2]}
+    (folder / "push_vins.yaml").write_text(
+        yaml.safe_dump({**base, "model": {**base["model"], "demo_ratio": 1.0, "vins": vins}}))
 
 
 @pytest.mark.slow
@@ -80,7 +85,7 @@ def test_a_rerun_executes_only_the_missing_runs(tmp_path, push_demos):
     study = make_study("table1", ["push"], [0, 1], configs=str(tmp_path / "conf"))
     out = tmp_path / "study"
     results = run_study(study, out, jobs=2, extra=[], progress=lambda *_: None)
-    assert len(results) == 4 and not any(r.get("failed") for r in results)
+    assert len(results) == 6 and not any(r.get("failed") for r in results)
     # An interrupted sweep: one run never finished (its result is missing).
     lost = study.runs[1]
     first = {r.run_id: (run_dir(out, r) / "result.json").stat().st_mtime_ns for r in study.runs}
@@ -88,15 +93,15 @@ def test_a_rerun_executes_only_the_missing_runs(tmp_path, push_demos):
     messages = []
     rerun = run_study(study, out, jobs=2, extra=[], progress=messages.append)
     assert [r["run_id"] for r in rerun] == [lost.run_id]
-    assert "3 already done, running 1" in messages[0]
+    assert "5 already done, running 1" in messages[0]
     for r in study.runs:
         if r != lost:
             assert (run_dir(out, r) / "result.json").stat().st_mtime_ns == first[r.run_id]
     rows = collect(study, out)
-    assert len(rows) == 4 and all(row["episodes"] == 4 and row["training_success"] in (0.0, 1.0) for row in rows)
+    assert len(rows) == 6 and all(row["episodes"] == 4 and row["training_success"] in (0.0, 1.0) for row in rows)
     table = write_results(study, out).read_text()
     assert "| push |" in table and "(n=2)" in table
-    assert len((out / "results.csv").read_text().splitlines()) == 5
+    assert len((out / "results.csv").read_text().splitlines()) == 7
     assert json.loads((run_dir(out, lost) / "result.json").read_text())["resumed"] is True
 
 
