@@ -97,6 +97,22 @@ def test_the_ball_moves_about_0_2_per_step_like_the_original():
     assert ACTION_REPEAT == 4
 
 
+def test_inlined_step_matches_gymnasium_robotics_point_env_bit_for_bit():
+    domain = get_domain("point_corridor7x7")
+    env, reference = domain.make_env(), domain.make_env()
+    start = domain.robustness_starts(5, seed=2)[3]
+    rng = np.random.default_rng(0)
+    actions = np.repeat(rng.uniform(-1.5, 1.5, (20, 2)), 30, axis=0)  # long pushes into and along walls
+    env.reset(seed=4, options={"start": start})
+    reference.reset(seed=4, options={"start": start})
+    for action in actions:
+        obs, *_ = env.step(action)
+        for _ in range(ACTION_REPEAT):
+            reference.point.step(np.clip(action, -1, 1))
+        expected = np.concatenate([reference.point.data.qpos, reference.point.data.qvel])
+        assert np.array_equal(obs, expected.astype(np.float32))
+
+
 def test_time_feature_is_an_option():
     domain = get_domain("point_umaze_time")
     env = domain.make_env()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 
 from bmil.envs import Domain
@@ -227,9 +228,14 @@ class PointMazeTask(gym.Env):
         return obs, {"is_success": bool(self.layout.success(qpos))}
 
     def step(self, action):
-        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        # PointEnv.step, inlined: clip the velocity, then one physics step. Its set_state ->
+        # mj_forward and mj_rnePostConstraint do not change the trajectory (tested bit for bit)
+        # and cost 60% of the time.
+        model, data = self.point.model, self.point.data
+        data.ctrl[:] = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         for _ in range(ACTION_REPEAT):
-            self.point.step(action)
+            np.clip(data.qvel, -MAX_SPEED, MAX_SPEED, out=data.qvel)
+            mujoco.mj_step(model, data)
         self.t += 1
         obs = self._observation()
         success = bool(self.layout.success(self.point.data.qpos[:2]))
