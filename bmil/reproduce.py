@@ -312,30 +312,32 @@ def plot_study(study: Study, rows: list[dict], path: Path) -> None:
     domains = list(dict.fromkeys(r["domain"] for r in rows))
     fig, axes = plt.subplots(1, len(domains), figsize=(4.5 * len(domains), 3.5), dpi=120, squeeze=False)
     for ax, d in zip(axes[0], domains):
-        mine = [r for r in rows if r["domain"] == d]
-        methods = list(dict.fromkeys(r["method"] for r in mine))
+        # One point per method: (family, x, mean, half-width).
+        points = {r["method"]: (r["family"] or r["method"], r["x"], *table[(d, r["method"])]["robustness"])
+                  for r in rows if r["domain"] == d}
         if study.plot == "bar":
-            means = [table[(d, m)]["robustness"][0] for m in methods]
-            errs = [np.nan_to_num(table[(d, m)]["robustness"][1]) for m in methods]
-            ax.bar(methods, means, yerr=errs, capsize=3, color="tab:blue")
+            _, _, means, errs = zip(*points.values())
+            ax.bar(list(points), means, yerr=np.nan_to_num(errs), capsize=3, color="tab:blue")
             ax.tick_params(axis="x", rotation=30)
         else:
-            families = dict.fromkeys(r["family"] or r["method"] for r in mine)
-            for family in families:
-                fam = [m for m in methods if any(r["method"] == m and (r["family"] or m) == family for r in mine)]
-                xs = [next(r["x"] for r in mine if r["method"] == m) for m in fam]
-                means = np.array([table[(d, m)]["robustness"][0] for m in fam])
-                errs = np.nan_to_num([table[(d, m)]["robustness"][1] for m in fam])
-                if all(x is None for x in xs):  # a reference without an axis value: a level line
-                    ax.axhline(means[0], ls="--", color="gray", label=family)
-                    continue
-                ax.errorbar(xs, means, yerr=errs, marker="o", capsize=3, label=family)
-            ax.set_xscale("log")
-            ax.legend(fontsize=7)
+            _lines(ax, list(points.values()))
         ax.set(title=d, xlabel=study.xlabel, ylabel="robustness (%)", ylim=(0, 100))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _lines(ax, points: list[tuple]) -> None:
+    """One line per family over x; a family without x values (a reference) is a dashed level."""
+    for family in dict.fromkeys(p[0] for p in points):
+        mine = sorted((p for p in points if p[0] == family), key=lambda p: p[1] or 0)
+        _, xs, means, errs = zip(*mine)
+        if xs[0] is None:
+            ax.axhline(means[0], ls="--", color="gray", label=family)
+        else:
+            ax.errorbar(xs, means, yerr=np.nan_to_num(errs), marker="o", capsize=3, label=family)
+    ax.set_xscale("log")
+    ax.legend(fontsize=7)
 
 
 def write_results(study: Study, out: Path) -> Path:

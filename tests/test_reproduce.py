@@ -114,3 +114,14 @@ def test_reproduce_command_rejects_unknown_names_clearly(tmp_path, capsys):
             main(["reproduce", *args, "--out", str(tmp_path / "r")])
         assert exit_info.value.code == 2
         assert message in capsys.readouterr().err
+
+
+def test_ablation_plots_are_written(tmp_path):
+    bar = [_row("pickplace", m, s, v) for m, v in (("None", 0.2), ("SC(30)", 0.6)) for s in (0, 1)]
+    line = [{**_row("pickplace", f"BC {n} demos", s, 0.1 * n), "family": "BC", "x": n} for n in (1, 5) for s in (0, 1)]
+    line += [_row("pickplace", "BMIL", s, 0.5) for s in (0, 1)]
+    from bmil.reproduce import plot_study
+
+    plot_study(Study("fig5a", [], plot="bar"), bar, tmp_path / "bar.png")
+    plot_study(Study("fig6", [], plot="line"), line, tmp_path / "line.png")
+    assert (tmp_path / "bar.png").stat().st_size > 1000 and (tmp_path / "line.png").stat().st_size > 1000
