@@ -337,6 +337,9 @@ def _lines(ax, points: list[tuple]) -> None:
         else:
             ax.errorbar(xs, means, yerr=np.nan_to_num(errs), marker="o", capsize=3, label=family)
     ax.set_xscale("log")
+    ticks = sorted({p[1] for p in points if p[1] is not None})
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
     ax.legend(fontsize=7)
 
 
