@@ -35,8 +35,8 @@ META_FILE = "bmil_demos.json"
 _VERSIONED = ["bmil", "torch", "tensordict", "mujoco", "gymnasium", "gymnasium-robotics"]
 
 
-def default_demo_path(env: str, num: int, seed: int) -> Path:
-    return Path("demos") / f"{env}_n{num}_s{seed}"
+def default_demo_path(env: str, num: int, seed: int, stop_on_success: bool = False) -> Path:
+    return Path("demos") / f"{env}_n{num}_s{seed}{'_first_success' if stop_on_success else ''}"
 
 
 def generate_demos(
@@ -58,7 +58,7 @@ def generate_demos(
     if num < 1:
         raise BMILError(f"--num must be at least 1, got {num}.")
     domain = get_domain(env)
-    out = Path(out) if out is not None else default_demo_path(env, num, seed)
+    out = Path(out) if out is not None else default_demo_path(env, num, seed, stop_on_success)
     max_attempts = max_attempts or 5 * num + 10
     expert, envs = domain.make_expert(seed), [domain.make_env()]
     starts = domain.training_starts(max_attempts, seed)

@@ -118,7 +118,7 @@ class EvalResult:
     def summary(self) -> str:
         lo, hi = self.ci
         over = f"over {self.episodes} episodes"
-        if self.groups is not None:
+        if self.groups is not None and self.episodes:
             n = self.group_counts()[1]
             used = n[n > 0]
             per = f"{used.min()}" if used.min() == used.max() else f"{used.min()}-{used.max()}"

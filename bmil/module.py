@@ -61,6 +61,7 @@ class BMILModule(L.LightningModule):
         demos: Optional[str] = None,
         num_demos: int = 10,
         demo_seed: int = 0,
+        demo_stop_on_success: bool = False,
         seed: int = 0,
         batch_size: int = 64,
         policy_steps_per_epoch: int = 100,
@@ -100,6 +101,9 @@ class BMILModule(L.LightningModule):
                 demos/<env>_n<num_demos>_s<demo_seed>.
             num_demos: Number of demonstrations (paper: Push 5, PickAndPlace 10, mazes 20).
             demo_seed: Seed of the expert that generates missing demos.
+            demo_stop_on_success: Generate missing demos that end at their first success, as the
+                original's did (default: the full horizon, showing the goal being held). VINS on
+                Fetch needs this: its reward sits where each demo ends.
             seed: Seed of every random draw in training (minibatches, splits, traces).
             batch_size: B, policy minibatch size (Fetch 64, mazes 256).
             policy_steps_per_epoch: M, policy gradient steps per outer epoch.
@@ -187,14 +191,16 @@ class BMILModule(L.LightningModule):
     @property
     def demo_path(self) -> Path:
         hp = self.hparams
-        return Path(hp.demos) if hp.demos else default_demo_path(hp.env, hp.num_demos, hp.demo_seed)
+        if hp.demos:
+            return Path(hp.demos)
+        return default_demo_path(hp.env, hp.num_demos, hp.demo_seed, hp.demo_stop_on_success)
 
     def prepare_data(self) -> None:
         """Generate the demos once (Lightning runs this on one process per node)."""
         if self.trainer.state.fn == TrainerFn.FITTING and not self.demo_path.exists():
             hp = self.hparams
             print(f"demos {self.demo_path} not found: generating {hp.num_demos} {hp.env} demos")
-            generate_demos(hp.env, hp.num_demos, hp.demo_seed, self.demo_path)
+            generate_demos(hp.env, hp.num_demos, hp.demo_seed, self.demo_path, hp.demo_stop_on_success)
 
     def setup(self, stage: str) -> None:
         if stage != "fit":  # validate/test only evaluate the policy
@@ -209,6 +215,13 @@ class BMILModule(L.LightningModule):
         self.demos = {k: td[k] for k in ("obs", "action", "next_obs")}
         self.demo_episode = td["episode"]  # drawn over the robustness figure of mazes
         if self.vins is not None:
+            if not (self.domain.terminates_on_success or meta.get("stop_on_success")):
+                raise BMILError(
+                    f"VINS places its reward where each demo ends, but the demos in {self.demo_path} "
+                    f"run the full {self.hparams.env} horizon past their success. Set "
+                    "model.demo_stop_on_success: true (demos that end at the first success, as the "
+                    "original's)."
+                )
             self.demo_done = td["done"]
             self.value.norm.fit(self.demos["obs"])
             self.value_target.load_state_dict(self.value.state_dict())
@@ -272,7 +285,7 @@ class BMILModule(L.LightningModule):
         while True:
             for idx in self._shuffled_pass():
                 loss = self.model.loss(*self._transitions(idx))
-                self._check_finite(loss, "dynamics-model")
+                self._check_finite(loss, "dynamics-model", "model_lr")
                 opt.zero_grad()
                 self.manual_backward(loss)
                 opt.step()
@@ -359,7 +372,7 @@ class BMILModule(L.LightningModule):
             total += loss.detach()
         self.policy_step += self.hparams.policy_steps_per_epoch
         mean = total / self.hparams.policy_steps_per_epoch
-        self._check_finite(mean, "policy")  # once per epoch: a NaN step poisons the mean
+        self._check_finite(mean, "policy", "policy_lr")  # once per epoch: a NaN step poisons the mean
         self._stats["policy_loss"] = mean.item()
         return mean
 
@@ -389,7 +402,8 @@ class BMILModule(L.LightningModule):
             self.clip_gradients(opt_dynamics, gradient_clip_val=2.0, gradient_clip_algorithm="norm")
             opt_dynamics.step()
             total_f += loss.item()
-        self._check_finite(torch.tensor(total_v + total_f), "VINS")
+        self._check_finite(torch.tensor(total_v), "VINS value-function", "vins.value_lr")
+        self._check_finite(torch.tensor(total_f), "VINS dynamics-model", "vins.model_lr")
         self._stats.update(value_loss=total_v / max(s.value_steps, 1),
                            dynamics_loss=total_f / max(s.model_steps, 1))
 
@@ -422,13 +436,12 @@ class BMILModule(L.LightningModule):
         self.log_dict(metrics, prog_bar=False, batch_size=1)
         self.log("loss", metrics["train/policy_loss"], prog_bar=True, logger=False, batch_size=1)
 
-    def _check_finite(self, loss: torch.Tensor, which: str) -> None:
+    def _check_finite(self, loss: torch.Tensor, which: str, setting: str) -> None:
         if not torch.isfinite(loss):
             raise BMILError(
                 f"The {which} loss became {loss.item()} at epoch {self.current_epoch} "
                 f"(policy step {self.policy_step}, model step {self.model_step}). Lower "
-                f"{'policy_lr' if which == 'policy' else 'model_lr (vins.value_lr for VINS)'}, and check the demos for "
-                "outliers (bmil demos regenerates them)."
+                f"{setting}, and check the demos for outliers (bmil demos regenerates them)."
             )
 
     # ---- bmil validate / bmil test ---------------------------------------------------------------

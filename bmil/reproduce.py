@@ -19,6 +19,7 @@ Studies (original-code-facts §10, §11; the paper's Table 1, Table 2, Figures 5
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -34,7 +35,7 @@ import numpy as np
 
 from bmil.errors import BMILError
 
-# Two-sided 95% Student-t quantiles t_{0.975, df}, df = 1..30 (1.96 beyond).
+# Two-sided 95% Student-t quantiles t_{0.975, df}, df = 1..30.
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
          2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
          2.052, 2.048, 2.045, 2.042]
@@ -46,7 +47,8 @@ def t_interval(values) -> tuple[float, float]:
     mean = float(values.mean())
     if len(values) < 2:
         return mean, math.nan
-    t = _T975[len(values) - 2] if len(values) - 1 <= len(_T975) else 1.96
+    df = len(values) - 1
+    t = _T975[df - 1] if df <= len(_T975) else 1.96 + 2.5 / df  # (within 0.002 of t for df > 30)
     return mean, t * float(values.std(ddof=1)) / math.sqrt(len(values))
 
 
@@ -141,12 +143,18 @@ STUDIES = ("table1", "table2", "fig5a", "fig5b", "fig6", "table6")
 
 
 def _model_setting(config: str, key: str, overrides: tuple[str, ...] = ()):
-    """A ``model.<key>`` value as a run will see it: its override, the config, or the default."""
-    flag = f"--model.{key}"
-    if flag in overrides:
-        return overrides[overrides.index(flag) + 1]
+    """A ``model.<key>`` value as a run will see it: its last override (``--model.key value`` or
+    ``--model.key=value``), the config, or the default."""
     import yaml
 
+    flag, value = f"--model.{key}", None
+    for i, arg in enumerate(overrides):
+        if arg == flag and i + 1 < len(overrides):
+            value = overrides[i + 1]
+        elif arg.startswith(flag + "="):
+            value = arg.split("=", 1)[1]
+    if value is not None:
+        return yaml.safe_load(value)
     path = Path(config)
     if not path.is_file():
         raise BMILError(f"config '{config}' not found (run bmil reproduce from the project root).")
@@ -169,20 +177,39 @@ def is_done(out: Path, run: Run) -> bool:
     return (run_dir(out, run) / "result.json").is_file()
 
 
-def _prepare_demos(runs: list[Run]) -> None:
+def signature(run: Run, extra: list[str]) -> str:
+    """What makes a run's result: its config's text, its overrides and the study's extra args."""
+    text = Path(run.config).read_text() if Path(run.config).is_file() else ""
+    return hashlib.sha256(json.dumps([text, list(run.overrides), list(extra)]).encode()).hexdigest()[:16]
+
+
+def _check_signature(out: Path, run: Run, expected: str) -> None:
+    """Refuse to mix: a finished or interrupted run made with other settings stays as it is."""
+    for name in ("result.json", "signature.json"):
+        path = run_dir(out, run) / name
+        if path.is_file():
+            found = json.loads(path.read_text()).get("signature")
+            if found not in (None, expected):
+                raise BMILError(
+                    f"{path} was made with other settings (its config, overrides or --extra "
+                    f"changed since). Use another --out for these settings, or delete {run_dir(out, run)}."
+                )
+
+
+def _prepare_demos(runs: list[Run], extra: list[str]) -> None:
     """Generate every missing demo set once, before runs start in parallel (no two processes
     write the same dataset)."""
     from bmil.demos import default_demo_path, generate_demos
 
     wanted = set()
     for run in runs:
-        get = lambda key: _model_setting(run.config, key, run.overrides)  # noqa: E731
+        get = lambda key: _model_setting(run.config, key, (*run.overrides, *extra))  # noqa: E731
         if get("demos"):
             continue
-        wanted.add((get("env"), int(get("num_demos")), int(get("demo_seed"))))
-    for env, num, seed in sorted(wanted):
-        if not default_demo_path(env, num, seed).exists():
-            generate_demos(env, num, seed, progress=False)
+        wanted.add((get("env"), int(get("num_demos")), int(get("demo_seed")), bool(get("demo_stop_on_success"))))
+    for env, num, seed, stop in sorted(wanted):
+        if not default_demo_path(env, num, seed, stop).exists():
+            generate_demos(env, num, seed, stop_on_success=stop, progress=False)
 
 
 def _command(out: Path, run: Run, extra: list[str]) -> list[str]:
@@ -198,9 +225,19 @@ def _command(out: Path, run: Run, extra: list[str]) -> list[str]:
 
 
 def execute(out: Path, run: Run, extra: list[str]) -> dict:
-    """Run one ``bmil fit`` to the end and record its result (``result.json``, atomically)."""
+    """Run one ``bmil fit`` to the end and record its result (``result.json``, atomically); a
+    failure (of the fit or of reading its results) is returned as ``{"failed": True, ...}``."""
+    try:
+        return _execute(out, run, extra)
+    except Exception as e:  # one broken run must not stop the study or its report
+        return {"run_id": run.run_id, "failed": True, "log": f"{run_dir(out, run) / 'fit.log'} ({e})"}
+
+
+def _execute(out: Path, run: Run, extra: list[str]) -> dict:
     folder = run_dir(out, run)
     folder.mkdir(parents=True, exist_ok=True)
+    sig = signature(run, extra)
+    _atomic_json(folder / "signature.json", {"signature": sig})
     resumed = (folder / "checkpoints" / "last.ckpt").is_file()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "BMIL_EVAL_WORKERS": "0"}
     t0 = time.perf_counter()
@@ -214,11 +251,15 @@ def execute(out: Path, run: Run, extra: list[str]) -> dict:
               "robustness": final["success_rate"], "robustness_ci_low": final["ci95"][0],
               "robustness_ci_high": final["ci95"][1], "episodes": final["episodes"],
               "training_success": _last_scalar(folder, "eval/training_success"),
-              "seconds": seconds, "resumed": resumed}
-    tmp = folder / "result.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, folder / "result.json")
+              "seconds": seconds, "resumed": resumed, "extra": " ".join(extra), "signature": sig}
+    _atomic_json(folder / "result.json", result)
     return result
+
+
+def _atomic_json(path: Path, record: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, path)
 
 
 def _last_scalar(folder: Path, tag: str) -> float:
@@ -232,10 +273,12 @@ def _last_scalar(folder: Path, tag: str) -> float:
 
 def run_study(study: Study, out: Path, jobs: int, extra: list[str], progress=print) -> list[dict]:
     """Run every unfinished run of ``study`` (``jobs`` at a time); returns their results."""
+    for run in study.runs:
+        _check_signature(out, run, signature(run, extra))
     todo = [r for r in study.runs if not is_done(out, r)]
     progress(f"{study.name}: {len(study.runs)} runs, {len(study.runs) - len(todo)} already done, "
              f"running {len(todo)} ({jobs} at a time) in {out}")
-    _prepare_demos(todo)
+    _prepare_demos(todo, extra)
     results = []
     with ThreadPoolExecutor(max(1, jobs)) as pool:  # threads only wait on the fit processes
         for result in pool.map(lambda r: execute(out, r, extra), todo):

@@ -6,8 +6,9 @@ import math
 import pytest
 import yaml
 
-from bmil.reproduce import (Run, Study, _command, collect, make_study, markdown_table, run_dir,
-                            run_study, t_interval, write_results)
+from bmil.errors import BMILError
+from bmil.reproduce import (Run, Study, _command, _model_setting, collect, make_study, markdown_table,
+                            run_dir, run_study, t_interval, write_results)
 
 
 def test_t_interval_arithmetic():
@@ -80,8 +81,8 @@ def _tiny_configs(folder, demos):
 
 
 @pytest.mark.slow
-def test_a_rerun_executes_only_the_missing_runs(tmp_path, push_demos):
-    _tiny_configs(tmp_path / "conf", push_demos)
+def test_a_rerun_executes_only_the_missing_runs(tmp_path, push_demos_first_success):
+    _tiny_configs(tmp_path / "conf", push_demos_first_success)
     study = make_study("table1", ["push"], [0, 1], configs=str(tmp_path / "conf"))
     out = tmp_path / "study"
     results = run_study(study, out, jobs=2, extra=[], progress=lambda *_: None)
@@ -103,6 +104,18 @@ def test_a_rerun_executes_only_the_missing_runs(tmp_path, push_demos):
     assert "| push |" in table and "(n=2)" in table
     assert len((out / "results.csv").read_text().splitlines()) == 7
     assert json.loads((run_dir(out, lost) / "result.json").read_text())["resumed"] is True
+    # Other settings into the same folder: refused, nothing reused or overwritten.
+    with pytest.raises(BMILError, match="made with other settings"):
+        run_study(study, out, jobs=2, extra=["--trainer.max_epochs", "1"], progress=lambda *_: None)
+
+
+def test_run_settings_are_read_as_the_run_will_see_them(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"model": {"env": "push", "num_demos": 5}}))
+    assert _model_setting(str(config), "num_demos") == 5
+    assert _model_setting(str(config), "num_demos", ("--model.num_demos", "3", "--model.num_demos=7")) == 7
+    assert _model_setting(str(config), "demo_seed") == 0  # the module's default
+    assert _model_setting(str(config), "demo_stop_on_success", ("--model.demo_stop_on_success", "true")) is True
 
 
 def test_reproduce_command_rejects_unknown_names_clearly(tmp_path, capsys):
