@@ -178,9 +178,11 @@ def is_done(out: Path, run: Run) -> bool:
 
 
 def signature(run: Run, extra: list[str]) -> str:
-    """What makes a run's result: its config's text, its overrides and the study's extra args."""
-    text = Path(run.config).read_text() if Path(run.config).is_file() else ""
-    return hashlib.sha256(json.dumps([text, list(run.overrides), list(extra)]).encode()).hexdigest()[:16]
+    """What makes a run's result: the text of its configs (its own and any ``--config`` overlay in
+    ``extra``), its overrides and the study's extra args."""
+    overlays = [extra[i + 1] for i, arg in enumerate(extra[:-1]) if arg == "--config"]
+    texts = [Path(c).read_text() if Path(c).is_file() else "" for c in (run.config, *overlays)]
+    return hashlib.sha256(json.dumps([texts[0], list(run.overrides), list(extra), *texts[1:]]).encode()).hexdigest()[:16]
 
 
 def _check_signature(out: Path, run: Run, expected: str) -> None:

@@ -8,7 +8,7 @@ import yaml
 
 from bmil.errors import BMILError
 from bmil.reproduce import (Run, Study, _command, _model_setting, collect, make_study, markdown_table,
-                            run_dir, run_study, t_interval, write_results)
+                            run_dir, run_study, signature, t_interval, write_results)
 
 
 def test_t_interval_arithmetic():
@@ -138,3 +138,15 @@ def test_ablation_plots_are_written(tmp_path):
     plot_study(Study("fig5a", [], plot="bar"), bar, tmp_path / "bar.png")
     plot_study(Study("fig6", [], plot="line"), line, tmp_path / "line.png")
     assert (tmp_path / "bar.png").stat().st_size > 1000 and (tmp_path / "line.png").stat().st_size > 1000
+
+
+def test_signature_follows_config_overlays_in_extra(tmp_path):
+    config, overlay = tmp_path / "c.yaml", tmp_path / "overlay.yaml"
+    config.write_text("model: {env: push}\n")
+    overlay.write_text("trainer: {max_epochs: 5}\n")
+    run = Run("push", "BC", 0, str(config))
+    extra = ["--config", str(overlay)]
+    before = signature(run, extra)
+    assert signature(run, extra) == before and signature(run, []) != before
+    overlay.write_text("trainer: {max_epochs: 6}\n")  # same arguments, other settings
+    assert signature(run, extra) != before
