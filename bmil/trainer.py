@@ -26,6 +26,7 @@ class BMILTrainer(L.Trainer):
         plot: Optional[str] = None,
         plot_demos: Optional[str] = None,
         json_out: Optional[str] = None,
+        weights_only: Optional[bool] = None,
     ) -> dict:
         """Measure training success and robustness (success from unseen start states).
 
@@ -41,6 +42,9 @@ class BMILTrainer(L.Trainer):
             plot: Save the robustness figure (PNG) here.
             plot_demos: A demo folder to draw over the figure (mazes), e.g. demos/point_umaze_n20_s0.
             json_out: Save the results (rates, CIs, per-start outcomes) as JSON here.
+            weights_only: How to unpickle the checkpoint (torch.load's flag; default: Lightning's).
+                Accepted here so that a run's saved ``config.yaml`` (written by fit) works as
+                ``bmil evaluate --config``.
         """
         from bmil.evaluation import Evaluator, RandomPolicy
 
@@ -49,7 +53,7 @@ class BMILTrainer(L.Trainer):
                 raise BMILError("evaluate needs --ckpt_path for policy=trained (or --policy expert|random).")
             if not Path(ckpt_path).is_file():
                 raise BMILError(f"Checkpoint '{ckpt_path}' not found.")
-            model = type(model).load_from_checkpoint(ckpt_path, map_location="cpu")
+            model = type(model).load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=weights_only)
             agent = model.agent().eval()
         elif policy == "expert":
             agent = model.domain.make_expert(seed)

@@ -98,6 +98,8 @@ def test_validate_test_and_evaluate_a_checkpoint(tmp_path, push_demos, capsys):
     config = str(_config(tmp_path, push_demos, demo_ratio=1.0))
     main(["fit", "--config", config, "--trainer.max_epochs", "1"])
     ckpt = str(tmp_path / "ckpt" / "last.ckpt")
+    saved = tmp_path / "fit_config.yaml"  # what fit saved beside its logs (validate/test rewrite it)
+    saved.write_text((tmp_path / "runs" / "t" / "version_0" / "config.yaml").read_text())
     main(["test", "--config", config, "--ckpt_path", ckpt, "--model.test_episodes", "6"])
     main(["validate", "--config", config, "--ckpt_path", ckpt, "--model.val_episodes", "4"])
     out = capsys.readouterr().out
@@ -107,6 +109,10 @@ def test_validate_test_and_evaluate_a_checkpoint(tmp_path, push_demos, capsys):
           "--json_out", str(report)])
     record = json.loads(report.read_text())
     assert record["robustness"]["episodes"] == 5 and record["policy"] == "trained"
+    # The config a fit run saves beside its logs works for evaluate as it is.
+    main(["evaluate", "--config", str(saved), "--ckpt_path", ckpt, "--episodes", "3", "--workers", "0",
+          "--json_out", str(report)])
+    assert json.loads(report.read_text())["robustness"]["episodes"] == 3
 
 
 @pytest.mark.slow
