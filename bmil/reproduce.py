@@ -360,12 +360,18 @@ def plot_study(study: Study, rows: list[dict], path: Path) -> None:
         # One point per method: (family, x, mean, half-width).
         points = {r["method"]: (r["family"] or r["method"], r["x"], *table[(d, r["method"])]["robustness"])
                   for r in rows if r["domain"] == d}
+        # Every seed as a dot: with 3 seeds the interval alone hides how the runs spread.
+        seeds = [(r["method"], r["x"], 100 * r["robustness"]) for r in rows if r["domain"] == d]
         if study.plot == "bar":
             _, _, means, errs = zip(*points.values())
-            ax.bar(list(points), means, yerr=np.nan_to_num(errs), capsize=3, color="tab:blue")
+            ax.bar(list(points), means, yerr=np.nan_to_num(errs), capsize=3, color="tab:blue", alpha=0.6)
+            ax.scatter([list(points).index(m) for m, _, _ in seeds], [v for *_, v in seeds],
+                       s=12, color="black", zorder=3, label="seeds")
             ax.tick_params(axis="x", rotation=30)
         else:
             _lines(ax, list(points.values()))
+            ax.scatter([x for _, x, _ in seeds if x is not None], [v for _, x, v in seeds if x is not None],
+                       s=10, color="black", alpha=0.5, zorder=3)
         ax.set(title=d, xlabel=study.xlabel, ylabel="robustness (%)", ylim=(0, 100))
     fig.tight_layout()
     fig.savefig(path)
