@@ -116,8 +116,9 @@ class BMILModule(L.LightningModule):
             model_lr: Adam learning rate of the dynamics model.
             model_weight_decay: Adam (L2) weight decay of the dynamics model.
             model_batch_size: Dynamics-model minibatch size (default: batch_size).
-            model_schedule: alternate (Algorithm 1: train the model every epoch) or first (train
-                it in the first epoch only, then only the policy; the paper's Table 6).
+            model_schedule: alternate (Algorithm 1: train the model every epoch) or first (the
+                paper's Table 6: in the first epoch, as many model rounds as there are epochs,
+                then only the policy).
             model_training: converge (passes over the train split until the held-out NLL stops
                 improving) or steps (a fixed number of minibatch steps per epoch).
             model_steps: Minibatch steps per epoch when model_training is steps.
@@ -269,8 +270,10 @@ class BMILModule(L.LightningModule):
         self._rng = torch.Generator().manual_seed(seed)
         self._stats = {}
         if self.uses_traces:
-            if self.hparams.model_schedule == "alternate" or self.current_epoch == 0:
+            if self.hparams.model_schedule == "alternate":
                 self.train_dynamics_model()  # line 2: fit B on the demos
+            elif self.current_epoch == 0:
+                self.train_dynamics_model_first()
             self.generate_traces()  # line 3: K traces from every demo state into the buffer
         if self.vins is not None:
             self.train_vins()  # VINS: value function and dynamics model beside the BC prior
@@ -308,6 +311,20 @@ class BMILModule(L.LightningModule):
                 break
         self.model_step += steps
         self._stats.update(model_loss=total / steps, model_steps=steps)
+
+    def train_dynamics_model_first(self) -> None:
+        """Table 6's "model first": all the model training Algorithm 1 spreads over the run (one
+        round per epoch, ``max_epochs`` rounds) before the first policy step. One round alone would
+        compare a far less trained model: each round stops at the first plateau."""
+        rounds = self.trainer.max_epochs
+        if rounds is None or rounds < 1:
+            raise BMILError("model_schedule first needs a finite trainer.max_epochs (the number of "
+                            "model training rounds it runs up front); set --trainer.max_epochs.")
+        steps = 0
+        for _ in range(rounds):
+            self.train_dynamics_model()
+            steps += self._stats["model_steps"]
+        self._stats["model_steps"] = steps
 
     @torch.no_grad()
     def _holdout_loss(self) -> torch.Tensor:

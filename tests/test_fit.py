@@ -135,10 +135,15 @@ def test_vins_trains_value_and_dynamics_beside_bc_and_acts_by_selection(tmp_path
     assert "over 4 episodes" in capsys.readouterr().out
 
 
-def test_model_first_schedule_trains_the_model_in_the_first_epoch_only(tmp_path, push_demos):
+def test_model_first_schedule_trains_the_whole_model_budget_in_the_first_epoch(tmp_path, push_demos):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     main(["fit", "--config", str(_config(tmp_path, push_demos, model_schedule="first"))])
     ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
-    assert ckpt["bmil"]["model_step"] == 5 and ckpt["bmil"]["policy_step"] == 30  # 5 model steps, once
+    # The same model steps as alternating (3 epochs x 5), all before the first policy step.
+    assert ckpt["bmil"]["model_step"] == 15 and ckpt["bmil"]["policy_step"] == 30
+    events = EventAccumulator(str(tmp_path / "runs" / "t" / "version_0")).Reload()
+    assert [(e.step, e.value) for e in events.Scalars("train/model_steps_per_epoch")] == [(0, 15.0)]
 
 
 @pytest.mark.parametrize(
