@@ -80,28 +80,27 @@ class Study:
     notes: list[str] = field(default_factory=list)
 
 
+# The table studies: (row label, config suffix: <domain>[_suffix].yaml, ``bmil fit`` overrides).
+TABLES = {
+    "table1": [("BC", "bc", ()), ("VINS", "vins", ()), ("BMIL", "", ())],
+    "table2": [("BC", "bc", ()), ("BMIL (forwards)", "", ("--model.dynamics", "forward")),
+               ("BMIL (backwards)", "", ())],
+    "table6": [("BC", "bc", ()), ("BMIL (model first)", "", ("--model.model_schedule", "first")),
+               ("BMIL (alternating)", "", ())],
+}
+
+
 def make_study(name: str, domains: list[str], seeds: list[int], configs: str = "conf") -> Study:
     """The runs of a named study over ``domains`` and ``seeds``, from ``configs``/<domain>[_bc].yaml."""
 
     def _conf(domain: str, method: str = "") -> str:
         return str(Path(configs) / f"{domain}{'_' + method if method else ''}.yaml")
 
+    if name in TABLES:  # one row per method, each a config and its overrides
+        return Study(name, [Run(d, label, s, _conf(d, config), overrides)
+                            for d in domains for s in seeds for label, config, overrides in TABLES[name]])
     runs: list[Run] = []
     add = runs.append
-    if name == "table1":
-        for d in domains:
-            for s in seeds:
-                add(Run(d, "BC", s, _conf(d, "bc")))
-                add(Run(d, "VINS", s, _conf(d, "vins")))
-                add(Run(d, "BMIL", s, _conf(d)))
-        return Study(name, runs)
-    if name == "table2":
-        for d in domains:
-            for s in seeds:
-                add(Run(d, "BC", s, _conf(d, "bc")))
-                add(Run(d, "BMIL (forwards)", s, _conf(d), ("--model.dynamics", "forward")))
-                add(Run(d, "BMIL (backwards)", s, _conf(d)))
-        return Study(name, runs)
     if name == "fig5a":
         choices = [("None", "none", 0.0), ("RS(0.5)", "rs", 0.5), ("RS(1)", "rs", 1.0),
                    ("SC(10)", "sc", 10.0), ("SC(30)", "sc", 30.0), ("SC(50)", "sc", 50.0)]
@@ -129,13 +128,6 @@ def make_study(name: str, domains: list[str], seeds: list[int], configs: str = "
                     add(Run(d, f"BC {mult}x", s, _conf(d, "bc"), steps, x=mult, family="BC"))
                 add(Run(d, "BMIL", s, _conf(d)))
         return Study(name, runs, baseline="BC 1x", plot="line", xlabel="BC policy steps (x the original)")
-    if name == "table6":
-        for d in domains:
-            for s in seeds:
-                add(Run(d, "BC", s, _conf(d, "bc")))
-                add(Run(d, "BMIL (model first)", s, _conf(d), ("--model.model_schedule", "first")))
-                add(Run(d, "BMIL (alternating)", s, _conf(d)))
-        return Study(name, runs)
     raise BMILError(f"unknown study '{name}'. Studies: {', '.join(STUDIES)}.")
 
 
