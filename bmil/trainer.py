@@ -67,8 +67,9 @@ class BMILTrainer(L.Trainer):
         seconds = time.perf_counter() - t0
         print(f"[{policy}] training start  {train.summary()}")
         print(f"[{policy}] robustness      {robust.summary()}")
-        if domain.describe(robust):
-            print(domain.describe(robust))
+        grid = domain.describe(robust)  # the per-cell text grid of mazes ("" elsewhere)
+        if grid:
+            print(grid)
         print(f"evaluated in {seconds:.1f} s ({robust.steps.sum() / seconds:.0f} env-steps/s)")
         if plot:
             Path(plot).parent.mkdir(parents=True, exist_ok=True)
