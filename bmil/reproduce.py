@@ -265,11 +265,18 @@ def _last_scalar(folder: Path, tag: str) -> float:
     return float(events.Scalars(tag)[-1].value)
 
 
+def longest_first(runs: list[Run], extra: list[str]) -> list[Run]:
+    """``runs`` with the most policy steps per epoch first (stable otherwise): a long run (Figure 6's
+    20x BC) started last would run alone at the end while the other workers idle."""
+    steps = {r: _model_setting(r.config, "policy_steps_per_epoch", (*r.overrides, *extra)) for r in runs}
+    return sorted(runs, key=lambda r: -steps[r])
+
+
 def run_study(study: Study, out: Path, jobs: int, extra: list[str], progress=print) -> list[dict]:
     """Run every unfinished run of ``study`` (``jobs`` at a time); returns their results."""
     for run in study.runs:
         _check_signature(out, run, signature(run, extra))
-    todo = [r for r in study.runs if not is_done(out, r)]
+    todo = longest_first([r for r in study.runs if not is_done(out, r)], extra)
     progress(f"{study.name}: {len(study.runs)} runs, {len(study.runs) - len(todo)} already done, "
              f"running {len(todo)} ({jobs} at a time) in {out}")
     _prepare_demos(todo, extra)

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from bmil.errors import BMILError
-from bmil.reproduce import (Run, Study, _command, _model_setting, collect, make_study, markdown_table,
-                            run_dir, run_study, signature, t_interval, write_results)
+from bmil.reproduce import (Run, Study, _command, _model_setting, collect, longest_first, make_study,
+                            markdown_table, run_dir, run_study, signature, t_interval, write_results)
 
 
 def test_t_interval_arithmetic():
@@ -150,3 +150,11 @@ def test_signature_follows_config_overlays_in_extra(tmp_path):
     assert signature(run, extra) == before and signature(run, []) != before
     overlay.write_text("trainer: {max_epochs: 6}\n")  # same arguments, other settings
     assert signature(run, extra) != before
+
+
+def test_the_longest_runs_start_first():
+    fig6 = make_study("fig6", ["push"], [0, 1])
+    order = [(r.method, r.seed) for r in longest_first(fig6.runs, [])]
+    assert order[:2] == [("BC 20x", 0), ("BC 20x", 1)] and order[2:4] == [("BC 10x", 0), ("BC 10x", 1)]
+    assert order[-4:] == [("BC 1x", 0), ("BMIL", 0), ("BC 1x", 1), ("BMIL", 1)]  # equal cost: study order
+    assert len(set(longest_first(fig6.runs, []))) == len(fig6.runs)
