@@ -266,10 +266,15 @@ def _last_scalar(folder: Path, tag: str) -> float:
 
 
 def longest_first(runs: list[Run], extra: list[str]) -> list[Run]:
-    """``runs`` with the most policy steps per epoch first (stable otherwise): a long run (Figure 6's
-    20x BC) started last would run alone at the end while the other workers idle."""
-    steps = {r: _model_setting(r.config, "policy_steps_per_epoch", (*r.overrides, *extra)) for r in runs}
-    return sorted(runs, key=lambda r: -steps[r])
+    """``runs`` in a cost order (stable otherwise): VINS first (its test-time search of 500 candidates
+    per step dominates a run), then the most policy steps per epoch. A long run (Figure 6's 20x BC)
+    started last would run alone at the end while the other workers idle."""
+    def cost(r: Run) -> tuple[bool, int]:
+        get = lambda key: _model_setting(r.config, key, (*r.overrides, *extra))  # noqa: E731
+        return bool(get("vins")), get("policy_steps_per_epoch")
+
+    costs = {r: cost(r) for r in runs}
+    return sorted(runs, key=lambda r: costs[r], reverse=True)
 
 
 def run_study(study: Study, out: Path, jobs: int, extra: list[str], progress=print) -> list[dict]:

@@ -158,3 +158,5 @@ def test_the_longest_runs_start_first():
     assert order[:2] == [("BC 20x", 0), ("BC 20x", 1)] and order[2:4] == [("BC 10x", 0), ("BC 10x", 1)]
     assert order[-4:] == [("BC 1x", 0), ("BMIL", 0), ("BC 1x", 1), ("BMIL", 1)]  # equal cost: study order
     assert len(set(longest_first(fig6.runs, []))) == len(fig6.runs)
+    table1 = make_study("table1", ["pickplace"], [0, 1])
+    assert [r.method for r in longest_first(table1.runs, [])] == ["VINS", "VINS", "BC", "BMIL", "BC", "BMIL"]
