@@ -216,13 +216,6 @@ class BMILModule(L.LightningModule):
         self.demos = {k: td[k] for k in ("obs", "action", "next_obs")}
         self.demo_episode = td["episode"]  # drawn over the robustness figure of mazes
         if self.vins is not None:
-            if not (self.domain.terminates_on_success or meta.get("stop_on_success")):
-                raise BMILError(
-                    f"VINS places its reward where each demo ends, but the demos in {self.demo_path} "
-                    f"run the full {self.hparams.env} horizon past their success. Set "
-                    "model.demo_stop_on_success: true (demos that end at the first success, as the "
-                    "original's)."
-                )
             self.demo_done = td["done"]
             self.value.norm.fit(self.demos["obs"])
             self.value_target.load_state_dict(self.value.state_dict())

@@ -10,10 +10,3 @@ def push_demos(tmp_path_factory):
     generate_demos("push", num=2, seed=0, out=path, progress=False)
     return path
 
-
-@pytest.fixture(scope="session")
-def push_demos_first_success(tmp_path_factory):
-    """Two Push demonstrations that end at their first success (as VINS on Fetch needs)."""
-    path = tmp_path_factory.mktemp("demos") / "push_first_success"
-    generate_demos("push", num=2, seed=0, out=path, stop_on_success=True, progress=False)
-    return path

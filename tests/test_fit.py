@@ -122,13 +122,13 @@ def test_forward_model_ablation_runs(tmp_path, push_demos):
     assert any(k.startswith("model.state_net") for k in ckpt["state_dict"])
 
 
-def test_vins_trains_value_and_dynamics_beside_bc_and_acts_by_selection(tmp_path, push_demos_first_success, capsys):
+def test_vins_trains_value_and_dynamics_beside_bc_and_acts_by_selection(tmp_path, push_demos, capsys):
     vins = {"gamma": 0.98, "value_steps": 4, "value_batch_size": 16, "perturb_dims": [0, 1, 2],
             "perturb_scale": 0.7, "ns_penalty": 0.3, "model_steps": 3, "model_batch_size": 16,
             "candidates": 8, "action_noise": 0.1}
     robustness = {"class_path": "callbacks.Robustness",
                   "init_args": {"every_n_epochs": 0, "final_episodes": 4, "workers": 0, "figures": False}}
-    main(["fit", "--config", str(_config(tmp_path, push_demos_first_success, [robustness], demo_ratio=1.0, vins=vins))])
+    main(["fit", "--config", str(_config(tmp_path, push_demos, [robustness], demo_ratio=1.0, vins=vins))])
     ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
     assert any(k.startswith("value.") for k in ckpt["state_dict"]) and any(k.startswith("vins_model.") for k in ckpt["state_dict"])
     assert ckpt["bmil"]["policy_step"] == 30 and len(ckpt["optimizer_states"]) == 3
@@ -156,7 +156,6 @@ def test_model_first_schedule_trains_the_whole_model_budget_in_the_first_epoch(t
         ({"num_demos": 7}, "holds 2 demos but num_demos is 7"),
         ({"bound_trace_states": True}, "bound_trace_states needs state bounds"),
         ({"vins": {"gamma": 0.98}}, "VINS trains its BC prior on demos only: set demo_ratio to 1.0"),
-        ({"vins": {"gamma": 0.98}, "demo_ratio": 1.0}, "Set model.demo_stop_on_success: true"),
     ],
 )
 def test_bad_model_settings_are_one_clear_error(tmp_path, push_demos, extra, message, capsys):

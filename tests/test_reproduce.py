@@ -81,8 +81,8 @@ def _tiny_configs(folder, demos):
 
 
 @pytest.mark.slow
-def test_a_rerun_executes_only_the_missing_runs(tmp_path, push_demos_first_success):
-    _tiny_configs(tmp_path / "conf", push_demos_first_success)
+def test_a_rerun_executes_only_the_missing_runs(tmp_path, push_demos):
+    _tiny_configs(tmp_path / "conf", push_demos)
     study = make_study("table1", ["push"], [0, 1], configs=str(tmp_path / "conf"))
     out = tmp_path / "study"
     results = run_study(study, out, jobs=2, extra=[], progress=lambda *_: None)
