@@ -373,29 +373,36 @@ def plot_study(study: Study, rows: list[dict], path: Path) -> None:
                        s=12, color="black", zorder=3, label="seeds")
             ax.tick_params(axis="x", rotation=30)
         else:
-            _lines(ax, list(points.values()))
-            ax.scatter([x for _, x, _ in seeds if x is not None], [v for _, x, v in seeds if x is not None],
-                       s=10, color="black", alpha=0.5, zorder=3)
+            colors = _lines(ax, list(points.values()))
+            family = {r["method"]: r["family"] or r["method"] for r in rows}
+            dots = [(x, v, colors[family[m]]) for m, x, v in seeds if x is not None]
+            if dots:  # each seed in its line's colour
+                xs, vs, cs = zip(*dots)
+                ax.scatter(xs, vs, s=10, c=list(cs), alpha=0.6, zorder=3)
         ax.set(title=d, xlabel=study.xlabel, ylabel="robustness (%)", ylim=(0, 100))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def _lines(ax, points: list[tuple]) -> None:
-    """One line per family over x; a family without x values (a reference) is a dashed level."""
+def _lines(ax, points: list[tuple]) -> dict:
+    """One line per family over x; a family without x values (a reference) is a dashed level.
+    Returns each family's colour."""
+    colors = {}
     for family in dict.fromkeys(p[0] for p in points):
         mine = sorted((p for p in points if p[0] == family), key=lambda p: p[1] or 0)
         _, xs, means, errs = zip(*mine)
         if xs[0] is None:
-            ax.axhline(means[0], ls="--", color="gray", label=family)
+            colors[family] = ax.axhline(means[0], ls="--", color="gray", label=family).get_color()
         else:
-            ax.errorbar(xs, means, yerr=np.nan_to_num(errs), marker="o", capsize=3, label=family)
+            line = ax.errorbar(xs, means, yerr=np.nan_to_num(errs), marker="o", capsize=3, label=family)
+            colors[family] = line.lines[0].get_color()
     ax.set_xscale("log")
     ticks = sorted({p[1] for p in points if p[1] is not None})
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.minorticks_off()
     ax.legend(fontsize=7)
+    return colors
 
 
 def write_results(study: Study, out: Path) -> Path:
