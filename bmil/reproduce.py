@@ -135,29 +135,39 @@ STUDIES = ("table1", "table2", "fig5a", "fig5b", "fig6", "table6")
 
 
 def _model_setting(config: str, key: str, overrides: tuple[str, ...] = ()):
-    """A ``model.<key>`` value as a run will see it: its last override (``--model.key value`` or
-    ``--model.key=value``), the config, or the default."""
+    """A ``model.<key>`` value as a run will see it: as LightningCLI reads the arguments, the last of
+    its config, any ``--config`` overlay among ``overrides`` and any ``--model.key value`` or
+    ``--model.key=value`` flag wins; without any, the module's default."""
     import yaml
 
-    flag, value = f"--model.{key}", None
-    for i, arg in enumerate(overrides):
-        if arg == flag and i + 1 < len(overrides):
-            value = overrides[i + 1]
+    flag, found, value = f"--model.{key}", False, None
+    args = ("--config", config, *overrides)
+    for arg, following in zip(args, (*args[1:], None)):
+        if arg == "--config" and following is not None:
+            model = _config_model(following)
+            if key in model:
+                found, value = True, model[key]
+        elif arg == flag and following is not None:
+            found, value = True, yaml.safe_load(following)
         elif arg.startswith(flag + "="):
-            value = arg.split("=", 1)[1]
-    if value is not None:
-        return yaml.safe_load(value)
-    path = Path(config)
-    if not path.is_file():
-        raise BMILError(f"config '{config}' not found (run bmil reproduce from the project root).")
-    model = (yaml.safe_load(path.read_text()) or {}).get("model", {})
-    if key in model:
-        return model[key]
+            found, value = True, yaml.safe_load(arg.split("=", 1)[1])
+    if found:
+        return value
     import inspect
 
     from bmil.module import BMILModule
 
     return inspect.signature(BMILModule.__init__).parameters[key].default
+
+
+def _config_model(config: str) -> dict:
+    """The ``model:`` section of a config file."""
+    import yaml
+
+    path = Path(config)
+    if not path.is_file():
+        raise BMILError(f"config '{config}' not found (run bmil reproduce from the project root).")
+    return (yaml.safe_load(path.read_text()) or {}).get("model") or {}
 
 
 # ---- running -----------------------------------------------------------------------------------

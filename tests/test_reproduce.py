@@ -116,6 +116,12 @@ def test_run_settings_are_read_as_the_run_will_see_them(tmp_path):
     assert _model_setting(str(config), "num_demos", ("--model.num_demos", "3", "--model.num_demos=7")) == 7
     assert _model_setting(str(config), "demo_seed") == 0  # the module's default
     assert _model_setting(str(config), "demo_stop_on_success", ("--model.demo_stop_on_success", "true")) is True
+    overlay = tmp_path / "overlay.yaml"  # a --config overlay in --extra counts where it stands
+    overlay.write_text(yaml.safe_dump({"model": {"num_demos": 9}, "trainer": {"max_epochs": 1}}))
+    assert _model_setting(str(config), "num_demos", ("--config", str(overlay))) == 9
+    assert _model_setting(str(config), "num_demos", ("--model.num_demos", "3", "--config", str(overlay))) == 9
+    assert _model_setting(str(config), "num_demos", ("--config", str(overlay), "--model.num_demos", "3")) == 3
+    assert _model_setting(str(config), "demo_seed", ("--config", str(overlay))) == 0
 
 
 def test_reproduce_command_rejects_unknown_names_clearly(tmp_path, capsys):
