@@ -135,15 +135,33 @@ def test_vins_trains_value_and_dynamics_beside_bc_and_acts_by_selection(tmp_path
     assert "over 4 episodes" in capsys.readouterr().out
 
 
-def test_model_first_schedule_trains_the_whole_model_budget_in_the_first_epoch(tmp_path, push_demos):
+@pytest.mark.slow
+def test_model_first_keeps_the_model_with_the_best_held_out_nll(tmp_path, push_demos):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    main(["fit", "--config", str(_config(tmp_path, push_demos, model_schedule="first"))])
+    from bmil.demos import load_demos
+    from bmil.models import BackwardsModel
+
+    config = _config(tmp_path, push_demos, model_schedule="first", model_first_patience=2,
+                     model_training="converge", max_model_passes=3)
+    main(["fit", "--config", str(config), "--trainer.max_epochs", "12"])
     ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
-    # The same model steps as alternating (3 epochs x 5), all before the first policy step.
-    assert ckpt["bmil"]["model_step"] == 15 and ckpt["bmil"]["policy_step"] == 30
     events = EventAccumulator(str(tmp_path / "runs" / "t" / "version_0")).Reload()
-    assert [(e.step, e.value) for e in events.Scalars("train/model_steps_per_epoch")] == [(0, 15.0)]
+    # All model training happens in epoch 0, then only the policy trains.
+    [(step, model_steps)] = [(e.step, e.value) for e in events.Scalars("train/model_steps_per_epoch")]
+    assert step == 0 and ckpt["bmil"]["model_step"] == model_steps and ckpt["bmil"]["policy_step"] == 120
+    # It stopped for patience, before 12 rounds (of 3 passes of 5 minibatches each) ...
+    assert model_steps < 12 * 3 * 5
+    # ... and the frozen model is the best round's, not the last's: the held-out NLL of the
+    # checkpointed model is the best one logged (the last rounds were worse by construction).
+    td, _ = load_demos(push_demos, env="push")
+    model = BackwardsModel(td["obs"].shape[-1], td["action"].shape[-1])
+    model.load_state_dict({k[6:]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")})
+    holdout = torch.randperm(len(td), generator=torch.Generator().manual_seed(0))[: int(0.2 * len(td))]
+    with torch.no_grad():
+        nll = model.loss(td["obs"][holdout], td["action"][holdout], td["next_obs"][holdout]).item()
+    [logged] = [e.value for e in events.Scalars("train/holdout_nll")]
+    assert nll == pytest.approx(logged, rel=1e-5)
 
 
 @pytest.mark.parametrize(
