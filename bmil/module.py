@@ -314,9 +314,9 @@ class BMILModule(L.LightningModule):
         gives) while the held-out NLL improves, then the best model is kept for the whole run.
 
         Why early-stopped: the model overfits the few demos round after round (held-out NLL on
-        PickAndPlace from about -1 at its best to 21-71 after 200 rounds), and a policy trained from the start
-        on such a model's traces stays poor (mean 25% robustness over 3 seeds, and 19% when the
-        model kept training every epoch after that); one round alone was worse still (under 4%).
+        PickAndPlace about -1 at its best, 21-71 after 200 rounds), and a policy trained from the
+        start on such a model's traces stays poor (mean 25% robustness over 3 seeds, and 19% when
+        the model kept training every epoch after that); one round alone was worse still (<4%).
         """
         max_rounds = self.trainer.max_epochs
         if max_rounds is None or max_rounds < 1:
