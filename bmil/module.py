@@ -327,7 +327,9 @@ class BMILModule(L.LightningModule):
             self.train_dynamics_model()
             steps += self._stats["model_steps"]
             # DDP: every rank must stop at the same round (their losses are equal up to rounding).
-            holdout = self.trainer.strategy.reduce(self._holdout_loss(), reduce_op="mean").item()
+            holdout = self.trainer.strategy.reduce(self._holdout_loss(), reduce_op="mean")
+            self._check_finite(holdout, "held-out dynamics-model", "model_lr")  # or no best to keep
+            holdout = holdout.item()
             if holdout < best:
                 best, best_state, stale = holdout, copy.deepcopy(self.model.state_dict()), 0
             else:

@@ -164,6 +164,16 @@ def test_model_first_keeps_the_model_with_the_best_held_out_nll(tmp_path, push_d
     assert nll == pytest.approx(logged, rel=1e-5)
 
 
+def test_model_first_with_a_non_finite_held_out_nll_is_one_clear_error(tmp_path, push_demos, capsys,
+                                                                       monkeypatch):
+    from bmil.module import BMILModule
+
+    monkeypatch.setattr(BMILModule, "_holdout_loss", lambda self: torch.tensor(float("nan")))
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(_config(tmp_path, push_demos, model_schedule="first"))])
+    _assert_one_error_line(capsys.readouterr().err, "The held-out dynamics-model loss became nan")
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
