@@ -26,12 +26,16 @@ def test_shipped_config_parses(config, capsys):
     assert parsed["model"]["env"] == yaml.safe_load(config.read_text())["model"]["env"]
 
 
-@pytest.mark.parametrize("base", ["pickplace.yaml", "pickplace_bc.yaml", "push.yaml", "push_bc.yaml"])
-def test_ablation_eval_overlay_replaces_only_the_callbacks(base, capsys):
+@pytest.mark.parametrize("base, overlay, final", [
+    *[(b, "fetch_ablation_eval.yaml", 2000) for b in ("pickplace.yaml", "pickplace_bc.yaml", "push.yaml", "push_bc.yaml")],
+    *[(f"point_{m}{s}.yaml", "maze_table1_eval.yaml", 1000)
+      for m in ("umaze", "room5x11", "corridor7x7") for s in ("", "_bc", "_vins")],
+])
+def test_eval_overlays_replace_only_the_callbacks(base, overlay, final, capsys):
     plain = _parsed(capsys, CONF / base)
-    layered = _parsed(capsys, CONF / base, CONF / "overlays" / "fetch_ablation_eval.yaml")
+    layered = _parsed(capsys, CONF / base, CONF / "overlays" / overlay)
     robustness = [c for c in layered["trainer"]["callbacks"] if c["class_path"] == "callbacks.Robustness"]
-    assert [c["init_args"]["final_episodes"] for c in robustness] == [2000]
+    assert [c["init_args"]["final_episodes"] for c in robustness] == [final]
     assert layered["model"] == plain["model"]
     assert {k: v for k, v in layered["trainer"].items() if k != "callbacks"} == \
         {k: v for k, v in plain["trainer"].items() if k != "callbacks"}
