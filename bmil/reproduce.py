@@ -4,6 +4,9 @@ A study is a list of runs (domain x method x seed, each a config plus overrides)
 separate ``bmil fit`` processes, several at once (small runs: parallel seeds beat one big run), one
 torch thread and one evaluation worker each. A finished run leaves ``result.json`` in its folder
 and is skipped when the study is run again; an interrupted run resumes from its ``last.ckpt``.
+A run's folder is locked while its fit runs (the fit itself holds the lock), so a second sweep
+never starts a run that another one, or an orphaned fit of a killed sweep, is still writing; and a
+sweep that is stopped (Ctrl-C, SIGTERM) stops its fits, which resume from ``last.ckpt`` next time.
 The study folder gets ``results.csv`` (one row per run) and ``table.md`` (mean +- 95% t-interval
 over seeds per method and domain, the ratio to BC, training success), plus a PNG per ablation.
 
@@ -19,12 +22,15 @@ Studies (original-code-facts §10, §11; the paper's Table 1, Table 2, Figures 5
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -230,26 +236,70 @@ def _command(out: Path, run: Run, extra: list[str]) -> list[str]:
 
 def execute(out: Path, run: Run, extra: list[str]) -> dict:
     """Run one ``bmil fit`` to the end and record its result (``result.json``, atomically); a
-    failure (of the fit or of reading its results) is returned as ``{"failed": True, ...}``."""
+    failure (of the fit or of reading its results) or a run busy in another process is returned as
+    ``{"failed": True, "error": <what to tell the user>}``."""
     try:
         return _execute(out, run, extra)
     except Exception as e:  # one broken run must not stop the study or its report
-        return {"run_id": run.run_id, "failed": True, "log": f"{run_dir(out, run) / 'fit.log'} ({e})"}
+        return _failed(run, f"FAILED ({e}), see {run_dir(out, run) / 'fit.log'}")
+
+
+def _failed(run: Run, error: str) -> dict:
+    return {"run_id": run.run_id, "failed": True, "error": error}
+
+
+# The fits this process has started and not yet seen end (stopped with the sweep).
+_LIVE_FITS: set[subprocess.Popen] = set()
+_LIVE_LOCK = threading.Lock()
+_STOPPING = threading.Event()  # set when the sweep stops: no new fit may start
+
+
+def _lock_run(folder: Path) -> Optional[int]:
+    """An exclusive lock on ``folder/run.lock``, or None when another process holds it. The fit
+    inherits the descriptor, so the lock lasts as long as the fit does, even an orphaned one."""
+    fd = os.open(folder / "run.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _execute(out: Path, run: Run, extra: list[str]) -> dict:
     folder = run_dir(out, run)
     folder.mkdir(parents=True, exist_ok=True)
+    lock = _lock_run(folder)
+    if lock is None:
+        return _failed(run, f"skipped: another process is running it ({folder / 'run.lock'} is held); "
+                            "rerun the study when that process has ended")
+    try:
+        return _fit(out, run, extra, folder, lock)
+    finally:
+        os.close(lock)
+
+
+def _fit(out: Path, run: Run, extra: list[str], folder: Path, lock: int) -> dict:
     sig = signature(run, extra)
     _atomic_json(folder / "signature.json", {"signature": sig})
     resumed = (folder / "checkpoints" / "last.ckpt").is_file()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "BMIL_EVAL_WORKERS": "0"}
     t0 = time.perf_counter()
     with open(folder / "fit.log", "a") as log:
-        proc = subprocess.run(_command(out, run, extra), stdout=log, stderr=subprocess.STDOUT, env=env)
+        with _LIVE_LOCK:
+            if _STOPPING.is_set():
+                return _failed(run, "not started: the study was stopped")
+            proc = subprocess.Popen(_command(out, run, extra), stdout=log, stderr=subprocess.STDOUT,
+                                    env=env, pass_fds=(lock,))
+            _LIVE_FITS.add(proc)
+        try:
+            returncode = proc.wait()
+        finally:
+            with _LIVE_LOCK:
+                _LIVE_FITS.discard(proc)
     seconds = time.perf_counter() - t0
-    if proc.returncode != 0:
-        return {"run_id": run.run_id, "failed": True, "log": str(folder / "fit.log")}
+    if returncode != 0:
+        return _failed(run, f"FAILED (exit code {returncode}), see {folder / 'fit.log'}")
     final = json.loads((folder / "robustness_final.json").read_text())
     result = {**asdict(run), "overrides": " ".join(run.overrides), "run_id": run.run_id,
               "robustness": final["success_rate"], "robustness_ci_low": final["ci95"][0],
@@ -258,6 +308,26 @@ def _execute(out: Path, run: Run, extra: list[str]) -> dict:
               "seconds": seconds, "resumed": resumed, "extra": " ".join(extra), "signature": sig}
     _atomic_json(folder / "result.json", result)
     return result
+
+
+def _stop_live_fits() -> None:
+    """Terminate every fit still running (each resumes from its last.ckpt when the study reruns)."""
+    with _LIVE_LOCK:
+        _STOPPING.set()
+        procs = list(_LIVE_FITS)
+    for proc in procs:
+        proc.terminate()  # Lightning stops at the next batch; a long evaluation gets killed below
+    deadline = time.monotonic() + 30
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()  # safe: checkpoints are written whole, once per epoch
+            proc.wait()
+
+
+def _raise_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def _atomic_json(path: Path, record: dict) -> None:
@@ -296,12 +366,26 @@ def run_study(study: Study, out: Path, jobs: int, extra: list[str], progress=pri
              f"running {len(todo)} ({jobs} at a time) in {out}")
     _prepare_demos(todo, extra)
     results = []
-    with ThreadPoolExecutor(max(1, jobs)) as pool:  # threads only wait on the fit processes
-        for result in pool.map(lambda r: execute(out, r, extra), todo):
-            status = "FAILED, see " + result["log"] if result.get("failed") else (
-                f"robustness {100 * result['robustness']:.1f}% in {result['seconds']:.0f} s")
-            progress(f"  {result['run_id']}: {status}")
-            results.append(result)
+    _STOPPING.clear()
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm) if in_main else None
+    try:
+        with ThreadPoolExecutor(max(1, jobs)) as pool:  # threads only wait on the fit processes
+            try:
+                for result in pool.map(lambda r: execute(out, r, extra), todo):
+                    status = result["error"] if result.get("failed") else (
+                        f"robustness {100 * result['robustness']:.1f}% in {result['seconds']:.0f} s")
+                    progress(f"  {result['run_id']}: {status}")
+                    results.append(result)
+            except BaseException:  # Ctrl-C or SIGTERM: stop the fits, not only this process
+                pool.shutdown(wait=False, cancel_futures=True)
+                _stop_live_fits()
+                progress(f"stopped; {len(results)} runs finished in this invocation. Rerun the same "
+                         "command to continue: unfinished runs resume from their last checkpoint.")
+                raise
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
     return results
 
 

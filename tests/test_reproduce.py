@@ -166,3 +166,88 @@ def test_the_longest_runs_start_first():
     assert len(set(longest_first(fig6.runs, []))) == len(fig6.runs)
     table1 = make_study("table1", ["pickplace"], [0, 1])
     assert [r.method for r in longest_first(table1.runs, [])] == ["VINS", "VINS", "BC", "BMIL", "BC", "BMIL"]
+
+
+# A stand-in for ``bmil fit``: records its pid in the run folder, then either finishes with a result
+# or waits to be stopped.
+_FAKE_FIT = """
+import json, os, sys, time
+folder, wait = sys.argv[1], float(sys.argv[2])
+open(os.path.join(folder, "pid"), "w").write(str(os.getpid()))
+time.sleep(wait)
+json.dump({"success_rate": 0.5, "ci95": [0.4, 0.6], "episodes": 10}, open(os.path.join(folder, "robustness_final.json"), "w"))
+"""
+
+
+def _fake_study(tmp_path, monkeypatch, seeds, wait):
+    import sys
+
+    import bmil.reproduce as reproduce
+
+    config = tmp_path / "push.yaml"
+    config.write_text("model: {env: push, demos: given}\n")  # given demos: nothing to generate
+    monkeypatch.setattr(reproduce, "_command",
+                        lambda out, run, extra: [sys.executable, "-c", _FAKE_FIT, str(run_dir(out, run)), str(wait)])
+    return Study("table1", [Run("push", "BC", s, str(config)) for s in seeds]), tmp_path / "study"
+
+
+def test_a_run_that_another_process_is_running_is_left_alone(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    study, out = _fake_study(tmp_path, monkeypatch, [0], wait=0)
+    folder = run_dir(out, study.runs[0])
+    folder.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)",
+                               str(folder / "run.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"  # an orphaned fit of a killed sweep, say
+        messages = []
+        (result,) = run_study(study, out, jobs=1, extra=[], progress=messages.append)
+        assert result["failed"] and "another process is running it" in messages[-1]
+        assert not (folder / "pid").exists() and not (folder / "result.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    (result,) = run_study(study, out, jobs=1, extra=[], progress=lambda *_: None)  # lock free: it runs
+    assert not result.get("failed") and result["robustness"] == 0.5
+    assert (folder / "result.json").is_file()
+
+
+def test_stopping_a_study_stops_its_fits(tmp_path, monkeypatch):
+    import fcntl
+    import os
+    import signal
+    import threading
+    import time
+
+    study, out = _fake_study(tmp_path, monkeypatch, [0, 1, 2], wait=20)
+    pid_files = [run_dir(out, r) / "pid" for r in study.runs]
+
+    def send_sigterm_once_two_fits_run():
+        deadline = time.monotonic() + 10
+        while sum(p.exists() for p in pid_files) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)  # as `kill <pid of bmil reproduce>` would
+
+    received = []  # SIGTERM lands here if the sweep does not handle it itself (pytest lives on)
+    record = lambda *args: received.append(args)  # noqa: E731
+    original = signal.signal(signal.SIGTERM, record)
+    try:
+        threading.Thread(target=send_sigterm_once_two_fits_run, daemon=True).start()
+        t0 = time.monotonic()
+        with pytest.raises(SystemExit):
+            run_study(study, out, jobs=2, extra=[], progress=lambda *_: None)
+        assert time.monotonic() - t0 < 15  # the fits were stopped, not waited for (they sleep 20 s)
+        assert not received and signal.getsignal(signal.SIGTERM) is record  # handled, then handed back
+    finally:
+        signal.signal(signal.SIGTERM, original)
+    started = [p for p in pid_files if p.exists()]
+    assert len(started) == 2 and not pid_files[2].exists()  # the third never started
+    for p in started:
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(p.read_text()), 0)
+        fd = os.open(p.parent / "run.lock", os.O_RDWR)  # and no one holds the runs' locks any more
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(fd)
