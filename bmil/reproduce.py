@@ -357,13 +357,18 @@ def longest_first(runs: list[Run], extra: list[str]) -> list[Run]:
     return sorted(runs, key=lambda r: costs[r], reverse=True)
 
 
-def run_study(study: Study, out: Path, jobs: int, extra: list[str], progress=print) -> list[dict]:
-    """Run every unfinished run of ``study`` (``jobs`` at a time); returns their results."""
+def run_study(study: Study, out: Path, jobs: int, extra: list[str], progress=print,
+              methods: Optional[set[str]] = None) -> list[dict]:
+    """Run every unfinished run of ``study`` (``jobs`` at a time), or of its ``methods`` only;
+    returns their results."""
     for run in study.runs:
         _check_signature(out, run, signature(run, extra))
-    todo = longest_first([r for r in study.runs if not is_done(out, r)], extra)
-    progress(f"{study.name}: {len(study.runs)} runs, {len(study.runs) - len(todo)} already done, "
-             f"running {len(todo)} ({jobs} at a time) in {out}")
+    done = sum(is_done(out, r) for r in study.runs)
+    todo = longest_first([r for r in study.runs if not is_done(out, r)
+                          and (methods is None or r.method in methods)], extra)
+    left = len(study.runs) - done - len(todo)
+    progress(f"{study.name}: {len(study.runs)} runs, {done} already done, running {len(todo)} "
+             f"({jobs} at a time){f', leaving {left} of other methods' if left else ''} in {out}")
     _prepare_demos(todo, extra)
     results = []
     _STOPPING.clear()
@@ -514,7 +519,7 @@ def write_results(study: Study, out: Path) -> Path:
 
 
 def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs: Optional[int] = None,
-              out: Optional[str] = None, extra: str = "", configs: str = "conf") -> None:
+              out: Optional[str] = None, extra: str = "", configs: str = "conf", methods: str = "") -> None:
     """Run a study of the paper as independent ``bmil fit`` runs and tabulate the results.
 
     Args:
@@ -527,6 +532,8 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
         extra: Extra ``bmil fit`` arguments for every run, e.g. "--trainer.max_epochs 50".
         configs: Folder of the runs' configs (<domain>.yaml for BMIL, <domain>_bc.yaml for BC,
             <domain>_vins.yaml for VINS).
+        methods: Comma-separated method labels to run now (default: all), e.g. "BC,BMIL" to get
+            the cheap columns of table1 before VINS's; the table shows every finished run.
     """
     names = [d.strip() for d in domains.split(",") if d.strip()]
     from bmil.envs import get_domain
@@ -534,10 +541,15 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
     for name in names:
         get_domain(name)  # an unknown name is one clear error before anything runs
     plan = make_study(study, names, list(range(seeds)), configs)
+    chosen = {m.strip() for m in methods.split(",") if m.strip()} or None
+    labels = list(dict.fromkeys(r.method for r in plan.runs))
+    if chosen and not chosen <= set(labels):
+        raise BMILError(f"unknown method(s) {', '.join(sorted(chosen - set(labels)))} for study "
+                        f"'{study}'. Its methods: {', '.join(labels)}.")
     folder = Path(out or Path("results") / study)
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    run_study(plan, folder, jobs or os.cpu_count() or 1, extra.split())
+    run_study(plan, folder, jobs or os.cpu_count() or 1, extra.split(), methods=chosen)
     path = write_results(plan, folder)
     print(path.read_text())
     print(f"{path} written; this invocation took {time.perf_counter() - t0:.0f} s")

@@ -251,3 +251,27 @@ def test_stopping_a_study_stops_its_fits(tmp_path, monkeypatch):
         fd = os.open(p.parent / "run.lock", os.O_RDWR)  # and no one holds the runs' locks any more
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.close(fd)
+
+
+def test_methods_runs_only_those_and_the_table_shows_every_finished_run(tmp_path, monkeypatch):
+    study, out = _fake_study(tmp_path, monkeypatch, [0, 1], wait=0)
+    study = Study("table1", [Run(r.domain, m, r.seed, r.config) for r in study.runs for m in ("BC", "VINS")])
+    messages = []
+    results = run_study(study, out, jobs=2, extra=[], progress=messages.append, methods={"BC"})
+    assert sorted(r["run_id"] for r in results) == ["push__BC__s0", "push__BC__s1"]
+    assert "running 2 (2 at a time), leaving 2 of other methods" in messages[0]
+    table = write_results(study, out).read_text()
+    assert "2 of 4 runs finished" in table and "| push | 50.0 ± 0.0 (n=2) |" in table
+    results = run_study(study, out, jobs=2, extra=[], progress=messages.append)  # then the rest
+    assert sorted(r["run_id"] for r in results) == ["push__VINS__s0", "push__VINS__s1"]
+    assert "4 of 4 runs finished" in write_results(study, out).read_text()
+
+
+def test_reproduce_rejects_an_unknown_method_clearly(tmp_path, capsys):
+    from bmil.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["reproduce", "table1", "--domains", "push", "--methods", "BC,BMILL", "--out", str(tmp_path / "r")])
+    assert exit_info.value.code == 2
+    assert "unknown method(s) BMILL for study 'table1'. Its methods: BC, VINS, BMIL." in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
