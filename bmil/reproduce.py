@@ -32,7 +32,8 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -234,12 +235,48 @@ def _command(out: Path, run: Run, extra: list[str]) -> list[str]:
     return cmd
 
 
-def execute(out: Path, run: Run, extra: list[str]) -> dict:
+class _Fits:
+    """The ``bmil fit`` processes of one ``run_study`` call, so that stopping the study stops them."""
+
+    def __init__(self):
+        self.live: set[subprocess.Popen] = set()
+        self.lock = threading.Lock()
+        self.stopping = False  # once set, no new fit starts
+
+    def start(self, cmd: list[str], **popen) -> Optional[subprocess.Popen]:
+        with self.lock:
+            if self.stopping:
+                return None
+            proc = subprocess.Popen(cmd, **popen)
+            self.live.add(proc)
+            return proc
+
+    def ended(self, proc: subprocess.Popen) -> None:
+        with self.lock:
+            self.live.discard(proc)
+
+    def stop(self) -> None:
+        """Terminate every fit still running (each resumes from its last.ckpt when the study reruns)."""
+        with self.lock:
+            self.stopping = True
+            procs = list(self.live)
+        for proc in procs:
+            proc.terminate()  # Lightning stops at the next batch; a long evaluation gets killed below
+        deadline = time.monotonic() + 30
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()  # safe: checkpoints are written whole, once per epoch
+                proc.wait()
+
+
+def execute(out: Path, run: Run, extra: list[str], fits: _Fits) -> dict:
     """Run one ``bmil fit`` to the end and record its result (``result.json``, atomically); a
-    failure (of the fit or of reading its results) or a run busy in another process is returned as
-    ``{"failed": True, "error": <what to tell the user>}``."""
+    failure (of the fit or of reading its results), a run busy in another process or one not
+    started because the study stopped is returned as ``{"failed": True, "error": <message>}``."""
     try:
-        return _execute(out, run, extra)
+        return _execute(out, run, extra, fits)
     except Exception as e:  # one broken run must not stop the study or its report
         return _failed(run, f"FAILED ({e}), see {run_dir(out, run) / 'fit.log'}")
 
@@ -248,25 +285,22 @@ def _failed(run: Run, error: str) -> dict:
     return {"run_id": run.run_id, "failed": True, "error": error}
 
 
-# The fits this process has started and not yet seen end (stopped with the sweep).
-_LIVE_FITS: set[subprocess.Popen] = set()
-_LIVE_LOCK = threading.Lock()
-_STOPPING = threading.Event()  # set when the sweep stops: no new fit may start
-
-
 def _lock_run(folder: Path) -> Optional[int]:
     """An exclusive lock on ``folder/run.lock``, or None when another process holds it. The fit
     inherits the descriptor, so the lock lasts as long as the fit does, even an orphaned one."""
     fd = os.open(folder / "run.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         os.close(fd)
         return None
+    except OSError:
+        os.close(fd)
+        raise
     return fd
 
 
-def _execute(out: Path, run: Run, extra: list[str]) -> dict:
+def _execute(out: Path, run: Run, extra: list[str], fits: _Fits) -> dict:
     folder = run_dir(out, run)
     folder.mkdir(parents=True, exist_ok=True)
     lock = _lock_run(folder)
@@ -274,29 +308,28 @@ def _execute(out: Path, run: Run, extra: list[str]) -> dict:
         return _failed(run, f"skipped: another process is running it ({folder / 'run.lock'} is held); "
                             "rerun the study when that process has ended")
     try:
-        return _fit(out, run, extra, folder, lock)
+        if is_done(out, run):  # finished by another process while this one waited its turn
+            return json.loads((folder / "result.json").read_text())
+        return _fit(out, run, extra, folder, lock, fits)
     finally:
         os.close(lock)
 
 
-def _fit(out: Path, run: Run, extra: list[str], folder: Path, lock: int) -> dict:
+def _fit(out: Path, run: Run, extra: list[str], folder: Path, lock: int, fits: _Fits) -> dict:
     sig = signature(run, extra)
     _atomic_json(folder / "signature.json", {"signature": sig})
     resumed = (folder / "checkpoints" / "last.ckpt").is_file()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "BMIL_EVAL_WORKERS": "0"}
     t0 = time.perf_counter()
     with open(folder / "fit.log", "a") as log:
-        with _LIVE_LOCK:
-            if _STOPPING.is_set():
-                return _failed(run, "not started: the study was stopped")
-            proc = subprocess.Popen(_command(out, run, extra), stdout=log, stderr=subprocess.STDOUT,
-                                    env=env, pass_fds=(lock,))
-            _LIVE_FITS.add(proc)
+        proc = fits.start(_command(out, run, extra), stdout=log, stderr=subprocess.STDOUT, env=env,
+                          pass_fds=(lock,))
+        if proc is None:
+            return _failed(run, "not started: the study was stopped")
         try:
             returncode = proc.wait()
         finally:
-            with _LIVE_LOCK:
-                _LIVE_FITS.discard(proc)
+            fits.ended(proc)
     seconds = time.perf_counter() - t0
     if returncode != 0:
         return _failed(run, f"FAILED (exit code {returncode}), see {folder / 'fit.log'}")
@@ -308,22 +341,6 @@ def _fit(out: Path, run: Run, extra: list[str], folder: Path, lock: int) -> dict
               "seconds": seconds, "resumed": resumed, "extra": " ".join(extra), "signature": sig}
     _atomic_json(folder / "result.json", result)
     return result
-
-
-def _stop_live_fits() -> None:
-    """Terminate every fit still running (each resumes from its last.ckpt when the study reruns)."""
-    with _LIVE_LOCK:
-        _STOPPING.set()
-        procs = list(_LIVE_FITS)
-    for proc in procs:
-        proc.terminate()  # Lightning stops at the next batch; a long evaluation gets killed below
-    deadline = time.monotonic() + 30
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()  # safe: checkpoints are written whole, once per epoch
-            proc.wait()
 
 
 def _raise_on_sigterm(signum, frame):
@@ -370,27 +387,47 @@ def run_study(study: Study, out: Path, jobs: int, extra: list[str], progress=pri
     progress(f"{study.name}: {len(study.runs)} runs, {done} already done, running {len(todo)} "
              f"({jobs} at a time){f', leaving {left} of other methods' if left else ''} in {out}")
     _prepare_demos(todo, extra)
-    results = []
-    _STOPPING.clear()
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm) if in_main else None
+    with _sigterm_stops_the_study():
+        return _run_parallel(todo, out, extra, jobs, progress)
+
+
+@contextmanager
+def _sigterm_stops_the_study():
+    """SIGTERM (``kill``) raises SystemExit as Ctrl-C raises KeyboardInterrupt, so both stop the
+    study's fits. Python runs signal handlers in the main thread only; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = (signal.getsignal(signal.SIGINT), signal.signal(signal.SIGTERM, _raise_on_sigterm))
     try:
-        with ThreadPoolExecutor(max(1, jobs)) as pool:  # threads only wait on the fit processes
-            try:
-                for result in pool.map(lambda r: execute(out, r, extra), todo):
-                    status = result["error"] if result.get("failed") else (
-                        f"robustness {100 * result['robustness']:.1f}% in {result['seconds']:.0f} s")
-                    progress(f"  {result['run_id']}: {status}")
-                    results.append(result)
-            except BaseException:  # Ctrl-C or SIGTERM: stop the fits, not only this process
-                pool.shutdown(wait=False, cancel_futures=True)
-                _stop_live_fits()
-                progress(f"stopped; {len(results)} runs finished in this invocation. Rerun the same "
-                         "command to continue: unfinished runs resume from their last checkpoint.")
-                raise
+        yield
     finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in zip((signal.SIGINT, signal.SIGTERM), previous):
+            if handler is not None:  # None: a handler set from C, which cannot be put back
+                signal.signal(signum, handler)
+
+
+def _run_parallel(todo: list[Run], out: Path, extra: list[str], jobs: int, progress) -> list[dict]:
+    results, fits = [], _Fits()
+    with ThreadPoolExecutor(max(1, jobs)) as pool:  # threads only wait on the fit processes
+        futures = [pool.submit(execute, out, r, extra, fits) for r in todo]
+        try:
+            for future in as_completed(futures):  # reported as they end, not in start order
+                result = future.result()
+                status = result["error"] if result.get("failed") else (
+                    f"robustness {100 * result['robustness']:.1f}% in {result['seconds']:.0f} s")
+                progress(f"  {result['run_id']}: {status}")
+                results.append(result)
+        except BaseException:  # Ctrl-C or SIGTERM: stop the fits, not only this process
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second signal must not cut
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the clean-up short
+            pool.shutdown(wait=False, cancel_futures=True)
+            fits.stop()
+            finished = sum(not r.get("failed") for r in results)
+            progress(f"stopped; {finished} runs finished in this invocation. Rerun the same command "
+                     "to continue: unfinished runs resume from their last checkpoint.")
+            raise
     return results
 
 

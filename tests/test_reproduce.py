@@ -275,3 +275,64 @@ def test_reproduce_rejects_an_unknown_method_clearly(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert "unknown method(s) BMILL for study 'table1'. Its methods: BC, VINS, BMIL." in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_fit_orphaned_by_a_killed_sweep_keeps_its_run_locked(tmp_path):
+    import fcntl
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = tmp_path / "push.yaml"
+    config.write_text("model: {env: push, demos: given}\n")
+    out = tmp_path / "study"
+    sweep = subprocess.Popen([sys.executable, "-c", f"""
+import sys
+import bmil.reproduce as R
+R._command = lambda out, run, extra: [sys.executable, "-c", {_FAKE_FIT!r}, str(R.run_dir(out, run)), "30"]
+R.run_study(R.Study("table1", [R.Run("push", "BC", 0, {str(config)!r})]), R.Path({str(out)!r}), 1, [])
+"""])
+    folder = run_dir(out, Run("push", "BC", 0, str(config)))
+    deadline = time.monotonic() + 60
+    while not (folder / "pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    orphan = int((folder / "pid").read_text())
+    sweep.send_signal(signal.SIGKILL)  # no clean-up possible: the fit lives on
+    sweep.wait()
+
+    def locked() -> bool:
+        fd = os.open(folder / "run.lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    try:
+        assert locked()  # held by the orphaned fit, which inherited the sweep's descriptor
+    finally:
+        os.kill(orphan, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while locked() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not locked()
+
+
+def test_a_run_finished_by_another_sweep_while_queued_is_not_run_again(tmp_path, monkeypatch):
+    import sys
+
+    from bmil.reproduce import _Fits, execute
+
+    study, out = _fake_study(tmp_path, monkeypatch, [0], wait=0)
+    (run,) = study.runs
+    run_dir(out, run).mkdir(parents=True)
+    (run_dir(out, run) / "result.json").write_text(json.dumps({"run_id": run.run_id, "robustness": 0.25}))
+    assert execute(out, run, [], _Fits())["robustness"] == 0.25  # the other sweep's result, as it is
+    assert not (run_dir(out, run) / "pid").exists()  # no fit started
+    stopped = _Fits()
+    stopped.stop()
+    assert stopped.start([sys.executable, "-c", "pass"]) is None  # and none starts once a study stops
