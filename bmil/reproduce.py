@@ -34,7 +34,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -84,7 +84,6 @@ class Study:
     baseline: str = "BC"  # ratios are to this method ("" for none)
     plot: str = ""  # "bar" (methods) or "line" (x axis), for the ablation figure
     xlabel: str = ""
-    notes: list[str] = field(default_factory=list)
 
 
 # The table studies: (row label, config suffix: <domain>[_suffix].yaml, ``bmil fit`` overrides).
@@ -541,14 +540,50 @@ def _lines(ax, points: list[tuple]) -> dict:
     return colors
 
 
+# The paper's robustness (%) for the domains bmil has, under our method labels: its Table 1 (Point
+# mazes, not Ant) and Table 2. Its point agent differs from ours (docs/reproducing.md).
+PAPER = {
+    "table1": {
+        "push": {"BC": 12.1, "VINS": 12.8, "BMIL": 14.6},
+        "pickplace": {"BC": 4.1, "VINS": 3.4, "BMIL": 17.5},
+        "point_umaze": {"BC": 49.0, "VINS": 39.5, "BMIL": 47.8},
+        "point_room5x11": {"BC": 36.8, "VINS": 17.3, "BMIL": 38.6},
+        "point_corridor7x7": {"BC": 33.7, "VINS": 37.7, "BMIL": 38.9},
+    },
+    "table2": {
+        "push": {"BC": 12.1, "BMIL (forwards)": 12.4, "BMIL (backwards)": 14.6},
+        "pickplace": {"BC": 4.1, "BMIL (forwards)": 4.1, "BMIL (backwards)": 17.5},
+    },
+}
+
+
+def paper_table(study: Study, domains: list[str]) -> str:
+    """The paper's numbers for ``domains`` in the layout of ``markdown_table`` ("" if it has none)."""
+    paper = PAPER.get(study.name, {})
+    known = [d for d in domains if d in paper]
+    if not known:
+        return ""
+    methods = list(paper[known[0]])
+    others = [m for m in methods if m != study.baseline]
+    head = ["domain", *methods, *[f"{m} / {study.baseline}" for m in others]]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for d in known:
+        values = paper[d]
+        ratios = [f"{values[m] / values[study.baseline]:.2f}" for m in others]
+        lines.append("| " + " | ".join([d, *[f"{values[m]:.1f}" for m in methods], *ratios]) + " |")
+    return "\n".join(lines)
+
+
 def write_results(study: Study, out: Path) -> Path:
     rows = collect(study, out)
     write_csv(rows, out / "results.csv")
     table = markdown_table(study, rows) if rows else "(no finished runs)"
-    notes = "".join(f"\n- {n}" for n in study.notes)
     done = f"{len(rows)} of {len(study.runs)} runs finished"
-    text = (f"# {study.name}\n\nRobustness (%), mean ± 95% t-interval over seeds; {done}.{notes}\n\n"
-            f"{table}\n")
+    text = f"# {study.name}\n\nRobustness (%), mean ± 95% t-interval over seeds; {done}.\n\n{table}\n"
+    paper = paper_table(study, list(dict.fromkeys(r.domain for r in study.runs)))
+    if paper:
+        text += (f"\nThe paper's numbers (its {study.name.replace('table', 'Table ')}; other experts and, on "
+                 f"the mazes, another point agent: see docs/reproducing.md):\n\n{paper}\n")
     (out / "table.md").write_text(text)
     if study.plot and rows:
         plot_study(study, rows, out / f"{study.name}.png")

@@ -336,3 +336,17 @@ def test_a_run_finished_by_another_sweep_while_queued_is_not_run_again(tmp_path,
     stopped = _Fits()
     stopped.stop()
     assert stopped.start([sys.executable, "-c", "pass"]) is None  # and none starts once a study stops
+
+
+def test_the_papers_numbers_are_printed_beside_ours():
+    from bmil.reproduce import paper_table
+
+    text = paper_table(Study("table1", []), ["pickplace", "point_room5x11", "unknown"])
+    assert text.splitlines() == [
+        "| domain | BC | VINS | BMIL | VINS / BC | BMIL / BC |",
+        "| --- | --- | --- | --- | --- | --- |",
+        "| pickplace | 4.1 | 3.4 | 17.5 | 0.83 | 4.27 |",  # the paper rounds its ratios from unrounded means
+        "| point_room5x11 | 36.8 | 17.3 | 38.6 | 0.47 | 1.05 |",
+    ]
+    assert paper_table(Study("fig5a", []), ["pickplace"]) == ""
+    assert paper_table(Study("table1", []), ["unknown"]) == ""
