@@ -483,7 +483,8 @@ def markdown_table(study: Study, rows: list[dict]) -> str:
             cells.append(f"{entry['robustness'][0] / base['robustness'][0]:.2f}" if ok else "-")
         for m in methods:
             entry = table.get((d, m))
-            cells.append(f"{entry['training']:.2f}" if entry else "-")
+            measured = entry and not math.isnan(entry["training"])  # NaN: no check ran
+            cells.append(f"{entry['training']:.2f}" if measured else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

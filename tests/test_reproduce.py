@@ -32,6 +32,8 @@ def test_markdown_table_means_intervals_and_ratios():
     assert head == "| domain | BC | BMIL | BMIL / BC | train. success BC | train. success BMIL |"
     hw = 4.303 * 10 / math.sqrt(3)
     assert line == f"| push | 20.0 ± {hw:.1f} (n=3) | 40.0 ± {hw:.1f} (n=3) | 2.00 | 1.00 | 0.83 |"
+    unchecked = [_row("push", "BC", 0, 0.10, training=math.nan)]  # no training-success check ran
+    assert markdown_table(Study("table1", []), unchecked).splitlines()[-1] == "| push | 10.0 (n=1) | - |"
 
 
 def test_studies_plan_the_papers_comparisons():
