@@ -185,6 +185,10 @@ def is_done(out: Path, run: Run) -> bool:
     return (run_dir(out, run) / "result.json").is_file()
 
 
+def read_result(out: Path, run: Run) -> dict:
+    return json.loads((run_dir(out, run) / "result.json").read_text())
+
+
 def signature(run: Run, extra: list[str]) -> str:
     """What makes a run's result: the text of its configs (its own and any ``--config`` overlay in
     ``extra``), its overrides and the study's extra args."""
@@ -308,7 +312,7 @@ def _execute(out: Path, run: Run, extra: list[str], fits: _Fits) -> dict:
                             "rerun the study when that process has ended")
     try:
         if is_done(out, run):  # finished by another process while this one waited its turn
-            return json.loads((folder / "result.json").read_text())
+            return read_result(out, run)
         return _fit(out, run, extra, folder, lock, fits)
     finally:
         os.close(lock)
@@ -340,10 +344,6 @@ def _fit(out: Path, run: Run, extra: list[str], folder: Path, lock: int, fits: _
               "seconds": seconds, "resumed": resumed, "extra": " ".join(extra), "signature": sig}
     _atomic_json(folder / "result.json", result)
     return result
-
-
-def _raise_on_sigterm(signum, frame):
-    raise SystemExit(128 + signum)
 
 
 def _atomic_json(path: Path, record: dict) -> None:
@@ -379,15 +379,18 @@ def run_study(study: Study, out: Path, jobs: int, extra: list[str], progress=pri
     returns their results."""
     for run in study.runs:
         _check_signature(out, run, signature(run, extra))
-    done = sum(is_done(out, r) for r in study.runs)
-    todo = longest_first([r for r in study.runs if not is_done(out, r)
-                          and (methods is None or r.method in methods)], extra)
-    left = len(study.runs) - done - len(todo)
+    unfinished = [r for r in study.runs if not is_done(out, r)]
+    todo = longest_first([r for r in unfinished if methods is None or r.method in methods], extra)
+    done, left = len(study.runs) - len(unfinished), len(unfinished) - len(todo)
     progress(f"{study.name}: {len(study.runs)} runs, {done} already done, running {len(todo)} "
              f"({jobs} at a time){f', leaving {left} of other methods' if left else ''} in {out}")
     _prepare_demos(todo, extra)
     with _sigterm_stops_the_study():
         return _run_parallel(todo, out, extra, jobs, progress)
+
+
+def _raise_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 @contextmanager
@@ -433,7 +436,7 @@ def _run_parallel(todo: list[Run], out: Path, extra: list[str], jobs: int, progr
 # ---- results ---------------------------------------------------------------------------------
 def collect(study: Study, out: Path) -> list[dict]:
     """The results of the study's finished runs, in study order."""
-    return [json.loads((run_dir(out, r) / "result.json").read_text()) for r in study.runs if is_done(out, r)]
+    return [read_result(out, r) for r in study.runs if is_done(out, r)]
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -456,6 +459,11 @@ def summarize(study: Study, rows: list[dict]) -> dict:
     return table
 
 
+def _markdown(head: list[str], body: list[list[str]]) -> str:
+    """A Markdown table: a header row, its rule, then the body rows."""
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in [head, ["---"] * len(head), *body])
+
+
 def markdown_table(study: Study, rows: list[dict]) -> str:
     """Domains as rows, methods as columns: robustness mean +- 95% t-interval over seeds (%), the
     ratio of each method's mean to the baseline's, and mean training success."""
@@ -465,7 +473,7 @@ def markdown_table(study: Study, rows: list[dict]) -> str:
     others = [m for m in methods if m != study.baseline] if study.baseline in methods else []
     head = ["domain", *methods, *[f"{m} / {study.baseline}" for m in others],
             *[f"train. success {m}" for m in methods]]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    body = []
     for d in domains:
         cells = [d]
         for m in methods:
@@ -485,8 +493,8 @@ def markdown_table(study: Study, rows: list[dict]) -> str:
             entry = table.get((d, m))
             measured = entry and not math.isnan(entry["training"])  # NaN: no check ran
             cells.append(f"{entry['training']:.2f}" if measured else "-")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        body.append(cells)
+    return _markdown(head, body)
 
 
 def plot_study(study: Study, rows: list[dict], path: Path) -> None:
@@ -567,12 +575,9 @@ def paper_table(study: Study, domains: list[str]) -> str:
     methods = list(paper[known[0]])
     others = [m for m in methods if m != study.baseline]
     head = ["domain", *methods, *[f"{m} / {study.baseline}" for m in others]]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for d in known:
-        values = paper[d]
-        ratios = [f"{values[m] / values[study.baseline]:.2f}" for m in others]
-        lines.append("| " + " | ".join([d, *[f"{values[m]:.1f}" for m in methods], *ratios]) + " |")
-    return "\n".join(lines)
+    return _markdown(head, [[d, *[f"{paper[d][m]:.1f}" for m in methods],
+                             *[f"{paper[d][m] / paper[d][study.baseline]:.2f}" for m in others]]
+                            for d in known])
 
 
 def write_results(study: Study, out: Path) -> Path:
