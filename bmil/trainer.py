@@ -73,12 +73,9 @@ class BMILTrainer(L.Trainer):
         print(f"evaluated in {seconds:.1f} s ({robust.steps.sum() / seconds:.0f} env-steps/s)")
         if plot:
             Path(plot).parent.mkdir(parents=True, exist_ok=True)
-            demos = None
-            if plot_demos:
-                from bmil.demos import load_demos
+            from bmil.demos import load_demos
 
-                td, _ = load_demos(plot_demos, env=domain.name)
-                demos = {"obs": td["obs"].numpy(), "episode": td["episode"].numpy()}
+            demos = load_demos(plot_demos, env=domain.name)[0] if plot_demos else None
             domain.robustness_figure(robust, demos).savefig(plot)
             print(f"figure saved to {plot}")
         record = {

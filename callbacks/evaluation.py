@@ -102,9 +102,7 @@ class Robustness(_PolicyEvaluation):
         if not (self.figures and trainer.is_global_zero):
             return
         module = trainer.lightning_module
-        demos = None
-        if self.draw_demos and hasattr(module, "demo_episode"):
-            demos = {"obs": module.demos["obs"].cpu().numpy(), "episode": module.demo_episode.numpy()}
+        demos = getattr(module, "demo_td", None) if self.draw_demos else None
         fig = self._evaluator.domain.robustness_figure(result, demos)
         folder = _run_dir(trainer) / "robustness"
         folder.mkdir(parents=True, exist_ok=True)

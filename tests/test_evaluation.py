@@ -119,3 +119,17 @@ def test_random_policy_is_seeded():
     a = p(torch.zeros(2, 25))
     p.reset(2, 5)
     assert torch.equal(a, p(torch.zeros(2, 25)))
+
+
+def test_the_maze_figure_draws_each_loaded_demonstration(tmp_path):
+    from bmil.demos import generate_demos, load_demos
+
+    domain = get_domain("point_umaze")
+    generate_demos("point_umaze", num=2, seed=0, out=tmp_path / "d", progress=False)
+    demos, _ = load_demos(tmp_path / "d", env="point_umaze")
+    starts = domain.robustness_starts(13, seed=0)
+    result = EvalResult.of(domain, starts, np.ones(13, bool), np.full(13, 10))
+    plain = len(domain.robustness_figure(result).axes[0].lines)
+    drawn = domain.robustness_figure(result, demos).axes[0].lines[plain:]
+    assert len(drawn) == 2  # one path per demonstration, starting where the demo starts
+    np.testing.assert_allclose(drawn[0].get_xydata()[0], demos["obs"][0, :2].numpy())

@@ -23,6 +23,8 @@ with contextlib.redirect_stderr(io.StringIO()):
 from bmil.errors import BMILError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from matplotlib.figure import Figure
 
     from bmil.evaluation import EvalResult
@@ -58,9 +60,9 @@ class Domain(ABC):
         """The scripted expert: a batch policy with ``reset(num_envs, seed)``."""
 
     @abstractmethod
-    def robustness_figure(self, result: EvalResult, demos: dict | None = None) -> Figure:
-        """The paper's picture of which starts succeeded (``demos``: obs/episode arrays to draw
-        the demonstrations over it, where the picture supports that)."""
+    def robustness_figure(self, result: EvalResult, demos: Mapping | None = None) -> Figure:
+        """The paper's picture of which starts succeeded (``demos``: the loaded demos, or any
+        mapping with "obs" and "episode", to draw over it where the picture supports that)."""
 
     # Per-cell evaluation (mazes): starts fall into groups whose rates are averaged unweighted.
     obs_bounds: tuple[np.ndarray, np.ndarray] | None = None  # where a state can be (None: anywhere)
