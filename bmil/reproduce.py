@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import fnmatch
 import hashlib
 import json
 import math
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -34,7 +36,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -61,7 +63,8 @@ def t_interval(values) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class Run:
-    """One ``bmil fit``: ``config`` plus ``overrides``, seeded ``seed``."""
+    """One ``bmil fit``: ``config`` plus ``overrides`` (what the study varies) plus ``extra`` (what
+    the user adds, e.g. an evaluation overlay), seeded ``seed``."""
 
     domain: str
     method: str  # the row label in tables (BC, BMIL, SC(30), 5 demos, ...)
@@ -70,6 +73,7 @@ class Run:
     overrides: tuple[str, ...] = ()
     x: Optional[float] = None  # the ablation's axis value (demos, budget multiplier), if any
     family: str = ""  # the line a run belongs to in a line plot (BC, BMIL); default: method
+    extra: tuple[str, ...] = ()  # the user's extra ``bmil fit`` args for this run (--extra, --domain_extra)
 
     @property
     def run_id(self) -> str:
@@ -189,9 +193,10 @@ def read_result(out: Path, run: Run) -> dict:
     return json.loads((run_dir(out, run) / "result.json").read_text())
 
 
-def signature(run: Run, extra: list[str]) -> str:
+def signature(run: Run) -> str:
     """What makes a run's result: the text of its configs (its own and any ``--config`` overlay in
-    ``extra``), its overrides and the study's extra args."""
+    its extra args), its overrides and its extra args."""
+    extra = run.extra
     overlays = [extra[i + 1] for i, arg in enumerate(extra[:-1]) if arg == "--config"]
     texts = [Path(c).read_text() if Path(c).is_file() else "" for c in (run.config, *overlays)]
     return hashlib.sha256(json.dumps([texts[0], list(run.overrides), list(extra), *texts[1:]]).encode()).hexdigest()[:16]
@@ -210,14 +215,14 @@ def _check_signature(out: Path, run: Run, expected: str) -> None:
                 )
 
 
-def _prepare_demos(runs: list[Run], extra: list[str]) -> None:
+def _prepare_demos(runs: list[Run]) -> None:
     """Generate every missing demo set once, before runs start in parallel (no two processes
     write the same dataset)."""
     from bmil.demos import default_demo_path, generate_demos
 
     wanted = set()
     for run in runs:
-        get = lambda key: _model_setting(run.config, key, (*run.overrides, *extra))  # noqa: E731
+        get = lambda key: _model_setting(run.config, key, (*run.overrides, *run.extra))  # noqa: E731
         if get("demos"):
             continue
         wanted.add((get("env"), int(get("num_demos")), int(get("demo_seed")), bool(get("demo_stop_on_success"))))
@@ -226,12 +231,12 @@ def _prepare_demos(runs: list[Run], extra: list[str]) -> None:
             generate_demos(env, num, seed, stop_on_success=stop, progress=False)
 
 
-def _command(out: Path, run: Run, extra: list[str]) -> list[str]:
+def _command(out: Path, run: Run) -> list[str]:
     cmd = [sys.executable, "-m", "bmil.cli", "fit", "--config", run.config, *run.overrides,
            "--seed_everything", str(run.seed),
            "--trainer.logger.init_args.save_dir", str(out / "runs"),
            "--trainer.logger.init_args.name", run.run_id,
-           "--trainer.logger.init_args.version", "0", *extra]
+           "--trainer.logger.init_args.version", "0", *run.extra]
     last = run_dir(out, run) / "checkpoints" / "last.ckpt"
     if last.is_file():  # an interrupted run: continue from its last completed epoch
         cmd += ["--ckpt_path", str(last)]
@@ -274,12 +279,12 @@ class _Fits:
                 proc.wait()
 
 
-def execute(out: Path, run: Run, extra: list[str], fits: _Fits) -> dict:
+def execute(out: Path, run: Run, fits: _Fits) -> dict:
     """Run one ``bmil fit`` to the end and record its result (``result.json``, atomically); a
     failure (of the fit or of reading its results), a run busy in another process or one not
     started because the study stopped is returned as ``{"failed": True, "error": <message>}``."""
     try:
-        return _execute(out, run, extra, fits)
+        return _execute(out, run, fits)
     except Exception as e:  # one broken run must not stop the study or its report
         return _failed(run, f"FAILED ({e}), see {run_dir(out, run) / 'fit.log'}")
 
@@ -303,7 +308,7 @@ def _lock_run(folder: Path) -> Optional[int]:
     return fd
 
 
-def _execute(out: Path, run: Run, extra: list[str], fits: _Fits) -> dict:
+def _execute(out: Path, run: Run, fits: _Fits) -> dict:
     folder = run_dir(out, run)
     folder.mkdir(parents=True, exist_ok=True)
     lock = _lock_run(folder)
@@ -313,19 +318,19 @@ def _execute(out: Path, run: Run, extra: list[str], fits: _Fits) -> dict:
     try:
         if is_done(out, run):  # finished by another process while this one waited its turn
             return read_result(out, run)
-        return _fit(out, run, extra, folder, lock, fits)
+        return _fit(out, run, folder, lock, fits)
     finally:
         os.close(lock)
 
 
-def _fit(out: Path, run: Run, extra: list[str], folder: Path, lock: int, fits: _Fits) -> dict:
-    sig = signature(run, extra)
+def _fit(out: Path, run: Run, folder: Path, lock: int, fits: _Fits) -> dict:
+    sig = signature(run)
     _atomic_json(folder / "signature.json", {"signature": sig})
     resumed = (folder / "checkpoints" / "last.ckpt").is_file()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "BMIL_EVAL_WORKERS": "0"}
     t0 = time.perf_counter()
     with open(folder / "fit.log", "a") as log:
-        proc = fits.start(_command(out, run, extra), stdout=log, stderr=subprocess.STDOUT, env=env,
+        proc = fits.start(_command(out, run), stdout=log, stderr=subprocess.STDOUT, env=env,
                           pass_fds=(lock,))
         if proc is None:
             return _failed(run, "not started: the study was stopped")
@@ -341,7 +346,7 @@ def _fit(out: Path, run: Run, extra: list[str], folder: Path, lock: int, fits: _
               "robustness": final["success_rate"], "robustness_ci_low": final["ci95"][0],
               "robustness_ci_high": final["ci95"][1], "episodes": final["episodes"],
               "training_success": _last_scalar(folder, "eval/training_success"),
-              "seconds": seconds, "resumed": resumed, "extra": " ".join(extra), "signature": sig}
+              "seconds": seconds, "resumed": resumed, "extra": " ".join(run.extra), "signature": sig}
     _atomic_json(folder / "result.json", result)
     return result
 
@@ -361,32 +366,32 @@ def _last_scalar(folder: Path, tag: str) -> float:
     return float(events.Scalars(tag)[-1].value)
 
 
-def longest_first(runs: list[Run], extra: list[str]) -> list[Run]:
+def longest_first(runs: list[Run]) -> list[Run]:
     """``runs`` in a cost order (stable otherwise): VINS first (its test-time search of 500 candidates
     per step dominates a run), then the most policy steps per epoch. A long run (Figure 6's 20x BC)
     started last would run alone at the end while the other workers idle."""
     def cost(r: Run) -> tuple[bool, int]:
-        get = lambda key: _model_setting(r.config, key, (*r.overrides, *extra))  # noqa: E731
+        get = lambda key: _model_setting(r.config, key, (*r.overrides, *r.extra))  # noqa: E731
         return bool(get("vins")), get("policy_steps_per_epoch")
 
     costs = {r: cost(r) for r in runs}
     return sorted(runs, key=lambda r: costs[r], reverse=True)
 
 
-def run_study(study: Study, out: Path, jobs: int, extra: list[str], progress=print,
+def run_study(study: Study, out: Path, jobs: int, progress=print,
               methods: Optional[set[str]] = None) -> list[dict]:
     """Run every unfinished run of ``study`` (``jobs`` at a time), or of its ``methods`` only;
     returns their results."""
     for run in study.runs:
-        _check_signature(out, run, signature(run, extra))
+        _check_signature(out, run, signature(run))
     unfinished = [r for r in study.runs if not is_done(out, r)]
-    todo = longest_first([r for r in unfinished if methods is None or r.method in methods], extra)
+    todo = longest_first([r for r in unfinished if methods is None or r.method in methods])
     done, left = len(study.runs) - len(unfinished), len(unfinished) - len(todo)
     progress(f"{study.name}: {len(study.runs)} runs, {done} already done, running {len(todo)} "
              f"({jobs} at a time){f', leaving {left} of other methods' if left else ''} in {out}")
-    _prepare_demos(todo, extra)
+    _prepare_demos(todo)
     with _sigterm_stops_the_study():
-        return _run_parallel(todo, out, extra, jobs, progress)
+        return _run_parallel(todo, out, jobs, progress)
 
 
 def _raise_on_sigterm(signum, frame):
@@ -409,10 +414,10 @@ def _sigterm_stops_the_study():
                 signal.signal(signum, handler)
 
 
-def _run_parallel(todo: list[Run], out: Path, extra: list[str], jobs: int, progress) -> list[dict]:
+def _run_parallel(todo: list[Run], out: Path, jobs: int, progress) -> list[dict]:
     results, fits = [], _Fits()
     with ThreadPoolExecutor(max(1, jobs)) as pool:  # threads only wait on the fit processes
-        futures = [pool.submit(execute, out, r, extra, fits) for r in todo]
+        futures = [pool.submit(execute, out, r, fits) for r in todo]
         try:
             for future in as_completed(futures):  # reported as they end, not in start order
                 result = future.result()
@@ -596,8 +601,27 @@ def write_results(study: Study, out: Path) -> Path:
     return out / "table.md"
 
 
+def with_extra(runs: list[Run], extra: list[str], domain_extra: dict[str, str]) -> list[Run]:
+    """``runs`` with ``extra`` and then the ``domain_extra`` arguments of every key their domain
+    matches (in the given order). A key is comma-separated domain names or globs ("pickplace,push",
+    "point_*"); one that matches none of the study's domains is an error (a typo, most likely)."""
+    domains = list(dict.fromkeys(r.domain for r in runs))
+    for pattern in (p for key in domain_extra for p in key.split(",")):
+        if not fnmatch.filter(domains, pattern.strip()):
+            raise BMILError(f"--domain_extra key '{pattern}' matches none of the study's domains "
+                            f"({', '.join(domains)}). Use domain names or globs such as 'point_*'.")
+
+    def args(domain: str) -> tuple[str, ...]:
+        picked = [shlex.split(a) for key, a in domain_extra.items()
+                  if any(fnmatch.fnmatch(domain, p.strip()) for p in key.split(","))]
+        return (*extra, *(arg for a in picked for arg in a))
+
+    return [replace(r, extra=args(r.domain)) for r in runs]
+
+
 def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs: Optional[int] = None,
-              out: Optional[str] = None, extra: str = "", configs: str = "conf", methods: str = "") -> None:
+              out: Optional[str] = None, extra: str = "", domain_extra: Optional[dict[str, str]] = None,
+              configs: str = "conf", methods: str = "") -> None:
     """Run a study of the paper as independent ``bmil fit`` runs and tabulate the results.
 
     Args:
@@ -608,6 +632,11 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
         jobs: Runs at once (default: the number of CPU cores).
         out: Study folder (default results/<study>); rerunning skips finished runs.
         extra: Extra ``bmil fit`` arguments for every run, e.g. "--trainer.max_epochs 50".
+        domain_extra: Extra ``bmil fit`` arguments for the runs of some domains, after ``extra``:
+            {domains: arguments}, domains being comma-separated names or globs, e.g.
+            '{"pickplace,push": "--config conf/overlays/fetch_ablation_eval.yaml", "point_*":
+            "--config conf/overlays/maze_table1_eval.yaml"}' gives each family of domains its own
+            evaluation budget in one study.
         configs: Folder of the runs' configs (<domain>.yaml for BMIL, <domain>_bc.yaml for BC,
             <domain>_vins.yaml for VINS).
         methods: Comma-separated method labels to run now (default: all), e.g. "BC,BMIL" to get
@@ -619,6 +648,7 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
     for name in names:
         get_domain(name)  # an unknown name is one clear error before anything runs
     plan = make_study(study, names, list(range(seeds)), configs)
+    plan.runs = with_extra(plan.runs, shlex.split(extra), domain_extra or {})
     chosen = {m.strip() for m in methods.split(",") if m.strip()} or None
     labels = list(dict.fromkeys(r.method for r in plan.runs))
     if chosen and not chosen <= set(labels):
@@ -627,7 +657,7 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
     folder = Path(out or Path("results") / study)
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    run_study(plan, folder, jobs or os.cpu_count() or 1, extra.split(), methods=chosen)
+    run_study(plan, folder, jobs or os.cpu_count() or 1, methods=chosen)
     path = write_results(plan, folder)
     print(path.read_text())
     print(f"{path} written; this invocation took {time.perf_counter() - t0:.0f} s")

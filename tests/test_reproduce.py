@@ -2,13 +2,15 @@
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import yaml
 
 from bmil.errors import BMILError
 from bmil.reproduce import (Run, Study, _command, _model_setting, collect, longest_first, make_study,
-                            markdown_table, run_dir, run_study, signature, t_interval, write_results)
+                            markdown_table, run_dir, run_study, signature, t_interval, with_extra,
+                            write_results)
 
 
 def test_t_interval_arithmetic():
@@ -52,11 +54,11 @@ def test_studies_plan_the_papers_comparisons():
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path):
     run = Run("push", "BMIL", 0, "conf/push.yaml")
-    assert "--ckpt_path" not in _command(tmp_path, run, [])
+    assert "--ckpt_path" not in _command(tmp_path, run)
     ckpt = run_dir(tmp_path, run) / "checkpoints" / "last.ckpt"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"")
-    assert _command(tmp_path, run, [])[-2:] == ["--ckpt_path", str(ckpt)]
+    assert _command(tmp_path, run)[-2:] == ["--ckpt_path", str(ckpt)]
 
 
 def _tiny_configs(folder, demos):
@@ -87,14 +89,14 @@ def test_a_rerun_executes_only_the_missing_runs(tmp_path, push_demos):
     _tiny_configs(tmp_path / "conf", push_demos)
     study = make_study("table1", ["push"], [0, 1], configs=str(tmp_path / "conf"))
     out = tmp_path / "study"
-    results = run_study(study, out, jobs=2, extra=[], progress=lambda *_: None)
+    results = run_study(study, out, jobs=2, progress=lambda *_: None)
     assert len(results) == 6 and not any(r.get("failed") for r in results)
     # An interrupted sweep: one run never finished (its result is missing).
     lost = study.runs[1]
     first = {r.run_id: (run_dir(out, r) / "result.json").stat().st_mtime_ns for r in study.runs}
     (run_dir(out, lost) / "result.json").unlink()
     messages = []
-    rerun = run_study(study, out, jobs=2, extra=[], progress=messages.append)
+    rerun = run_study(study, out, jobs=2, progress=messages.append)
     assert [r["run_id"] for r in rerun] == [lost.run_id]
     assert "5 already done, running 1" in messages[0]
     for r in study.runs:
@@ -107,8 +109,9 @@ def test_a_rerun_executes_only_the_missing_runs(tmp_path, push_demos):
     assert len((out / "results.csv").read_text().splitlines()) == 7
     assert json.loads((run_dir(out, lost) / "result.json").read_text())["resumed"] is True
     # Other settings into the same folder: refused, nothing reused or overwritten.
+    shorter = Study(study.name, with_extra(study.runs, ["--trainer.max_epochs", "1"], {}))
     with pytest.raises(BMILError, match="made with other settings"):
-        run_study(study, out, jobs=2, extra=["--trainer.max_epochs", "1"], progress=lambda *_: None)
+        run_study(shorter, out, jobs=2, progress=lambda *_: None)
 
 
 def test_run_settings_are_read_as_the_run_will_see_them(tmp_path):
@@ -152,22 +155,21 @@ def test_signature_follows_config_overlays_in_extra(tmp_path):
     config, overlay = tmp_path / "c.yaml", tmp_path / "overlay.yaml"
     config.write_text("model: {env: push}\n")
     overlay.write_text("trainer: {max_epochs: 5}\n")
-    run = Run("push", "BC", 0, str(config))
-    extra = ["--config", str(overlay)]
-    before = signature(run, extra)
-    assert signature(run, extra) == before and signature(run, []) != before
+    run = Run("push", "BC", 0, str(config), extra=("--config", str(overlay)))
+    before = signature(run)
+    assert signature(run) == before and signature(replace(run, extra=())) != before
     overlay.write_text("trainer: {max_epochs: 6}\n")  # same arguments, other settings
-    assert signature(run, extra) != before
+    assert signature(run) != before
 
 
 def test_the_longest_runs_start_first():
     fig6 = make_study("fig6", ["push"], [0, 1])
-    order = [(r.method, r.seed) for r in longest_first(fig6.runs, [])]
+    order = [(r.method, r.seed) for r in longest_first(fig6.runs)]
     assert order[:2] == [("BC 20x", 0), ("BC 20x", 1)] and order[2:4] == [("BC 10x", 0), ("BC 10x", 1)]
     assert order[-4:] == [("BC 1x", 0), ("BMIL", 0), ("BC 1x", 1), ("BMIL", 1)]  # equal cost: study order
-    assert len(set(longest_first(fig6.runs, []))) == len(fig6.runs)
+    assert len(set(longest_first(fig6.runs))) == len(fig6.runs)
     table1 = make_study("table1", ["pickplace"], [0, 1])
-    assert [r.method for r in longest_first(table1.runs, [])] == ["VINS", "VINS", "BC", "BMIL", "BC", "BMIL"]
+    assert [r.method for r in longest_first(table1.runs)] == ["VINS", "VINS", "BC", "BMIL", "BC", "BMIL"]
 
 
 # A stand-in for ``bmil fit``: records its pid in the run folder, then either finishes with a result
@@ -189,7 +191,7 @@ def _fake_study(tmp_path, monkeypatch, seeds, wait):
     config = tmp_path / "push.yaml"
     config.write_text("model: {env: push, demos: given}\n")  # given demos: nothing to generate
     monkeypatch.setattr(reproduce, "_command",
-                        lambda out, run, extra: [sys.executable, "-c", _FAKE_FIT, str(run_dir(out, run)), str(wait)])
+                        lambda out, run: [sys.executable, "-c", _FAKE_FIT, str(run_dir(out, run)), str(wait)])
     return Study("table1", [Run("push", "BC", s, str(config)) for s in seeds]), tmp_path / "study"
 
 
@@ -206,13 +208,13 @@ def test_a_run_that_another_process_is_running_is_left_alone(tmp_path, monkeypat
     try:
         assert holder.stdout.readline().strip() == "locked"  # an orphaned fit of a killed sweep, say
         messages = []
-        (result,) = run_study(study, out, jobs=1, extra=[], progress=messages.append)
+        (result,) = run_study(study, out, jobs=1, progress=messages.append)
         assert result["failed"] and "another process is running it" in messages[-1]
         assert not (folder / "pid").exists() and not (folder / "result.json").exists()
     finally:
         holder.kill()
         holder.wait()
-    (result,) = run_study(study, out, jobs=1, extra=[], progress=lambda *_: None)  # lock free: it runs
+    (result,) = run_study(study, out, jobs=1, progress=lambda *_: None)  # lock free: it runs
     assert not result.get("failed") and result["robustness"] == 0.5
     assert (folder / "result.json").is_file()
 
@@ -240,7 +242,7 @@ def test_stopping_a_study_stops_its_fits(tmp_path, monkeypatch):
         threading.Thread(target=send_sigterm_once_two_fits_run, daemon=True).start()
         t0 = time.monotonic()
         with pytest.raises(SystemExit):
-            run_study(study, out, jobs=2, extra=[], progress=lambda *_: None)
+            run_study(study, out, jobs=2, progress=lambda *_: None)
         assert time.monotonic() - t0 < 15  # the fits were stopped, not waited for (they sleep 20 s)
         assert not received and signal.getsignal(signal.SIGTERM) is record  # handled, then handed back
     finally:
@@ -259,12 +261,12 @@ def test_methods_runs_only_those_and_the_table_shows_every_finished_run(tmp_path
     study, out = _fake_study(tmp_path, monkeypatch, [0, 1], wait=0)
     study = Study("table1", [Run(r.domain, m, r.seed, r.config) for r in study.runs for m in ("BC", "VINS")])
     messages = []
-    results = run_study(study, out, jobs=2, extra=[], progress=messages.append, methods={"BC"})
+    results = run_study(study, out, jobs=2, progress=messages.append, methods={"BC"})
     assert sorted(r["run_id"] for r in results) == ["push__BC__s0", "push__BC__s1"]
     assert "running 2 (2 at a time), leaving 2 of other methods" in messages[0]
     table = write_results(study, out).read_text()
     assert "2 of 4 runs finished" in table and "| push | 50.0 ± 0.0 (n=2) |" in table
-    results = run_study(study, out, jobs=2, extra=[], progress=messages.append)  # then the rest
+    results = run_study(study, out, jobs=2, progress=messages.append)  # then the rest
     assert sorted(r["run_id"] for r in results) == ["push__VINS__s0", "push__VINS__s1"]
     assert "4 of 4 runs finished" in write_results(study, out).read_text()
 
@@ -293,8 +295,8 @@ def test_a_fit_orphaned_by_a_killed_sweep_keeps_its_run_locked(tmp_path):
     sweep = subprocess.Popen([sys.executable, "-c", f"""
 import sys
 import bmil.reproduce as R
-R._command = lambda out, run, extra: [sys.executable, "-c", {_FAKE_FIT!r}, str(R.run_dir(out, run)), "30"]
-R.run_study(R.Study("table1", [R.Run("push", "BC", 0, {str(config)!r})]), R.Path({str(out)!r}), 1, [])
+R._command = lambda out, run: [sys.executable, "-c", {_FAKE_FIT!r}, str(R.run_dir(out, run)), "30"]
+R.run_study(R.Study("table1", [R.Run("push", "BC", 0, {str(config)!r})]), R.Path({str(out)!r}), 1)
 """])
     folder = run_dir(out, Run("push", "BC", 0, str(config)))
     deadline = time.monotonic() + 60
@@ -333,7 +335,7 @@ def test_a_run_finished_by_another_sweep_while_queued_is_not_run_again(tmp_path,
     (run,) = study.runs
     run_dir(out, run).mkdir(parents=True)
     (run_dir(out, run) / "result.json").write_text(json.dumps({"run_id": run.run_id, "robustness": 0.25}))
-    assert execute(out, run, [], _Fits())["robustness"] == 0.25  # the other sweep's result, as it is
+    assert execute(out, run, _Fits())["robustness"] == 0.25  # the other sweep's result, as it is
     assert not (run_dir(out, run) / "pid").exists()  # no fit started
     stopped = _Fits()
     stopped.stop()
@@ -352,3 +354,16 @@ def test_the_papers_numbers_are_printed_beside_ours():
     ]
     assert paper_table(Study("fig5a", []), ["pickplace"]) == ""
     assert paper_table(Study("table1", []), ["unknown"]) == ""
+
+
+def test_domain_extra_gives_each_family_of_domains_its_own_arguments(tmp_path):
+    study = make_study("table1", ["push", "point_umaze", "point_room5x11"], [0])
+    runs = with_extra(study.runs, ["--trainer.max_epochs", "3"],
+                      {"point_*": "--config maze.yaml", "push,point_room5x11": "--model.num_demos 5"})
+    extra = {r.domain: r.extra for r in runs}
+    assert extra["push"] == ("--trainer.max_epochs", "3", "--model.num_demos", "5")
+    assert extra["point_umaze"] == ("--trainer.max_epochs", "3", "--config", "maze.yaml")
+    assert extra["point_room5x11"] == ("--trainer.max_epochs", "3", "--config", "maze.yaml", "--model.num_demos", "5")
+    assert _command(tmp_path, runs[-1])[-6:] == list(extra["point_room5x11"])
+    with pytest.raises(BMILError, match="'fetch_\\*' matches none of the study's domains"):
+        with_extra(study.runs, [], {"push,fetch_*": "--config x.yaml"})
