@@ -210,8 +210,8 @@ def _check_signature(out: Path, run: Run, expected: str) -> None:
             found = json.loads(path.read_text()).get("signature")
             if found not in (None, expected):
                 raise BMILError(
-                    f"{path} was made with other settings (its config, overrides or --extra "
-                    f"changed since). Use another --out for these settings, or delete {run_dir(out, run)}."
+                    f"{path} was made with other settings (its config, overrides, --extra or "
+                    f"--domain_extra changed since). Use another --out for these settings, or delete {run_dir(out, run)}."
                 )
 
 
@@ -346,7 +346,7 @@ def _fit(out: Path, run: Run, folder: Path, lock: int, fits: _Fits) -> dict:
               "robustness": final["success_rate"], "robustness_ci_low": final["ci95"][0],
               "robustness_ci_high": final["ci95"][1], "episodes": final["episodes"],
               "training_success": _last_scalar(folder, "eval/training_success"),
-              "seconds": seconds, "resumed": resumed, "extra": " ".join(run.extra), "signature": sig}
+              "seconds": seconds, "resumed": resumed, "extra": shlex.join(run.extra), "signature": sig}
     _atomic_json(folder / "result.json", result)
     return result
 
@@ -446,7 +446,8 @@ def collect(study: Study, out: Path) -> list[dict]:
 
 def write_csv(rows: list[dict], path: Path) -> None:
     columns = ["run_id", "domain", "method", "seed", "x", "robustness", "robustness_ci_low",
-               "robustness_ci_high", "episodes", "training_success", "seconds", "config", "overrides"]
+               "robustness_ci_high", "episodes", "training_success", "seconds", "config", "overrides",
+               "extra"]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, columns, extrasaction="ignore")
         writer.writeheader()
@@ -604,19 +605,30 @@ def write_results(study: Study, out: Path) -> Path:
 def with_extra(runs: list[Run], extra: list[str], domain_extra: dict[str, str]) -> list[Run]:
     """``runs`` with ``extra`` and then the ``domain_extra`` arguments of every key their domain
     matches (in the given order). A key is comma-separated domain names or globs ("pickplace,push",
-    "point_*"); one that matches none of the study's domains is an error (a typo, most likely)."""
-    domains = list(dict.fromkeys(r.domain for r in runs))
-    for pattern in (p for key in domain_extra for p in key.split(",")):
-        if not fnmatch.filter(domains, pattern.strip()):
-            raise BMILError(f"--domain_extra key '{pattern}' matches none of the study's domains "
-                            f"({', '.join(domains)}). Use domain names or globs such as 'point_*'.")
+    "point_*"); each must match some known domain (a typo is an error), but not necessarily one of
+    this study's, so one mapping serves studies over any subset of the domains."""
+    from bmil.envs import domain_names
+
+    patterns = {key: [p.strip() for p in key.split(",") if p.strip()] for key in domain_extra}
+    for pattern in (p for ps in patterns.values() for p in ps):
+        if not fnmatch.filter(domain_names(), pattern):
+            raise BMILError(f"--domain_extra: '{pattern}' matches no known domain. Use domain names "
+                            f"or globs such as 'point_*'; known: {', '.join(domain_names())}.")
+    parsed = {key: split_args(a, "--domain_extra") for key, a in domain_extra.items()}
 
     def args(domain: str) -> tuple[str, ...]:
-        picked = [shlex.split(a) for key, a in domain_extra.items()
-                  if any(fnmatch.fnmatch(domain, p.strip()) for p in key.split(","))]
+        picked = [parsed[key] for key, ps in patterns.items() if any(fnmatch.fnmatch(domain, p) for p in ps)]
         return (*extra, *(arg for a in picked for arg in a))
 
     return [replace(r, extra=args(r.domain)) for r in runs]
+
+
+def split_args(text: str, option: str) -> list[str]:
+    """Command-line arguments as a shell would split them (quotes group words)."""
+    try:
+        return shlex.split(text)
+    except ValueError as e:
+        raise BMILError(f"{option} '{text}': {e}; balance its quotes.") from None
 
 
 def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs: Optional[int] = None,
@@ -648,7 +660,7 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
     for name in names:
         get_domain(name)  # an unknown name is one clear error before anything runs
     plan = make_study(study, names, list(range(seeds)), configs)
-    plan.runs = with_extra(plan.runs, shlex.split(extra), domain_extra or {})
+    plan.runs = with_extra(plan.runs, split_args(extra, "--extra"), domain_extra or {})
     chosen = {m.strip() for m in methods.split(",") if m.strip()} or None
     labels = list(dict.fromkeys(r.method for r in plan.runs))
     if chosen and not chosen <= set(labels):

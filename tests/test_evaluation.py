@@ -133,3 +133,6 @@ def test_the_maze_figure_draws_each_loaded_demonstration(tmp_path):
     drawn = domain.robustness_figure(result, demos).axes[0].lines[plain:]
     assert len(drawn) == 2  # one path per demonstration, starting where the demo starts
     np.testing.assert_allclose(drawn[0].get_xydata()[0], demos["obs"][0, :2].numpy())
+    import matplotlib.pyplot as plt
+
+    plt.close("all")

@@ -224,9 +224,13 @@ def test_planning_expert_reaches_the_goal_from_every_cell():
 
 
 @pytest.mark.slow
-def test_fit_on_a_maze_evaluates_per_cell(tmp_path, capsys):
+def test_fit_on_a_maze_evaluates_per_cell(tmp_path, capsys, monkeypatch):
     from bmil.cli import main
 
+    domain_type = type(get_domain("point_umaze"))
+    drawn, figure = [], domain_type.robustness_figure  # record the demos each figure is given
+    monkeypatch.setattr(domain_type, "robustness_figure",
+                        lambda self, result, demos=None: drawn.append(demos) or figure(self, result, demos))
     demos = tmp_path / "demos"
     main(["demos", "--env", "point_umaze", "--num", "2", "--seed", "0", "--out", str(demos)])
     robustness = ('{"class_path": "callbacks.Robustness", "init_args": {"every_n_epochs": 0, '
@@ -244,3 +248,8 @@ def test_fit_on_a_maze_evaluates_per_cell(tmp_path, capsys):
     record = __import__("json").loads((run / "robustness_final.json").read_text())
     assert record["episodes"] == 13 and record["group_episodes"] == [1] * 13
     assert (run / "robustness" / "final.png").is_file()
+    assert len(drawn) == 1 and drawn[0]["episode"].unique().tolist() == [0, 1]  # the fit's 2 demos
+    png = tmp_path / "expert.png"
+    main(["evaluate", "--model.env", "point_umaze", "--policy", "expert", "--episodes", "13",
+          "--training_episodes", "1", "--workers", "0", "--plot", str(png), "--plot_demos", str(demos)])
+    assert png.stat().st_size > 1000 and drawn[1]["episode"].unique().tolist() == [0, 1]

@@ -359,11 +359,31 @@ def test_the_papers_numbers_are_printed_beside_ours():
 def test_domain_extra_gives_each_family_of_domains_its_own_arguments(tmp_path):
     study = make_study("table1", ["push", "point_umaze", "point_room5x11"], [0])
     runs = with_extra(study.runs, ["--trainer.max_epochs", "3"],
-                      {"point_*": "--config maze.yaml", "push,point_room5x11": "--model.num_demos 5"})
+                      {"point_*": "--config maze.yaml", "push,point_room5x11": "--model.num_demos 5",
+                       "pickplace": "--config fetch.yaml"})  # a key for domains not in this study: unused
     extra = {r.domain: r.extra for r in runs}
     assert extra["push"] == ("--trainer.max_epochs", "3", "--model.num_demos", "5")
     assert extra["point_umaze"] == ("--trainer.max_epochs", "3", "--config", "maze.yaml")
     assert extra["point_room5x11"] == ("--trainer.max_epochs", "3", "--config", "maze.yaml", "--model.num_demos", "5")
     assert _command(tmp_path, runs[-1])[-6:] == list(extra["point_room5x11"])
-    with pytest.raises(BMILError, match="'fetch_\\*' matches none of the study's domains"):
-        with_extra(study.runs, [], {"push,fetch_*": "--config x.yaml"})
+    # The same arguments given for every run or for a domain: the same run, found finished.
+    overlay = tmp_path / "maze.yaml"
+    overlay.write_text("trainer: {max_epochs: 5}\n")
+    everywhere = with_extra(study.runs, ["--config", str(overlay)], {})
+    by_domain = with_extra(study.runs, [], {"point_*": f"--config {overlay}"})
+    mazes = [i for i, r in enumerate(study.runs) if r.domain != "push"]
+    assert [signature(everywhere[i]) for i in mazes] == [signature(by_domain[i]) for i in mazes]
+    assert signature(everywhere[0]) != signature(by_domain[0])  # push got the overlay only from --extra
+    with pytest.raises(BMILError, match="'psuh' matches no known domain"):
+        with_extra(study.runs, [], {"pickplace,psuh": "--config x.yaml"})
+
+
+def test_unbalanced_quotes_in_extra_args_are_one_clear_error(tmp_path, capsys):
+    from bmil.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["reproduce", "table1", "--domains", "push", "--out", str(tmp_path), "--extra", '--config "a.yaml'])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--extra '--config \"a.yaml': No closing quotation; balance its quotes." in err
+    assert "Traceback" not in err
