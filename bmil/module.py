@@ -218,7 +218,7 @@ class BMILModule(L.LightningModule):
                 "model.demos to another dataset."
             )
         self.demos = {k: td[k] for k in ("obs", "action", "next_obs")}
-        self.demo_td = td  # all of the loaded demos (CPU): their paths are drawn over the mazes' robustness figure
+        self.demo_td = td  # the loaded demos (CPU): drawn over the mazes' robustness figure
         if self.vins is not None:
             self.demo_done = td["done"]
             self.value.norm.fit(self.demos["obs"])

@@ -80,6 +80,10 @@ class Run:
         safe = "".join(c if c.isalnum() else "_" for c in self.method).strip("_")
         return f"{self.domain}__{safe}__s{self.seed}"
 
+    def setting(self, key: str):
+        """The run's ``model.<key>``, as its ``bmil fit`` will read it."""
+        return _model_setting(self.config, key, (*self.overrides, *self.extra))
+
 
 @dataclass
 class Study:
@@ -222,10 +226,10 @@ def _prepare_demos(runs: list[Run]) -> None:
 
     wanted = set()
     for run in runs:
-        get = lambda key: _model_setting(run.config, key, (*run.overrides, *run.extra))  # noqa: E731
-        if get("demos"):
+        if run.setting("demos"):
             continue
-        wanted.add((get("env"), int(get("num_demos")), int(get("demo_seed")), bool(get("demo_stop_on_success"))))
+        wanted.add((run.setting("env"), int(run.setting("num_demos")), int(run.setting("demo_seed")),
+                    bool(run.setting("demo_stop_on_success"))))
     for env, num, seed, stop in sorted(wanted):
         if not default_demo_path(env, num, seed, stop).exists():
             generate_demos(env, num, seed, stop_on_success=stop, progress=False)
@@ -370,11 +374,7 @@ def longest_first(runs: list[Run]) -> list[Run]:
     """``runs`` in a cost order (stable otherwise): VINS first (its test-time search of 500 candidates
     per step dominates a run), then the most policy steps per epoch. A long run (Figure 6's 20x BC)
     started last would run alone at the end while the other workers idle."""
-    def cost(r: Run) -> tuple[bool, int]:
-        get = lambda key: _model_setting(r.config, key, (*r.overrides, *r.extra))  # noqa: E731
-        return bool(get("vins")), get("policy_steps_per_epoch")
-
-    costs = {r: cost(r) for r in runs}
+    costs = {r: (bool(r.setting("vins")), r.setting("policy_steps_per_epoch")) for r in runs}
     return sorted(runs, key=lambda r: costs[r], reverse=True)
 
 
@@ -609,11 +609,12 @@ def with_extra(runs: list[Run], extra: list[str], domain_extra: dict[str, str]) 
     this study's, so one mapping serves studies over any subset of the domains."""
     from bmil.envs import domain_names
 
+    known = domain_names()
     patterns = {key: [p.strip() for p in key.split(",") if p.strip()] for key in domain_extra}
     for pattern in (p for ps in patterns.values() for p in ps):
-        if not fnmatch.filter(domain_names(), pattern):
+        if not fnmatch.filter(known, pattern):
             raise BMILError(f"--domain_extra: '{pattern}' matches no known domain. Use domain names "
-                            f"or globs such as 'point_*'; known: {', '.join(domain_names())}.")
+                            f"or globs such as 'point_*'; known: {', '.join(known)}.")
     parsed = {key: split_args(a, "--domain_extra") for key, a in domain_extra.items()}
 
     def args(domain: str) -> tuple[str, ...]:
