@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -108,6 +109,17 @@ def test_a_rerun_executes_only_the_missing_runs(tmp_path, push_demos):
     assert "| push |" in table and "(n=2)" in table
     assert len((out / "results.csv").read_text().splitlines()) == 7
     assert json.loads((run_dir(out, lost) / "result.json").read_text())["resumed"] is True
+    # The record kept in git (docs/reproducing.md): each run's result.json and signature.json alone,
+    # no checkpoints or logs, is a finished study: nothing reruns and the table is the same.
+    kept = tmp_path / "kept"
+    for r in study.runs:
+        run_dir(kept, r).mkdir(parents=True)
+        for name in ("result.json", "signature.json"):
+            shutil.copy(run_dir(out, r) / name, run_dir(kept, r) / name)
+    messages.clear()
+    assert run_study(study, kept, jobs=2, progress=messages.append) == []
+    assert "6 already done, running 0" in messages[0]
+    assert write_results(study, kept).read_text() == table
     # Other settings into the same folder: refused, nothing reused or overwritten.
     shorter = Study(study.name, with_extra(study.runs, ["--trainer.max_epochs", "1"], {}))
     with pytest.raises(BMILError, match="made with other settings"):
