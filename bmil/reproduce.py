@@ -372,9 +372,12 @@ def _last_scalar(folder: Path, tag: str) -> float:
 
 def longest_first(runs: list[Run]) -> list[Run]:
     """``runs`` in a cost order (stable otherwise): VINS first (its test-time search of 500 candidates
-    per step dominates a run), then the most policy steps per epoch. A long run (Figure 6's 20x BC)
-    started last would run alone at the end while the other workers idle."""
-    costs = {r: (bool(r.setting("vins")), r.setting("policy_steps_per_epoch")) for r in runs}
+    per step dominates a run), then the most policy steps per epoch, then runs that learn from
+    traces before those that do not (the backwards model, trained every epoch, made maze BMIL runs
+    about twice as long as BC's). A long run (Figure 6's 20x BC) started last would run alone at the
+    end while the other workers idle."""
+    costs = {r: (bool(r.setting("vins")), r.setting("policy_steps_per_epoch"), r.setting("demo_ratio") < 1)
+             for r in runs}
     return sorted(runs, key=lambda r: costs[r], reverse=True)
 
 

@@ -178,10 +178,10 @@ def test_the_longest_runs_start_first():
     fig6 = make_study("fig6", ["push"], [0, 1])
     order = [(r.method, r.seed) for r in longest_first(fig6.runs)]
     assert order[:2] == [("BC 20x", 0), ("BC 20x", 1)] and order[2:4] == [("BC 10x", 0), ("BC 10x", 1)]
-    assert order[-4:] == [("BC 1x", 0), ("BMIL", 0), ("BC 1x", 1), ("BMIL", 1)]  # equal cost: study order
+    assert order[-4:] == [("BMIL", 0), ("BMIL", 1), ("BC 1x", 0), ("BC 1x", 1)]  # same steps: traces first
     assert len(set(longest_first(fig6.runs))) == len(fig6.runs)
     table1 = make_study("table1", ["pickplace"], [0, 1])
-    assert [r.method for r in longest_first(table1.runs)] == ["VINS", "VINS", "BC", "BMIL", "BC", "BMIL"]
+    assert [r.method for r in longest_first(table1.runs)] == ["VINS", "VINS", "BMIL", "BMIL", "BC", "BC"]
 
 
 # A stand-in for ``bmil fit``: records its pid in the run folder, then either finishes with a result
