@@ -331,18 +331,18 @@ def _fit(out: Path, run: Run, folder: Path, lock: int, fits: _Fits) -> dict:
     sig = signature(run)
     _atomic_json(folder / "signature.json", {"signature": sig})
     resumed = (folder / "checkpoints" / "last.ckpt").is_file()
+    clock = _RunClock(folder / "elapsed.json", resumed)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "BMIL_EVAL_WORKERS": "0"}
-    t0 = time.perf_counter()
     with open(folder / "fit.log", "a") as log:
         proc = fits.start(_command(out, run), stdout=log, stderr=subprocess.STDOUT, env=env,
                           pass_fds=(lock,))
         if proc is None:
             return _failed(run, "not started: the study was stopped")
         try:
-            returncode = proc.wait()
+            returncode = clock.wait(proc)
         finally:
             fits.ended(proc)
-    seconds = time.perf_counter() - t0
+    seconds = clock.seconds
     if returncode != 0:
         return _failed(run, f"FAILED (exit code {returncode}), see {folder / 'fit.log'}")
     final = json.loads((folder / "robustness_final.json").read_text())
@@ -353,6 +353,34 @@ def _fit(out: Path, run: Run, folder: Path, lock: int, fits: _Fits) -> dict:
               "seconds": seconds, "resumed": resumed, "extra": shlex.join(run.extra), "signature": sig}
     _atomic_json(folder / "result.json", result)
     return result
+
+
+class _RunClock:
+    """A run's wall time over every invocation of its fit, kept in ``elapsed.json`` in the run
+    folder. A run resumed from its ``last.ckpt`` in a later sweep (the one before stopped or killed
+    with its machine) thus reports all the time it took, not only its last part: the file is
+    rewritten every ``_CLOCK_EVERY_S`` seconds while the fit runs, so a kill loses at most that
+    much. A run starting afresh (no checkpoint) starts its clock at zero."""
+
+    def __init__(self, path: Path, resumed: bool):
+        self.path = path
+        self.before = json.loads(path.read_text())["seconds"] if resumed and path.is_file() else 0.0
+        self.t0 = time.perf_counter()
+        self.seconds = self.before  # as last written
+
+    def wait(self, proc: subprocess.Popen) -> int:
+        while True:
+            try:
+                returncode = proc.wait(timeout=_CLOCK_EVERY_S)
+            except subprocess.TimeoutExpired:
+                returncode = None
+            self.seconds = self.before + time.perf_counter() - self.t0
+            _atomic_json(self.path, {"seconds": self.seconds})
+            if returncode is not None:
+                return returncode
+
+
+_CLOCK_EVERY_S = 60.0
 
 
 def _atomic_json(path: Path, record: dict) -> None:

@@ -399,3 +399,37 @@ def test_unbalanced_quotes_in_extra_args_are_one_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--extra '--config \"a.yaml': No closing quotation; balance its quotes." in err
     assert "Traceback" not in err
+
+
+_FAKE_FIT_READING_ITS_CLOCK = """
+import json, os, sys, time
+folder = sys.argv[1]
+time.sleep(0.5)
+os.replace(os.path.join(folder, "elapsed.json"), os.path.join(folder, "clock_seen_while_running.json"))
+json.dump({"success_rate": 0.5, "ci95": [0.4, 0.6], "episodes": 10}, open(os.path.join(folder, "robustness_final.json"), "w"))
+"""
+
+
+@pytest.mark.parametrize("resumed", [True, False])
+def test_a_resumed_run_reports_the_time_of_all_its_invocations(tmp_path, monkeypatch, resumed):
+    import sys
+
+    import bmil.reproduce as reproduce
+
+    study, out = _fake_study(tmp_path, monkeypatch, [0], wait=0)
+    monkeypatch.setattr(reproduce, "_command",
+                        lambda out, run: [sys.executable, "-c", _FAKE_FIT_READING_ITS_CLOCK, str(run_dir(out, run))])
+    monkeypatch.setattr(reproduce, "_CLOCK_EVERY_S", 0.05)
+    folder = run_dir(out, study.runs[0])
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "elapsed.json").write_text('{"seconds": 1000.0}')  # an earlier sweep's part, then killed
+    if resumed:
+        (folder / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (result,) = run_study(study, out, jobs=1, progress=lambda *_: None)
+    assert not result.get("failed") and result["resumed"] is resumed
+    # The clock is kept on disk while the fit runs (a kill loses at most _CLOCK_EVERY_S of it) ...
+    seen = json.loads((folder / "clock_seen_while_running.json").read_text())["seconds"]
+    # ... and counts from the earlier part only when the fit resumes from that part's checkpoint.
+    before = 1000.0 if resumed else 0.0
+    assert before + 0.05 <= seen < result["seconds"] < before + 30
+    assert json.loads((folder / "elapsed.json").read_text())["seconds"] == result["seconds"]
