@@ -364,9 +364,21 @@ class _RunClock:
 
     def __init__(self, path: Path, resumed: bool):
         self.path = path
-        self.before = json.loads(path.read_text())["seconds"] if resumed and path.is_file() else 0.0
+        self.before = self._read(path) if resumed and path.is_file() else 0.0
         self.t0 = time.perf_counter()
         self.seconds = self.before  # as last written
+
+    @staticmethod
+    def _read(path: Path) -> float:
+        try:
+            seconds = json.loads(path.read_text())["seconds"]
+            if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds) and seconds >= 0:
+                return float(seconds)
+            problem = f"'seconds' is {seconds!r}, not a number of seconds"
+        except (ValueError, KeyError, TypeError) as e:
+            problem = f"{type(e).__name__}: {e}"
+        raise ValueError(f"{path} is damaged ({problem}); restore it (git checkout) or delete it, "
+                         "which resumes the run with its clock at zero, so its 'seconds' undercount")
 
     def wait(self, proc: subprocess.Popen) -> int:
         while True:

@@ -433,3 +433,24 @@ def test_a_resumed_run_reports_the_time_of_all_its_invocations(tmp_path, monkeyp
     before = 1000.0 if resumed else 0.0
     assert before + 0.05 <= seen < result["seconds"] < before + 30
     assert json.loads((folder / "elapsed.json").read_text())["seconds"] == result["seconds"]
+
+
+@pytest.mark.parametrize("damaged", ['{"seconds": 10', '{"second": 10}', '{"seconds": "10"}', "[1]"])
+def test_a_damaged_clock_file_fails_its_run_with_a_message_naming_the_file(tmp_path, monkeypatch, damaged):
+    import sys
+
+    import bmil.reproduce as reproduce
+
+    study, out = _fake_study(tmp_path, monkeypatch, [0], wait=0)
+    monkeypatch.setattr(reproduce, "_command",
+                        lambda out, run: [sys.executable, "-c", _FAKE_FIT_READING_ITS_CLOCK, str(run_dir(out, run))])
+    folder = run_dir(out, study.runs[0])
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (folder / "elapsed.json").write_text(damaged)
+    (result,) = run_study(study, out, jobs=1, progress=lambda *_: None)
+    assert result["failed"]
+    assert f"{folder / 'elapsed.json'} is damaged (" in result["error"]
+    assert "restore it (git checkout) or delete it" in result["error"]
+    assert not (folder / "robustness_final.json").exists()  # the fit never started
+    assert (folder / "elapsed.json").read_text() == damaged  # nothing the user has is overwritten
