@@ -372,7 +372,8 @@ class _RunClock:
     def _read(path: Path) -> float:
         try:
             seconds = json.loads(path.read_text())["seconds"]
-            if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds) and seconds >= 0:
+            number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+            if number and math.isfinite(seconds) and seconds >= 0:
                 return float(seconds)
             problem = f"'seconds' is {seconds!r}, not a number of seconds"
         except (ValueError, KeyError, TypeError) as e:
