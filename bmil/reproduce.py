@@ -378,8 +378,8 @@ class _RunClock:
             problem = f"'seconds' is {seconds!r}, not a number of seconds"
         except (ValueError, KeyError, TypeError) as e:
             problem = f"{type(e).__name__}: {e}"
-        raise ValueError(f"{path} is damaged ({problem}); restore it (git checkout) or delete it, "
-                         "which resumes the run with its clock at zero, so its 'seconds' undercount")
+        raise BMILError(f"{path} is damaged ({problem}); restore it (git checkout) or delete it, "
+                        "which resumes the run with its clock at zero, so its 'seconds' undercount")
 
     def wait(self, proc: subprocess.Popen) -> int:
         while True:
