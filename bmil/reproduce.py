@@ -194,7 +194,19 @@ def is_done(out: Path, run: Run) -> bool:
 
 
 def read_result(out: Path, run: Run) -> dict:
-    return json.loads((run_dir(out, run) / "result.json").read_text())
+    return _read_record(run_dir(out, run) / "result.json", f"delete it to run {run.run_id} again")
+
+
+def _read_record(path: Path, fix: str) -> dict:
+    """A JSON record of a run folder, or one clear error naming the file and ``fix``."""
+    try:
+        record = json.loads(path.read_text())
+        if isinstance(record, dict):
+            return record
+        problem = f"a {type(record).__name__}, not a JSON object"
+    except ValueError as e:
+        problem = f"{type(e).__name__}: {e}"
+    raise BMILError(f"{path} is damaged ({problem}); restore it (git checkout) or {fix}")
 
 
 def signature(run: Run) -> str:
@@ -211,7 +223,7 @@ def _check_signature(out: Path, run: Run, expected: str) -> None:
     for name in ("result.json", "signature.json"):
         path = run_dir(out, run) / name
         if path.is_file():
-            found = json.loads(path.read_text()).get("signature")
+            found = _read_record(path, f"delete {run_dir(out, run)}").get("signature")
             if found not in (None, expected):
                 raise BMILError(
                     f"{path} was made with other settings (its config, overrides, --extra or "
@@ -370,16 +382,13 @@ class _RunClock:
 
     @staticmethod
     def _read(path: Path) -> float:
-        try:
-            seconds = json.loads(path.read_text())["seconds"]
-            number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
-            if number and math.isfinite(seconds) and seconds >= 0:
-                return float(seconds)
-            problem = f"'seconds' is {seconds!r}, not a number of seconds"
-        except (ValueError, KeyError, TypeError) as e:
-            problem = f"{type(e).__name__}: {e}"
-        raise BMILError(f"{path} is damaged ({problem}); restore it (git checkout) or delete it, "
-                        "which resumes the run with its clock at zero, so its 'seconds' undercount")
+        fix = "delete it, which resumes the run with its clock at zero, so its 'seconds' undercount"
+        seconds = _read_record(path, fix).get("seconds")
+        number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+        if number and math.isfinite(seconds) and seconds >= 0:
+            return float(seconds)
+        raise BMILError(f"{path} is damaged ('seconds' is {seconds!r}, not a number of seconds); "
+                        f"restore it (git checkout) or {fix}")
 
     def wait(self, proc: subprocess.Popen) -> int:
         while True:

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import shutil
 from dataclasses import replace
 
@@ -454,3 +455,14 @@ def test_a_damaged_clock_file_fails_its_run_with_a_message_naming_the_file(tmp_p
     assert "restore it (git checkout) or delete it" in result["error"]
     assert not (folder / "robustness_final.json").exists()  # the fit never started
     assert (folder / "elapsed.json").read_text() == damaged  # nothing the user has is overwritten
+
+
+@pytest.mark.parametrize("name", ["result.json", "signature.json"])
+def test_a_damaged_run_record_stops_the_study_with_a_message_naming_the_file(tmp_path, monkeypatch, name):
+    study, out = _fake_study(tmp_path, monkeypatch, [0], wait=0)
+    path = run_dir(out, study.runs[0]) / name
+    path.parent.mkdir(parents=True)
+    path.write_text('{"signature": ')
+    with pytest.raises(BMILError, match=rf"{re.escape(str(path))} is damaged \(JSONDecodeError: .*\); restore it \(git checkout\) or "):
+        run_study(study, out, jobs=1, progress=lambda *_: None)
+    assert path.read_text() == '{"signature": '  # nothing the user has is overwritten
