@@ -206,7 +206,12 @@ def _read_record(path: Path, fix: str) -> dict:
         problem = f"a {type(record).__name__}, not a JSON object"
     except ValueError as e:
         problem = f"{type(e).__name__}: {e}"
-    raise BMILError(f"{path} is damaged ({problem}); restore it (git checkout) or {fix}")
+    raise _damaged(path, problem, fix)
+
+
+def _damaged(path: Path, problem: str, fix: str) -> BMILError:
+    """The one message for a damaged run-folder record: the file, what is wrong, how to mend it."""
+    return BMILError(f"{path} is damaged ({problem}); restore it (git checkout) or {fix}")
 
 
 def signature(run: Run) -> str:
@@ -387,8 +392,7 @@ class _RunClock:
         number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
         if number and math.isfinite(seconds) and seconds >= 0:
             return float(seconds)
-        raise BMILError(f"{path} is damaged ('seconds' is {seconds!r}, not a number of seconds); "
-                        f"restore it (git checkout) or {fix}")
+        raise _damaged(path, f"'seconds' is {seconds!r}, not a number of seconds", fix)
 
     def wait(self, proc: subprocess.Popen) -> int:
         while True:
