@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bmil.envs import get_domain
+from bmil.domains import get_domain
 from bmil.evaluation import Evaluator
 
 

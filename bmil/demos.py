@@ -6,7 +6,7 @@ of every tensor, so truncation or corruption is detected on load rather than tra
 
 Rows are transitions (obs, action, next_obs, done, episode, step); ``done`` marks each episode's
 last transition, whose ``next_obs`` is the true final state (the original code's demos stored the
-auto-reset start state there, original-code-facts §8.1).
+auto-reset start state there, docs/original-code.md).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 from tensordict import TensorDict
 from tqdm import tqdm
 
-from bmil.envs import get_domain
+from bmil.domains import get_domain
 from bmil.errors import BMILError
 from bmil.evaluation import episode_seed, run_episodes
 

@@ -14,23 +14,29 @@ workers, so results are identical for any ``workers``.
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 import multiprocessing as mp
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Literal
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from bmil.envs import Domain, get_domain
 from bmil.errors import BMILError
+
+if TYPE_CHECKING:
+    from bmil.domains import Domain
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
 SuccessMode = Literal["final", "any"]
+StartsKind = Literal["training", "robustness"]
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -80,7 +86,7 @@ class EvalResult:
     num_groups: int = 0
 
     @classmethod
-    def of(cls, domain: Domain, starts, success, steps, success_mode: str = "final") -> "EvalResult":
+    def of(cls, domain: "Domain", starts, success, steps, success_mode: str = "final") -> "EvalResult":
         """A result grouped the way ``domain`` groups its starts (per maze cell, or not at all)."""
         return cls(domain.name, starts, success, steps, success_mode, domain.start_groups(starts),
                    domain.num_groups)
@@ -143,6 +149,24 @@ class EvalResult:
             s, n = self.group_counts()
             record.update(group_successes=s.tolist(), group_episodes=n.tolist())
         return record
+
+    def record(self) -> dict:
+        """``to_dict`` plus every start and its outcome: what an evaluation's JSON file holds."""
+        return {**self.to_dict(), "starts": self.starts.tolist(), "success": self.success.tolist()}
+
+    def metrics(self, name: str) -> dict[str, float]:
+        """The logged scalars: ``name`` (the rate) and its 95% interval as ``name``_ci_low/high."""
+        lo, hi = self.ci
+        return {name: self.rate, f"{name}_ci_low": lo, f"{name}_ci_high": hi}
+
+
+def write_record(path: str | Path, record: dict) -> None:
+    """Save an evaluation record as JSON atomically (a temporary file beside it, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, path)
 
 
 def episode_seed(seed: int, index: int) -> int:
@@ -217,7 +241,7 @@ def _check_actions(actions, n: int) -> np.ndarray:
 _WORKER_ENVS: dict[str, list] = {}
 
 
-def _envs_for(domain: Domain, n: int) -> list:
+def _envs_for(domain: "Domain", n: int) -> list:
     envs = _WORKER_ENVS.setdefault(domain.name, [])
     while len(envs) < n:
         envs.append(domain.make_env())
@@ -230,9 +254,8 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def _run_batches(domain_name, policy, starts, batch_ids, *, batch_size, seed, success_mode):
+def _run_batches(domain, policy, starts, batch_ids, *, batch_size, seed, success_mode):
     """Run the given batches of the start list; returns (batch_id, success, steps) per batch."""
-    domain = get_domain(domain_name)
     envs = _envs_for(domain, batch_size)
     out = []
     for b in batch_ids:
@@ -246,14 +269,24 @@ def _run_batches(domain_name, policy, starts, batch_ids, *, batch_size, seed, su
 
 
 # ---- user side --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Shard:
+    """This process's share of an evaluation split over ``world`` processes (DDP ranks);
+    ``gather(success, steps, sizes)`` returns every rank's outcomes in rank order."""
+
+    rank: int
+    world: int
+    gather: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
 class Evaluator:
     """Runs evaluations over a persistent pool of worker processes (``workers=0``: in-process).
 
     Use as a context manager, or call ``close()``; the pool starts on the first evaluation.
     """
 
-    def __init__(self, domain: str | Domain, workers: int | None = None, batch_size: int = 16):
-        self.domain = get_domain(domain) if isinstance(domain, str) else domain
+    def __init__(self, domain: "Domain", workers: int | None = None, batch_size: int = 16):
+        self.domain = domain
         self.workers = (os.cpu_count() or 1) if workers is None else workers
         self.batch_size = batch_size
         self._pool: ProcessPoolExecutor | None = None
@@ -270,7 +303,7 @@ class Evaluator:
         starts = np.asarray(starts)
         n_batches = math.ceil(len(starts) / self.batch_size)
         bar = tqdm(total=len(starts), desc=f"eval {self.domain.name}", unit="ep", disable=not progress)
-        run = partial(_run_batches, self.domain.name, policy, starts, batch_size=self.batch_size,
+        run = partial(_run_batches, self.domain, policy, starts, batch_size=self.batch_size,
                       seed=seed, success_mode=success)
         if self.workers == 0 or n_batches == 1:
             results = []
@@ -295,17 +328,22 @@ class Evaluator:
         assert len(success_arr) == len(starts), "every start must give exactly one episode"
         return EvalResult.of(self.domain, starts, success_arr, steps, success)
 
-    def robustness(self, policy: Policy, episodes: int, seed: int = 0, success="final",
-                   progress: bool = False) -> EvalResult:
-        """Success rate from ``episodes`` seeded robustness starts."""
-        starts = self.domain.robustness_starts(episodes, seed)
-        return self.evaluate(policy, starts, seed, success, progress)
-
-    def training(self, policy: Policy, episodes: int, seed: int = 0, success="final",
-                 progress: bool = False) -> EvalResult:
-        """Success rate from the training (demonstration) start distribution."""
-        starts = self.domain.training_starts(episodes, seed)
-        return self.evaluate(policy, starts, seed, success, progress)
+    def run(self, policy: Policy, kind: StartsKind, episodes: int, seed: int = 0,
+            success: SuccessMode = "final", shard: Shard | None = None, progress: bool = False) -> EvalResult:
+        """The one evaluation entry: one episode from each of ``episodes`` seeded start states of
+        ``kind`` (the training start distribution, or robustness starts outside the demos). A
+        network acts through a CPU copy in eval mode. With ``shard`` (DDP ranks) this process runs
+        its contiguous share of the starts and every process returns the gathered full result."""
+        if isinstance(policy, torch.nn.Module):
+            policy = copy.deepcopy(policy).cpu().eval()
+        make = self.domain.training_starts if kind == "training" else self.domain.robustness_starts
+        starts = make(episodes, seed)
+        if shard is None or shard.world == 1:
+            return self.evaluate(policy, starts, seed, success, progress)
+        bounds = np.linspace(0, len(starts), shard.world + 1).astype(int)
+        mine = self.evaluate(policy, starts[bounds[shard.rank]: bounds[shard.rank + 1]], seed, success, progress)
+        outcome, steps = shard.gather(mine.success, mine.steps, np.diff(bounds))
+        return EvalResult.of(self.domain, starts, outcome, steps, success)
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:

@@ -2,12 +2,13 @@
 
 One tensor computation per step covers every demo state and all K traces per state; nothing loops
 over states. Traces live in a TorchRL replay buffer of TensorDicts (obs, action, next_obs,
-trace_step) that is emptied and refilled every outer epoch (original-code-facts §2.4).
+trace_step) that is emptied and refilled every outer epoch (docs/original-code.md).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -24,8 +25,8 @@ ActionSelection = Literal["none", "sc", "rs"]
 def trace_length(epoch: int, sizes: tuple[int, int], epochs: tuple[int, int]) -> int:
     """Linear schedule from sizes[0] at epochs[0] to sizes[1] at epochs[1], floored and clipped.
 
-    Epochs count from 0, exactly as the original's ``threshold_linear_fn`` (original-code-facts
-    §2.3): with epochs[1] = N the last size is never reached, e.g. PickAndPlace's (1, 3) over
+    Epochs count from 0, exactly as the original's ``threshold_linear_fn`` (docs/original-code.md):
+    with epochs[1] = N the last size is never reached, e.g. PickAndPlace's (1, 3) over
     (1, 200) uses L = 1 until epoch 100 and L = 2 after.
     """
     (v0, v1), (e0, e1) = sizes, epochs
@@ -62,58 +63,108 @@ def select_action(
     return action
 
 
-@torch.no_grad()
-def backward_traces(
-    model: BackwardsModel,
-    states: torch.Tensor,
-    length: int,
-    traces_per_state: int,
-    strategy: ActionSelection,
-    coef: float,
-    demo_action_std: torch.Tensor,
-    generator: torch.Generator,
-    every_step: bool = False,
-    clip_actions: bool = True,
-    variance_as_std: bool = False,
-    state_bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> TensorDict:
-    """Roll B back ``length`` steps from every state (K times each): s' -> a ~ B_A -> s ~ B_S.
+@dataclass
+class TraceSettings:
+    """The imagined traces of every epoch.
 
-    The perturbation ``strategy`` applies to the first action, as the paper says, or to every step
-    with ``every_step`` (what the original code did). ``state_bounds`` (low, high) clamps every
-    imagined state into where states can be (the original's ``bounded_obs`` for mazes: a trace must
-    not leave the maze). Returns length * N * K transitions.
+    Args:
+        source: backward (BMIL: the backwards model rolled back from every demo state) or forward
+            (the paper's Table 2 ablation: a forward model rolled out under the current policy).
+        per_state: K, traces started from every demo state per epoch.
+        length: (first, last) trace length L of the linear schedule.
+        length_epochs: Epochs (0-based) at which the schedule starts and ends.
+        action_selection: Perturbation of the first trace action: none, sc (variance scaling
+            SC(c)) or rs (uniform resampling RS(b)).
+        selection_coef: c of SC(c) or b of RS(b).
+        selection_every_step: Perturb every trace action (what the original code did), not only
+            the first (what the paper says).
+        clip_actions: Clip sampled trace actions to [-1, 1], the policy's range.
+        bound_states: Clamp imagined states to the domain's state bounds (the mazes' free space
+            and speed limit; the original's bounded_obs, on for mazes).
+        variance_as_std: Reproduce the original code's use of exp(logvar) as the sampling scale
+            (docs/original-code.md).
     """
-    next_obs = states.repeat(traces_per_state, 1)
-    steps = []
-    for t in range(length):
-        mean, std, logvar = model.action_distribution(next_obs, variance_as_std)
-        use = strategy if (t == 0 or every_step) else "none"
-        action = select_action(mean, std, logvar, use, coef, demo_action_std, generator)
-        if clip_actions:  # the policy is tanh-bounded; labels outside [-1, 1] are unreachable
-            action = action.clamp(-1.0, 1.0)
-        obs = model.sample_previous(next_obs, action, generator, variance_as_std)
-        if state_bounds is not None:
-            obs = torch.clamp(obs, *state_bounds)
-        steps.append((obs, action, next_obs, t))
-        next_obs = obs
-    return _stack(steps)
+
+    source: Literal["backward", "forward"] = "backward"
+    per_state: int = 1
+    length: tuple[int, int] = (1, 1)
+    length_epochs: tuple[int, int] = (1, 200)
+    action_selection: ActionSelection = "sc"
+    selection_coef: float = 30.0
+    selection_every_step: bool = False
+    clip_actions: bool = True
+    bound_states: bool = False
+    variance_as_std: bool = False
 
 
-@torch.no_grad()
-def forward_traces(
-    model: ForwardModel, policy, states: torch.Tensor, length: int, traces_per_state: int,
-    generator: torch.Generator,
-) -> TensorDict:
-    """The ablation: roll the forward model ``length`` steps from every state with a = pi(s)."""
-    obs = states.repeat(traces_per_state, 1)
-    steps = []
-    for t in range(length):
-        action = policy(obs)
-        next_obs = model.sample_next(obs, action, generator)
-        steps.append((obs, action, next_obs, t))
-        obs = next_obs
-    return _stack(steps)
+class TraceSource:
+    """Makes a method's dynamics model (``model_class``) and, each epoch, the traces it imagines
+    from the demo states (``generate``); knows the demo action scale and the state bounds."""
+
+    model_class: type
+
+    def __init__(self, settings: TraceSettings, demo_action_std: torch.Tensor,
+                 state_bounds: tuple[torch.Tensor, torch.Tensor] | None):
+        self.settings, self.demo_action_std, self.state_bounds = settings, demo_action_std, state_bounds
+
+    def to(self, device) -> "TraceSource":
+        self.demo_action_std = self.demo_action_std.to(device)
+        if self.state_bounds is not None:
+            self.state_bounds = tuple(b.to(device) for b in self.state_bounds)
+        return self
+
+    def generate(self, model, policy, states: torch.Tensor, length: int, generator: torch.Generator) -> TensorDict:
+        raise NotImplementedError
+
+
+class BackwardTraces(TraceSource):
+    """BMIL's trace source: roll B back L steps from every state, K times each:
+    s' -> a ~ B_A (perturbed) -> s ~ B_S. Returns L * N * K transitions."""
+
+    model_class = BackwardsModel
+
+    @torch.no_grad()
+    def generate(self, model: BackwardsModel, policy, states: torch.Tensor, length: int,
+                 generator: torch.Generator) -> TensorDict:
+        """The perturbation applies to the first action, as the paper says, or to every step with
+        ``selection_every_step`` (what the original code did). ``state_bounds`` clamps every
+        imagined state into where states can be (a maze trace must not leave the maze)."""
+        cfg = self.settings
+        next_obs = states.repeat(cfg.per_state, 1)
+        steps = []
+        for t in range(length):
+            mean, std, logvar = model.action_distribution(next_obs, cfg.variance_as_std)
+            use = cfg.action_selection if (t == 0 or cfg.selection_every_step) else "none"
+            action = select_action(mean, std, logvar, use, cfg.selection_coef, self.demo_action_std, generator)
+            if cfg.clip_actions:  # the policy is tanh-bounded; labels outside [-1, 1] are unreachable
+                action = action.clamp(-1.0, 1.0)
+            obs = model.sample_previous(next_obs, action, generator, cfg.variance_as_std)
+            if self.state_bounds is not None:
+                obs = torch.clamp(obs, *self.state_bounds)
+            steps.append((obs, action, next_obs, t))
+            next_obs = obs
+        return _stack(steps)
+
+
+class ForwardTraces(TraceSource):
+    """The ablation's trace source: roll a forward model L steps from every state with a = pi(s)."""
+
+    model_class = ForwardModel
+
+    @torch.no_grad()
+    def generate(self, model: ForwardModel, policy, states: torch.Tensor, length: int,
+                 generator: torch.Generator) -> TensorDict:
+        obs = states.repeat(self.settings.per_state, 1)
+        steps = []
+        for t in range(length):
+            action = policy(obs)
+            next_obs = model.sample_next(obs, action, generator)
+            steps.append((obs, action, next_obs, t))
+            obs = next_obs
+        return _stack(steps)
+
+
+TRACE_SOURCES = {"backward": BackwardTraces, "forward": ForwardTraces}
 
 
 def _stack(steps) -> TensorDict:

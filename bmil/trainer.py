@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Literal, Optional
@@ -31,7 +30,7 @@ class BMILTrainer(L.Trainer):
         """Measure training success and robustness (success from unseen start states).
 
         Args:
-            model: The module (from the config); its env names the task.
+            model: The method (from the config); its env names the task.
             ckpt_path: Checkpoint whose policy to evaluate (needed for policy=trained).
             policy: trained (the checkpoint's policy), expert (the scripted expert) or random.
             episodes: Robustness episodes, one per seeded start state (the paper: 10,000).
@@ -46,7 +45,7 @@ class BMILTrainer(L.Trainer):
                 Accepted here so that a run's saved ``config.yaml`` (written by fit) works as
                 ``bmil evaluate --config``.
         """
-        from bmil.evaluation import Evaluator, RandomPolicy
+        from bmil.evaluation import Evaluator, RandomPolicy, write_record
 
         if policy == "trained":
             if ckpt_path is None:
@@ -54,7 +53,7 @@ class BMILTrainer(L.Trainer):
             if not Path(ckpt_path).is_file():
                 raise BMILError(f"Checkpoint '{ckpt_path}' not found.")
             model = type(model).load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=weights_only)
-            agent = model.agent().eval()
+            agent = model.agent()
         elif policy == "expert":
             agent = model.domain.make_expert(seed)
         else:
@@ -62,8 +61,8 @@ class BMILTrainer(L.Trainer):
         domain = model.domain
         t0 = time.perf_counter()
         with Evaluator(domain, workers) as evaluator:
-            train = evaluator.training(agent, training_episodes, seed, success)
-            robust = evaluator.robustness(agent, episodes, seed, success, progress=True)
+            train = evaluator.run(agent, "training", training_episodes, seed, success)
+            robust = evaluator.run(agent, "robustness", episodes, seed, success, progress=True)
         seconds = time.perf_counter() - t0
         print(f"[{policy}] training start  {train.summary()}")
         print(f"[{policy}] robustness      {robust.summary()}")
@@ -86,7 +85,5 @@ class BMILTrainer(L.Trainer):
             "seconds": seconds,
         }
         if json_out:
-            Path(json_out).parent.mkdir(parents=True, exist_ok=True)
-            full = {**record, "starts": robust.starts.tolist(), "success": robust.success.tolist()}
-            Path(json_out).write_text(json.dumps(full))
+            write_record(json_out, {**record, "starts": robust.starts.tolist(), "success": robust.success.tolist()})
         return record

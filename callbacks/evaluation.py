@@ -1,26 +1,26 @@
 """Periodic evaluation during ``bmil fit``: training success and robustness.
 
-Both callbacks evaluate a CPU copy of the module's policy with ``bmil.evaluation.Evaluator`` (a
-pool of worker processes per rank). Under DDP the start list is split across ranks and the
-per-start outcomes are gathered (``bmil.distributed``), so every rank logs the same full result.
+Both callbacks go through ``Evaluator.run``, the one evaluation path (``bmil validate``/``test`` and
+``bmil evaluate`` use it too): a CPU copy of the method's agent, a pool of worker processes per
+rank; under DDP the start list is split across ranks and the per-start outcomes are gathered, so
+every rank logs the same full result.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal, Optional
 
 import lightning as L
 import matplotlib.pyplot as plt
 
-from bmil.distributed import evaluate_sharded, make_evaluator
-from bmil.evaluation import EvalResult, Evaluator
+from bmil.distributed import default_workers, rank_shard
+from bmil.evaluation import EvalResult, Evaluator, write_record
 from bmil.plots import figure_to_array
 
 
 class _PolicyEvaluation(L.Callback):
-    starts_kind = ""  # "training" or "robustness"
+    kind = ""  # the start states: "training" or "robustness"
     metric = ""
 
     def __init__(self, every_n_epochs: int = 10, episodes: int = 100, seed: int = 0,
@@ -37,24 +37,17 @@ class _PolicyEvaluation(L.Callback):
         self.success, self.workers = success, workers
         self._evaluator: Evaluator | None = None
 
-    def _get_evaluator(self, trainer, pl_module) -> Evaluator:
-        if self._evaluator is None:
-            self._evaluator = make_evaluator(trainer, pl_module.hparams.env, self.workers)
-        return self._evaluator
-
     def evaluate(self, trainer, pl_module, episodes: int) -> EvalResult:
-        evaluator = self._get_evaluator(trainer, pl_module)
-        domain = evaluator.domain
-        make = domain.training_starts if self.starts_kind == "training" else domain.robustness_starts
-        return evaluate_sharded(trainer, evaluator, pl_module.agent(), make(episodes, self.seed),
-                                self.seed, self.success)
+        if self._evaluator is None:
+            workers = default_workers(trainer) if self.workers is None else self.workers
+            self._evaluator = Evaluator(pl_module.domain, workers)
+        return self._evaluator.run(pl_module.agent(), self.kind, episodes, self.seed, self.success,
+                                   rank_shard(trainer))
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self.every_n_epochs > 0 and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
             result = self.evaluate(trainer, pl_module, self.episodes)
-            lo, hi = result.ci
-            pl_module.log_dict({self.metric: result.rate, f"{self.metric}_ci_low": lo,
-                                f"{self.metric}_ci_high": hi}, prog_bar=False, batch_size=1)
+            pl_module.log_dict(result.metrics(self.metric), prog_bar=False, batch_size=1)
             pl_module.log(self.metric.split("/")[-1], result.rate, prog_bar=True, logger=False, batch_size=1)
             self.on_result(trainer, result, f"epoch{trainer.current_epoch + 1:04d}")
 
@@ -70,7 +63,7 @@ class _PolicyEvaluation(L.Callback):
 class TrainingSuccess(_PolicyEvaluation):
     """Success rate from the training (demonstration) starts every ``every_n_epochs`` epochs."""
 
-    starts_kind, metric = "training", "eval/training_success"
+    kind, metric = "training", "eval/training_success"
 
 
 class Robustness(_PolicyEvaluation):
@@ -79,7 +72,7 @@ class Robustness(_PolicyEvaluation):
     robustness figure to TensorBoard, and writes PNGs plus the final per-start JSON to the run
     folder."""
 
-    starts_kind, metric = "robustness", "eval/robustness"
+    kind, metric = "robustness", "eval/robustness"
 
     def __init__(self, every_n_epochs: int = 20, episodes: int = 500, final_episodes: int = 10000,
                  seed: int = 0, success: Literal["final", "any"] = "final",
@@ -101,8 +94,7 @@ class Robustness(_PolicyEvaluation):
     def on_result(self, trainer, result: EvalResult, tag: str) -> None:
         if not (self.figures and trainer.is_global_zero):
             return
-        module = trainer.lightning_module
-        demos = getattr(module, "demo_td", None) if self.draw_demos else None
+        demos = trainer.lightning_module.demo_data if self.draw_demos else None
         fig = self._evaluator.domain.robustness_figure(result, demos)
         folder = _run_dir(trainer) / "robustness"
         folder.mkdir(parents=True, exist_ok=True)
@@ -119,13 +111,9 @@ class Robustness(_PolicyEvaluation):
         result = self.evaluate(trainer, pl_module, self.final_episodes)
         self.on_result(trainer, result, "final")
         if trainer.is_global_zero:
-            lo, hi = result.ci
-            metrics = {"eval/final_robustness": result.rate, "eval/final_robustness_ci_low": lo,
-                       "eval/final_robustness_ci_high": hi}
             if trainer.logger is not None:
-                trainer.logger.log_metrics(metrics, step=trainer.global_step)
-            record = {**result.to_dict(), "starts": result.starts.tolist(), "success": result.success.tolist()}
-            (_run_dir(trainer) / "robustness_final.json").write_text(json.dumps(record))
+                trainer.logger.log_metrics(result.metrics("eval/final_robustness"), step=trainer.global_step)
+            write_record(_run_dir(trainer) / "robustness_final.json", result.record())
             print(f"final robustness: {result.summary()}")
             text = self._evaluator.domain.describe(result)
             if text:

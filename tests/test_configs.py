@@ -1,41 +1,74 @@
-"""Every shipped config parses against ``BMILModule``'s signature, and overlays layer as documented."""
+"""The shipped configs: every domain with every method parses to the intended settings, the layers
+compose as documented, and no block of settings is written twice in conf/."""
 
 from pathlib import Path
 
 import pytest
 import yaml
 
-from bmil.cli import main
+from bmil.cli import fit_settings
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+DOMAINS = ["pickplace", "push", "point_umaze", "point_room5x11", "point_corridor7x7"]
 
 
-def _parsed(capsys, *configs: Path) -> dict:
-    args = ["fit"]
-    for config in configs:
-        args += ["--config", str(config)]
-    with pytest.raises(SystemExit) as exit_:
-        main([*args, "--print_config"])
-    assert exit_.value.code in (0, None), capsys.readouterr().err
-    return yaml.safe_load(capsys.readouterr().out)
+def _settings(*configs: str) -> dict:
+    return fit_settings([arg for c in configs for arg in ("--config", str(CONF / c))])
 
 
-@pytest.mark.parametrize("config", sorted(CONF.glob("*.yaml")), ids=lambda p: p.stem)
-def test_shipped_config_parses(config, capsys):
-    parsed = _parsed(capsys, config)
-    assert parsed["model"]["env"] == yaml.safe_load(config.read_text())["model"]["env"]
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_every_method_on_every_domain_parses_with_the_domains_settings(domain):
+    bmil = _settings(f"{domain}.yaml")
+    bc = _settings(f"{domain}.yaml", "bc.yaml")
+    vins = _settings(f"{domain}.yaml", f"vins_{domain}.yaml")
+    assert [s["model"]["class_path"] for s in (bmil, bc, vins)] == [
+        "bmil.methods.BMIL", "bmil.methods.BC", "bmil.methods.VINS"]
+    for other in (bc, vins):  # the same domain, demos, policy budget and evaluation for every method
+        for key in ("env", "demos", "policy"):
+            assert other["model"]["init_args"][key] == bmil["model"]["init_args"][key]
+        for group in ("trainer", "training_success", "robustness", "checkpoint"):
+            assert other[group] == bmil[group]
+    assert bmil["model"]["init_args"]["env"] == domain
+    assert vins["model"]["init_args"]["vins"]["value_steps"] > 0
 
 
-@pytest.mark.parametrize("base, overlay, final", [
-    *[(b, "fetch_ablation_eval.yaml", 2000) for b in ("pickplace.yaml", "pickplace_bc.yaml", "push.yaml", "push_bc.yaml")],
-    *[(f"point_{m}{s}.yaml", "maze_table1_eval.yaml", 1000)
-      for m in ("umaze", "room5x11", "corridor7x7") for s in ("", "_bc", "_vins")],
+def test_family_and_domain_layers_give_the_original_hyper_parameters():
+    pickplace, push = (_settings(f"{d}.yaml")["model"]["init_args"] for d in ("pickplace", "push"))
+    assert (pickplace["demos"]["num"], push["demos"]["num"]) == (10, 5)
+    assert (pickplace["traces"]["selection_coef"], push["traces"]["selection_coef"]) == (30.0, 3.0)
+    assert pickplace["traces"]["length"] == [1, 3] and push["traces"]["length"] == [1, 1]
+    assert pickplace["policy"] == push["policy"] and pickplace["demo_ratio"] == push["demo_ratio"] == 0.5
+    umaze, room = (_settings(f"point_{m}.yaml") for m in ("umaze", "room5x11"))
+    assert umaze["model"]["init_args"]["traces"]["selection_coef"] == 40.0
+    assert room["model"]["init_args"]["traces"]["selection_coef"] == 1.0
+    assert umaze["model"]["init_args"]["traces"]["bound_states"] and umaze["trainer"]["max_epochs"] == 800
+    assert (umaze["robustness"]["final_episodes"], room["robustness"]["final_episodes"]) == (1300, 5100)
+
+
+@pytest.mark.parametrize("base, overlay, changed", [
+    *[(f"{d}.yaml", "overlays/fetch_ablation_eval.yaml", {"robustness"}) for d in ("pickplace", "push")],
+    *[(f"point_{m}.yaml", "overlays/maze_table1_eval.yaml", {"robustness", "training_success"})
+      for m in ("umaze", "room5x11", "corridor7x7")],
+    ("point_umaze.yaml", "overlays/maze_quick.yaml", {"trainer", "robustness", "training_success", "model"}),
+    ("pickplace.yaml", "pickplace_quick.yaml", {"trainer", "robustness", "training_success"}),
 ])
-def test_eval_overlays_replace_only_the_callbacks(base, overlay, final, capsys):
-    plain = _parsed(capsys, CONF / base)
-    layered = _parsed(capsys, CONF / base, CONF / "overlays" / overlay)
-    robustness = [c for c in layered["trainer"]["callbacks"] if c["class_path"] == "callbacks.Robustness"]
-    assert [c["init_args"]["final_episodes"] for c in robustness] == [final]
-    assert layered["model"] == plain["model"]
-    assert {k: v for k, v in layered["trainer"].items() if k != "callbacks"} == \
-        {k: v for k, v in plain["trainer"].items() if k != "callbacks"}
+def test_overlays_change_only_their_groups(base, overlay, changed):
+    plain, layered = _settings(base), _settings(base, overlay)
+    differ = {k for k in plain if k != "config" and plain[k] != layered[k]}
+    assert differ == changed
+
+
+def test_no_block_of_settings_is_repeated_across_config_files():
+    """Four consecutive setting lines (comments aside) never appear in two files: what families
+    share lives in their family file."""
+    def blocks(path):
+        lines = [line.split("#")[0].rstrip() for line in path.read_text().splitlines()]
+        lines = [line for line in lines if line.strip()]
+        return {tuple(lines[i:i + 4]) for i in range(len(lines) - 3)}
+
+    seen = {}
+    for path in sorted(CONF.rglob("*.yaml")):
+        for block in blocks(path):
+            assert block not in seen, f"{path.name} repeats {seen.get(block)}: {block}"
+            seen[block] = path.name
+    assert yaml.safe_load((CONF / "bc.yaml").read_text()) == {"model": {"class_path": "bmil.methods.BC"}}

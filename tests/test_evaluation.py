@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from bmil.envs import get_domain
+from bmil.domains import get_domain
 from bmil.errors import BMILError
 from bmil.evaluation import EvalResult, Evaluator, RandomPolicy, run_episodes, wilson_interval
 
@@ -73,7 +73,7 @@ def test_success_mode_final_versus_any():
 def test_evaluator_runs_exactly_the_promised_fetch_episodes():
     domain = get_domain("push")
     policy = CountingPolicy(act_dim=4)
-    result = Evaluator(domain, workers=0, batch_size=4).robustness(policy, 10, seed=0)
+    result = Evaluator(domain, workers=0, batch_size=4).run(policy, "robustness", 10, seed=0)
     assert result.episodes == 10 and len(result.starts) == 10
     assert (result.steps == domain.horizon).all()
     assert policy.rows == 10 * domain.horizon
@@ -82,9 +82,9 @@ def test_evaluator_runs_exactly_the_promised_fetch_episodes():
 def test_policy_output_is_checked():
     domain = get_domain("push")
     with pytest.raises(BMILError, match="non-finite"):
-        Evaluator(domain, workers=0).robustness(lambda o: torch.full((len(o), 4), float("nan")), 2)
+        Evaluator(domain, workers=0).run(lambda o: torch.full((len(o), 4), float("nan")), "robustness", 2)
     with pytest.raises(BMILError, match="shape"):
-        Evaluator(domain, workers=0).robustness(lambda o: torch.zeros(4), 2)
+        Evaluator(domain, workers=0).run(lambda o: torch.zeros(4), "robustness", 2)
 
 
 def test_result_summary_and_figure():

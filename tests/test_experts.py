@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from bmil.envs import get_domain
+from bmil.domains import get_domain
 from bmil.evaluation import Evaluator
 
 
@@ -9,9 +9,9 @@ from bmil.evaluation import Evaluator
 def test_expert_succeeds_from_training_and_robustness_starts(name):
     domain = get_domain(name)
     evaluator = Evaluator(domain, workers=0)
-    assert evaluator.training(domain.make_expert(), 4, seed=0).rate == 1.0
+    assert evaluator.run(domain.make_expert(), "training", 4, seed=0).rate == 1.0
     # 16 random starts; the expert is >= 95% over 1,000 (closing note), allow one miss here.
-    assert evaluator.robustness(domain.make_expert(), 16, seed=0).success.sum() >= 15
+    assert evaluator.run(domain.make_expert(), "robustness", 16, seed=0).success.sum() >= 15
 
 
 def test_expert_noise_is_seeded_and_varies_between_episodes():

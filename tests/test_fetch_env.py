@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from bmil.envs import get_domain
-from bmil.envs.fetch import GOAL_OFFSET, OBJECT_OFFSET, ROBUSTNESS_RANGE
+from bmil.domains import get_domain
+from bmil.domains.fetch.env import GOAL_OFFSET, OBJECT_OFFSET, ROBUSTNESS_RANGE
 
 MM = 1e-3
 

@@ -13,7 +13,16 @@ import yaml
 from bmil.cli import main
 
 
-def _config(tmp_path, push_demos, callbacks=(), **model) -> Path:
+def _config(tmp_path, push_demos, callbacks=(), method="BMIL", groups=None, **init) -> Path:
+    """A tiny Push run: ``init`` updates the method's init_args (one level deep), ``groups`` the
+    evaluation callbacks' groups (off by default)."""
+    model = {"env": "push", "demos": {"path": str(push_demos), "num": 2},
+             "policy": {"batch_size": 16, "steps_per_epoch": 10}}
+    if method == "BMIL":
+        model.update(demo_ratio=0.5, traces={"length": [1, 2], "length_epochs": [0, 2]},
+                     model={"training": "steps", "steps": 5})
+    for key, value in init.items():
+        model[key] = {**model[key], **value} if isinstance(value, dict) and isinstance(model.get(key), dict) else value
     cfg = {
         "seed_everything": 0,
         "trainer": {
@@ -22,17 +31,13 @@ def _config(tmp_path, push_demos, callbacks=(), **model) -> Path:
             "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                        "init_args": {"save_dir": str(tmp_path / "runs"), "name": "t", "version": 0}},
             "enable_model_summary": False,
-            "callbacks": [
-                {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                 "init_args": {"dirpath": str(tmp_path / "ckpt"), "filename": "last", "enable_version_counter": False}},
-                {"class_path": "callbacks.EpochProgressBar"},
-                *callbacks,
-            ],
+            "callbacks": list(callbacks),
         },
-        "model": {"env": "push", "demos": str(push_demos), "num_demos": 2, "batch_size": 16,
-                  "policy_steps_per_epoch": 10, "demo_ratio": 0.5, "trace_length": [1, 2],
-                  "trace_length_epochs": [0, 2], "model_training": "steps", "model_steps": 5,
-                  **model},
+        "checkpoint": {"dirpath": str(tmp_path / "ckpt")},
+        "training_success": {"every_n_epochs": 0},
+        "robustness": {"every_n_epochs": 0, "final_episodes": 0},
+        **(groups or {}),
+        "model": {"class_path": f"bmil.methods.{method}", "init_args": model},
     }
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "config.yaml"
@@ -47,12 +52,9 @@ def _policy(ckpt: Path) -> dict:
 
 @pytest.mark.slow
 def test_fit_trains_logs_and_evaluates(tmp_path, push_demos, capsys):
-    evaluation = [
-        {"class_path": "callbacks.TrainingSuccess", "init_args": {"every_n_epochs": 1, "episodes": 1, "workers": 0}},
-        {"class_path": "callbacks.Robustness",
-         "init_args": {"every_n_epochs": 2, "episodes": 8, "final_episodes": 12, "workers": 0}},
-    ]
-    config = _config(tmp_path, push_demos, evaluation, model_training="converge", max_model_passes=5)
+    groups = {"training_success": {"every_n_epochs": 1, "episodes": 1, "workers": 0},
+              "robustness": {"every_n_epochs": 2, "episodes": 8, "final_episodes": 12, "workers": 0}}
+    config = _config(tmp_path, push_demos, groups=groups, model={"training": "converge", "max_passes": 5})
     main(["fit", "--config", str(config)])
     ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
     assert ckpt["epoch"] == 2 and ckpt["bmil"]["policy_step"] == 30  # the last (0-based) epoch
@@ -68,16 +70,16 @@ def test_fit_trains_logs_and_evaluates(tmp_path, push_demos, capsys):
 
 @pytest.mark.slow
 def test_bc_takes_the_same_policy_steps_without_a_model(tmp_path, push_demos):
-    main(["fit", "--config", str(_config(tmp_path, push_demos, demo_ratio=1.0))])
+    main(["fit", "--config", str(_config(tmp_path, push_demos, method="BC"))])
     ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
-    assert ckpt["bmil"]["policy_step"] == 30 and ckpt["bmil"]["model_step"] == 0
+    assert ckpt["bmil"] == {"policy_step": 30}
     assert not any(k.startswith("model.") for k in ckpt["state_dict"])
 
 
 @pytest.mark.slow
 def test_resume_after_a_crash_ends_with_identical_parameters(tmp_path, push_demos):
     full = tmp_path / "full"
-    main(["fit", "--config", str(_config(full, push_demos, dynamics="backward"))])
+    main(["fit", "--config", str(_config(full, push_demos, traces={"source": "backward"}))])
     crashed = tmp_path / "crashed"
     crash = [{"class_path": "probes.StopMidEpoch", "init_args": {"epoch": 2, "step": 9}}]
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -95,13 +97,13 @@ def test_resume_after_a_crash_ends_with_identical_parameters(tmp_path, push_demo
 
 @pytest.mark.slow
 def test_validate_test_and_evaluate_a_checkpoint(tmp_path, push_demos, capsys):
-    config = str(_config(tmp_path, push_demos, demo_ratio=1.0))
+    config = str(_config(tmp_path, push_demos, method="BC"))
     main(["fit", "--config", config, "--trainer.max_epochs", "1"])
     ckpt = str(tmp_path / "ckpt" / "last.ckpt")
     saved = tmp_path / "fit_config.yaml"  # what fit saved beside its logs (validate/test rewrite it)
     saved.write_text((tmp_path / "runs" / "t" / "version_0" / "config.yaml").read_text())
-    main(["test", "--config", config, "--ckpt_path", ckpt, "--model.test_episodes", "6"])
-    main(["validate", "--config", config, "--ckpt_path", ckpt, "--model.val_episodes", "4"])
+    main(["test", "--config", config, "--ckpt_path", ckpt, "--model.evaluation.test_episodes", "6"])
+    main(["validate", "--config", config, "--ckpt_path", ckpt, "--model.evaluation.val_episodes", "4"])
     out = capsys.readouterr().out
     assert "test/robustness" in out and "val/robustness" in out and "val/training_success" in out
     report = tmp_path / "eval.json"
@@ -117,7 +119,7 @@ def test_validate_test_and_evaluate_a_checkpoint(tmp_path, push_demos, capsys):
 
 @pytest.mark.slow
 def test_forward_model_ablation_runs(tmp_path, push_demos):
-    main(["fit", "--config", str(_config(tmp_path, push_demos, dynamics="forward"))])
+    main(["fit", "--config", str(_config(tmp_path, push_demos, traces={"source": "forward"}))])
     ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
     assert any(k.startswith("model.state_net") for k in ckpt["state_dict"])
 
@@ -126,11 +128,10 @@ def test_vins_trains_value_and_dynamics_beside_bc_and_acts_by_selection(tmp_path
     vins = {"gamma": 0.98, "value_steps": 4, "value_batch_size": 16, "perturb_dims": [0, 1, 2],
             "perturb_scale": 0.7, "ns_penalty": 0.3, "model_steps": 3, "model_batch_size": 16,
             "candidates": 8, "action_noise": 0.1}
-    robustness = {"class_path": "callbacks.Robustness",
-                  "init_args": {"every_n_epochs": 0, "final_episodes": 4, "workers": 0, "figures": False}}
-    main(["fit", "--config", str(_config(tmp_path, push_demos, [robustness], demo_ratio=1.0, vins=vins))])
+    groups = {"robustness": {"every_n_epochs": 0, "final_episodes": 4, "workers": 0, "figures": False}}
+    main(["fit", "--config", str(_config(tmp_path, push_demos, method="VINS", groups=groups, vins=vins))])
     ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
-    assert any(k.startswith("value.") for k in ckpt["state_dict"]) and any(k.startswith("vins_model.") for k in ckpt["state_dict"])
+    assert any(k.startswith("value.") for k in ckpt["state_dict"]) and any(k.startswith("dynamics.") for k in ckpt["state_dict"])
     assert ckpt["bmil"]["policy_step"] == 30 and len(ckpt["optimizer_states"]) == 3
     assert "over 4 episodes" in capsys.readouterr().out
 
@@ -142,8 +143,8 @@ def test_model_first_keeps_the_model_with_the_best_held_out_nll(tmp_path, push_d
     from bmil.demos import load_demos
     from bmil.models import BackwardsModel
 
-    config = _config(tmp_path, push_demos, model_schedule="first", model_first_patience=2,
-                     model_training="converge", max_model_passes=3)
+    config = _config(tmp_path, push_demos, model={"schedule": "first", "first_patience": 2,
+                                                  "training": "converge", "max_passes": 3})
     main(["fit", "--config", str(config), "--trainer.max_epochs", "12"])
     ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
     events = EventAccumulator(str(tmp_path / "runs" / "t" / "version_0")).Reload()
@@ -166,24 +167,25 @@ def test_model_first_keeps_the_model_with_the_best_held_out_nll(tmp_path, push_d
 
 def test_model_first_with_a_non_finite_held_out_nll_is_one_clear_error(tmp_path, push_demos, capsys,
                                                                        monkeypatch):
-    from bmil.module import BMILModule
+    from bmil.methods import BMIL
 
-    monkeypatch.setattr(BMILModule, "_holdout_loss", lambda self: torch.tensor(float("nan")))
+    monkeypatch.setattr(BMIL, "_holdout_loss", lambda self: torch.tensor(float("nan")))
     with pytest.raises(SystemExit):
-        main(["fit", "--config", str(_config(tmp_path, push_demos, model_schedule="first"))])
+        main(["fit", "--config", str(_config(tmp_path, push_demos, model={"schedule": "first"}))])
     _assert_one_error_line(capsys.readouterr().err, "The held-out dynamics-model loss became nan")
 
 
 @pytest.mark.parametrize(
     "extra, message",
     [
-        ({"demo_ratio": 1.5}, "demo_ratio (p_d) must be in (0, 1]"),
-        ({"demo_ratio": 0.0}, "demo_ratio (p_d) must be in (0, 1]"),
+        ({"demo_ratio": 1.5}, "demo_ratio (p_d) must be in (0, 1)"),
+        ({"demo_ratio": 0.0}, "demo_ratio (p_d) must be in (0, 1)"),
+        ({"demo_ratio": 1.0}, "For behaviour cloning (p_d = 1) use the method bmil.methods.BC"),
         ({"env": "pushh"}, "Unknown environment 'pushh'"),
         ({"env": "pickplace"}, "holds demonstrations for env 'push', but env 'pickplace'"),
-        ({"num_demos": 7}, "holds 2 demos but num_demos is 7"),
-        ({"bound_trace_states": True}, "bound_trace_states needs state bounds"),
-        ({"vins": {"gamma": 0.98}}, "VINS trains its BC prior on demos only: set demo_ratio to 1.0"),
+        ({"demos": {"num": 7}}, "holds 2 demos but demos.num is 7"),
+        ({"traces": {"bound_states": True}}, "traces.bound_states needs state bounds"),
+        ({"policy": {"head": "beta"}}, "Unknown policy head 'beta'"),
     ],
 )
 def test_bad_model_settings_are_one_clear_error(tmp_path, push_demos, extra, message, capsys):
@@ -216,22 +218,19 @@ def test_missing_demos_are_generated(tmp_path, push_demos):
 
 
 def test_nan_loss_is_one_clear_error(tmp_path, push_demos, capsys):
-    config = _config(tmp_path, push_demos, policy_lr=1e30, demo_ratio=1.0)
+    config = _config(tmp_path, push_demos, method="BC", policy={"lr": 1e30})
     with pytest.raises(SystemExit):
         main(["fit", "--config", str(config), "--trainer.max_epochs", "2"])
     err = capsys.readouterr().err
     _assert_one_error_line(err, "policy loss became")
-    assert "Lower policy_lr" in err
+    assert "Lower model.policy.lr" in err
 
 
 @pytest.mark.slow
 def test_two_process_cpu_ddp_synchronises_and_shards(tmp_path, push_demos):
-    probe = [
-        {"class_path": "probes.SavePolicyPerRank", "init_args": {"folder": str(tmp_path / "ranks")}},
-        {"class_path": "callbacks.Robustness",
-         "init_args": {"every_n_epochs": 0, "final_episodes": 10, "workers": 0}},
-    ]
-    config = _config(tmp_path, push_demos, probe)
+    probe = [{"class_path": "probes.SavePolicyPerRank", "init_args": {"folder": str(tmp_path / "ranks")}}]
+    groups = {"robustness": {"every_n_epochs": 0, "final_episodes": 10, "workers": 0}}
+    config = _config(tmp_path, push_demos, probe, groups=groups)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "bmil.cli", "fit", "--config", str(config),
            "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.max_epochs", "2"]

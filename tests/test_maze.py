@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from bmil.envs import get_domain
-from bmil.envs.maze import ACTION_REPEAT, GOAL_RADIUS, WALL_MARGIN, make_layout
+from bmil.domains import get_domain
+from bmil.domains.maze.env import ACTION_REPEAT
+from bmil.domains.maze.layout import GOAL_RADIUS, WALL_MARGIN, make_layout
 from bmil.evaluation import EvalResult, Evaluator, stratified_interval, wilson_interval
 
 MAZES = ["point_umaze", "point_room5x11", "point_corridor7x7"]
@@ -29,7 +30,7 @@ def test_cell_to_coordinate_mapping_is_gymnasium_robotics():
 
 @pytest.mark.parametrize(
     "maze, cells, scaling, goal_from_start",
-    [  # the original's goal relative to its start (original-code-facts §7.2), y mirrored (rows go down here)
+    [  # the original's goal relative to its start (docs/original-code.md), y mirrored (rows go down here)
         ("umaze", 13, 8.0, (-2.0, -34.0)),  # the goal region's marker (-2, 34)
         ("room5x11", 51, 4.0, (40.0, 0.0)),
         ("corridor7x7", 41, 4.0, (24.0, -24.0)),
@@ -233,18 +234,16 @@ def test_fit_on_a_maze_evaluates_per_cell(tmp_path, capsys, monkeypatch):
                         lambda self, result, demos=None: drawn.append(demos) or figure(self, result, demos))
     demos = tmp_path / "demos"
     main(["demos", "--env", "point_umaze", "--num", "2", "--seed", "0", "--out", str(demos)])
-    robustness = ('{"class_path": "callbacks.Robustness", "init_args": {"every_n_epochs": 0, '
-                  '"final_episodes": 13, "workers": 0}}')
-    main(["fit", "--config", "conf/point_umaze_quick.yaml", "--model.demos", str(demos),
-          "--model.num_demos", "2", "--model.batch_size", "32", "--model.policy_steps_per_epoch", "5",
-          "--model.model_training", "steps", "--model.model_steps", "3",
+    main(["fit", "--config", "conf/point_umaze.yaml", "--config", "conf/overlays/maze_quick.yaml",
+          "--model.demos.path", str(demos), "--model.demos.num", "2", "--model.policy.batch_size", "32",
+          "--model.policy.steps_per_epoch", "5", "--model.model.training", "steps", "--model.model.steps", "3",
           "--trainer.max_epochs", "2", "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
-          "--trainer.callbacks", "lightning.pytorch.callbacks.ModelCheckpoint",
-          "--trainer.callbacks+", robustness])
+          "--training_success.every_n_epochs", "0",
+          "--robustness.every_n_epochs", "0", "--robustness.final_episodes", "13", "--robustness.workers", "0"])
     out = capsys.readouterr().out
     assert "mean over 13 cells (1 episodes each, 13 in all)" in out
     assert "per-cell success %" in out and out.count("###") >= 22
-    run = next((tmp_path / "runs" / "point_umaze_quick").iterdir())
+    run = next((tmp_path / "runs" / "point_umaze_bmil").iterdir())
     record = __import__("json").loads((run / "robustness_final.json").read_text())
     assert record["episodes"] == 13 and record["group_episodes"] == [1] * 13
     assert (run / "robustness" / "final.png").is_file()

@@ -1,6 +1,6 @@
 import torch
 
-from bmil.models import BackwardsModel, ForwardModel, Policy
+from bmil.models import BackwardsModel, ForwardModel, Policy, make_policy
 from bmil.models.mlp import GaussianMLP
 
 
@@ -10,7 +10,7 @@ def test_policy_shapes_bounds_and_losses():
     action = policy(obs)
     assert action.shape == (8, 4) and action.abs().max() <= 1
     assert policy.loss(obs, action.detach()).item() < 1e-12
-    gaussian = Policy(25, 4, gaussian=True)
+    gaussian = make_policy("gaussian", 25, 4)
     assert gaussian(obs).shape == (8, 4)
     assert torch.isfinite(gaussian.loss(obs, torch.zeros(8, 4)))
 

@@ -9,10 +9,11 @@ from dataclasses import replace
 import pytest
 import yaml
 
+import bmil.studies.runner as runner
 from bmil.errors import BMILError
-from bmil.reproduce import (Run, Study, _command, _model_setting, collect, longest_first, make_study,
-                            markdown_table, run_dir, run_study, signature, t_interval, with_extra,
-                            write_results)
+from bmil.studies.catalog import Run, Study, make_study, with_extra
+from bmil.studies.report import collect, markdown_table, paper_table, plot_study, t_interval, write_results
+from bmil.studies.runner import _command, longest_first, run_dir, run_study, signature
 
 
 def test_t_interval_arithmetic():
@@ -44,18 +45,22 @@ def test_studies_plan_the_papers_comparisons():
     table1 = make_study("table1", ["push", "pickplace"], [0, 1])
     assert len(table1.runs) == 12 and {r.method for r in table1.runs} == {"BC", "VINS", "BMIL"}
     assert len({r.run_id for r in table1.runs}) == 12
-    assert {r.config for r in table1.runs if r.domain == "push"} == {"conf/push.yaml", "conf/push_bc.yaml", "conf/push_vins.yaml"}
+    assert {r.configs for r in table1.runs if r.domain == "push"} == {
+        ("conf/push.yaml",), ("conf/push.yaml", "conf/bc.yaml"), ("conf/push.yaml", "conf/vins_push.yaml")}
     fig6 = make_study("fig6", ["push"], [0])
     steps = {r.method: r.overrides for r in fig6.runs}
-    assert steps["BC 20x"] == ("--model.policy_steps_per_epoch", "2000")  # 20 x push's M = 100
+    assert steps["BC 20x"] == ("--model.policy.steps_per_epoch", "2000")  # 20 x push's M = 100
     fig5a = make_study("fig5a", ["pickplace"], [0])
-    assert ("--model.action_selection", "rs", "--model.selection_coef", "0.5") in [r.overrides for r in fig5a.runs]
+    assert ("--model.traces.action_selection", "rs", "--model.traces.selection_coef", "0.5") in [r.overrides for r in fig5a.runs]
+    # Every run's settings resolve, with its method's class.
+    classes = {r.method: r.settings["model"]["class_path"] for r in table1.runs}
+    assert classes == {"BC": "bmil.methods.BC", "VINS": "bmil.methods.VINS", "BMIL": "bmil.methods.BMIL"}
     with pytest.raises(Exception, match="unknown study"):
         make_study("table9", ["push"], [0])
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path):
-    run = Run("push", "BMIL", 0, "conf/push.yaml")
+    run = Run("push", "BMIL", 0, ("conf/push.yaml",))
     assert "--ckpt_path" not in _command(tmp_path, run)
     ckpt = run_dir(tmp_path, run) / "checkpoints" / "last.ckpt"
     ckpt.parent.mkdir(parents=True)
@@ -64,26 +69,22 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path):
 
 
 def _tiny_configs(folder, demos):
-    base = {
-        "trainer": {"max_epochs": 2, "enable_model_summary": False,
-                    "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                               "init_args": {"save_dir": "unused", "name": "unused"}},
-                    "callbacks": [
-                        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                         "init_args": {"filename": "last", "enable_version_counter": False}},
-                        {"class_path": "callbacks.TrainingSuccess", "init_args": {"every_n_epochs": 1, "episodes": 1}},
-                        {"class_path": "callbacks.Robustness",
-                         "init_args": {"every_n_epochs": 0, "final_episodes": 4, "figures": False}}]},
-        "model": {"env": "push", "demos": str(demos), "num_demos": 2, "batch_size": 16,
-                  "policy_steps_per_epoch": 5, "model_training": "steps", "model_steps": 2},
+    bmil = {
+        "trainer": {"max_epochs": 2, "enable_model_summary": False},
+        "training_success": {"every_n_epochs": 1, "episodes": 1},
+        "robustness": {"every_n_epochs": 0, "final_episodes": 4, "figures": False},
+        "model": {"class_path": "bmil.methods.BMIL",
+                  "init_args": {"env": "push", "demos": {"path": str(demos), "num": 2}, "demo_ratio": 0.5,
+                                "policy": {"batch_size": 16, "steps_per_epoch": 5},
+                                "model": {"training": "steps", "steps": 2}}},
     }
     folder.mkdir()
-    (folder / "push.yaml").write_text(yaml.safe_dump({**base, "model": {**base["model"], "demo_ratio": 0.5}}))
-    (folder / "push_bc.yaml").write_text(yaml.safe_dump({**base, "model": {**base["model"], "demo_ratio": 1.0}}))
+    (folder / "push.yaml").write_text(yaml.safe_dump(bmil))
+    (folder / "bc.yaml").write_text(yaml.safe_dump({"model": {"class_path": "bmil.methods.BC"}}))
     vins = {"value_steps": 2, "value_batch_size": 8, "model_steps": 2, "model_batch_size": 8, "candidates": 4,
             "perturb_dims": [0, 1, 2]}
-    (folder / "push_vins.yaml").write_text(
-        yaml.safe_dump({**base, "model": {**base["model"], "demo_ratio": 1.0, "vins": vins}}))
+    (folder / "vins_push.yaml").write_text(
+        yaml.safe_dump({"model": {"class_path": "bmil.methods.VINS", "init_args": {"vins": vins}}}))
 
 
 @pytest.mark.slow
@@ -129,17 +130,27 @@ def test_a_rerun_executes_only_the_missing_runs(tmp_path, push_demos):
 
 def test_run_settings_are_read_as_the_run_will_see_them(tmp_path):
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({"model": {"env": "push", "num_demos": 5}}))
-    assert _model_setting(str(config), "num_demos") == 5
-    assert _model_setting(str(config), "num_demos", ("--model.num_demos", "3", "--model.num_demos=7")) == 7
-    assert _model_setting(str(config), "demo_seed") == 0  # the module's default
-    assert _model_setting(str(config), "demo_stop_on_success", ("--model.demo_stop_on_success", "true")) is True
+    config.write_text(yaml.safe_dump({"model": {"class_path": "bmil.methods.BC",
+                                                "init_args": {"env": "push", "demos": {"num": 5}}}}))
+
+    def demos(*extra):
+        return Run("push", "BC", 0, (str(config),), extra=extra).settings["model"]["init_args"]["demos"]
+
+    assert demos()["num"] == 5
+    assert demos("--model.demos.num", "3", "--model.demos.num=7")["num"] == 7
+    assert demos()["seed"] == 0  # the method's default
+    assert demos("--model.demos.stop_on_success", "true")["stop_on_success"] is True
     overlay = tmp_path / "overlay.yaml"  # a --config overlay in --extra counts where it stands
-    overlay.write_text(yaml.safe_dump({"model": {"num_demos": 9}, "trainer": {"max_epochs": 1}}))
-    assert _model_setting(str(config), "num_demos", ("--config", str(overlay))) == 9
-    assert _model_setting(str(config), "num_demos", ("--model.num_demos", "3", "--config", str(overlay))) == 9
-    assert _model_setting(str(config), "num_demos", ("--config", str(overlay), "--model.num_demos", "3")) == 3
-    assert _model_setting(str(config), "demo_seed", ("--config", str(overlay))) == 0
+    overlay.write_text(yaml.safe_dump({"model": {"init_args": {"demos": {"num": 9}}}, "trainer": {"max_epochs": 1}}))
+    assert demos("--config", str(overlay))["num"] == 9
+    assert demos("-c", str(overlay))["num"] == 9  # LightningCLI's short flag
+    assert demos("--model.demos.num", "3", "--config", str(overlay))["num"] == 9
+    assert demos("--config", str(overlay), "--model.demos.num", "3")["num"] == 3
+    model = tmp_path / "model.yaml"  # a whole model section from a file
+    model.write_text(yaml.safe_dump({"class_path": "bmil.methods.BC", "init_args": {"demos": {"num": 4}}}))
+    assert demos(f"--model={model}")["num"] == 4
+    with pytest.raises(BMILError, match="do not parse"):
+        demos("--model.demos.numm", "3")
 
 
 def test_reproduce_command_rejects_unknown_names_clearly(tmp_path, capsys):
@@ -157,8 +168,6 @@ def test_ablation_plots_are_written(tmp_path):
     bar = [_row("pickplace", m, s, v) for m, v in (("None", 0.2), ("SC(30)", 0.6)) for s in (0, 1)]
     line = [{**_row("pickplace", f"BC {n} demos", s, 0.1 * n), "family": "BC", "x": n} for n in (1, 5) for s in (0, 1)]
     line += [_row("pickplace", "BMIL", s, 0.5) for s in (0, 1)]
-    from bmil.reproduce import plot_study
-
     plot_study(Study("fig5a", [], plot="bar"), bar, tmp_path / "bar.png")
     plot_study(Study("fig6", [], plot="line"), line, tmp_path / "line.png")
     assert (tmp_path / "bar.png").stat().st_size > 1000 and (tmp_path / "line.png").stat().st_size > 1000
@@ -166,13 +175,16 @@ def test_ablation_plots_are_written(tmp_path):
 
 def test_signature_follows_config_overlays_in_extra(tmp_path):
     config, overlay = tmp_path / "c.yaml", tmp_path / "overlay.yaml"
-    config.write_text("model: {env: push}\n")
+    config.write_text("model: {class_path: bmil.methods.BC, init_args: {env: push}}\n")
     overlay.write_text("trainer: {max_epochs: 5}\n")
-    run = Run("push", "BC", 0, str(config), extra=("--config", str(overlay)))
+    run = Run("push", "BC", 0, (str(config),), extra=("--config", str(overlay)))
     before = signature(run)
     assert signature(run) == before and signature(replace(run, extra=())) != before
+    renamed = tmp_path / "renamed.yaml"  # the same settings from another file: the same run
+    renamed.write_text("trainer: {max_epochs: 5}  # moved\n")
+    assert signature(replace(run, extra=("--config", str(renamed)))) == before
     overlay.write_text("trainer: {max_epochs: 6}\n")  # same arguments, other settings
-    assert signature(run) != before
+    assert signature(replace(run)) != before  # (a Run resolves its settings once)
 
 
 def test_the_longest_runs_start_first():
@@ -199,13 +211,11 @@ json.dump({"success_rate": 0.5, "ci95": [0.4, 0.6], "episodes": 10}, open(os.pat
 def _fake_study(tmp_path, monkeypatch, seeds, wait):
     import sys
 
-    import bmil.reproduce as reproduce
-
-    config = tmp_path / "push.yaml"
-    config.write_text("model: {env: push, demos: given}\n")  # given demos: nothing to generate
-    monkeypatch.setattr(reproduce, "_command",
+    config = tmp_path / "push.yaml"  # given demos: nothing to generate
+    config.write_text("model: {class_path: bmil.methods.BC, init_args: {env: push, demos: {path: given}}}\n")
+    monkeypatch.setattr(runner, "_command",
                         lambda out, run: [sys.executable, "-c", _FAKE_FIT, str(run_dir(out, run)), str(wait)])
-    return Study("table1", [Run("push", "BC", s, str(config)) for s in seeds]), tmp_path / "study"
+    return Study("table1", [Run("push", "BC", s, (str(config),)) for s in seeds]), tmp_path / "study"
 
 
 def test_a_run_that_another_process_is_running_is_left_alone(tmp_path, monkeypatch):
@@ -272,7 +282,7 @@ def test_stopping_a_study_stops_its_fits(tmp_path, monkeypatch):
 
 def test_methods_runs_only_those_and_the_table_shows_every_finished_run(tmp_path, monkeypatch):
     study, out = _fake_study(tmp_path, monkeypatch, [0, 1], wait=0)
-    study = Study("table1", [Run(r.domain, m, r.seed, r.config) for r in study.runs for m in ("BC", "VINS")])
+    study = Study("table1", [Run(r.domain, m, r.seed, r.configs) for r in study.runs for m in ("BC", "VINS")])
     messages = []
     results = run_study(study, out, jobs=2, progress=messages.append, methods={"BC"})
     assert sorted(r["run_id"] for r in results) == ["push__BC__s0", "push__BC__s1"]
@@ -303,15 +313,15 @@ def test_a_fit_orphaned_by_a_killed_sweep_keeps_its_run_locked(tmp_path):
     import time
 
     config = tmp_path / "push.yaml"
-    config.write_text("model: {env: push, demos: given}\n")
+    config.write_text("model: {class_path: bmil.methods.BC, init_args: {env: push, demos: {path: given}}}\n")
     out = tmp_path / "study"
     sweep = subprocess.Popen([sys.executable, "-c", f"""
 import sys
-import bmil.reproduce as R
+import bmil.studies.runner as R
 R._command = lambda out, run: [sys.executable, "-c", {_FAKE_FIT!r}, str(R.run_dir(out, run)), "30"]
-R.run_study(R.Study("table1", [R.Run("push", "BC", 0, {str(config)!r})]), R.Path({str(out)!r}), 1)
+R.run_study(R.Study("table1", [R.Run("push", "BC", 0, ({str(config)!r},))]), R.Path({str(out)!r}), 1)
 """])
-    folder = run_dir(out, Run("push", "BC", 0, str(config)))
+    folder = run_dir(out, Run("push", "BC", 0, (str(config),)))
     deadline = time.monotonic() + 60
     while not (folder / "pid").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -342,7 +352,7 @@ R.run_study(R.Study("table1", [R.Run("push", "BC", 0, {str(config)!r})]), R.Path
 def test_a_run_finished_by_another_sweep_while_queued_is_not_run_again(tmp_path, monkeypatch):
     import sys
 
-    from bmil.reproduce import _Fits, execute
+    from bmil.studies.runner import _Fits, execute
 
     study, out = _fake_study(tmp_path, monkeypatch, [0], wait=0)
     (run,) = study.runs
@@ -356,8 +366,6 @@ def test_a_run_finished_by_another_sweep_while_queued_is_not_run_again(tmp_path,
 
 
 def test_the_papers_numbers_are_printed_beside_ours():
-    from bmil.reproduce import paper_table
-
     text = paper_table(Study("table1", []), ["pickplace", "point_room5x11", "unknown"])
     assert text.splitlines() == [
         "| domain | BC | VINS | BMIL | VINS / BC | BMIL / BC |",
@@ -372,13 +380,14 @@ def test_the_papers_numbers_are_printed_beside_ours():
 def test_domain_extra_gives_each_family_of_domains_its_own_arguments(tmp_path):
     study = make_study("table1", ["push", "point_umaze", "point_room5x11"], [0])
     runs = with_extra(study.runs, ["--trainer.max_epochs", "3"],
-                      {"point_*": "--config maze.yaml", "push,point_room5x11": "--model.num_demos 5",
+                      {"point_*": "--config maze.yaml", "push,point_room5x11": "--model.demos.num 5",
                        "pickplace": "--config fetch.yaml"})  # a key for domains not in this study: unused
     extra = {r.domain: r.extra for r in runs}
-    assert extra["push"] == ("--trainer.max_epochs", "3", "--model.num_demos", "5")
+    assert extra["push"] == ("--trainer.max_epochs", "3", "--model.demos.num", "5")
     assert extra["point_umaze"] == ("--trainer.max_epochs", "3", "--config", "maze.yaml")
-    assert extra["point_room5x11"] == ("--trainer.max_epochs", "3", "--config", "maze.yaml", "--model.num_demos", "5")
-    assert _command(tmp_path, runs[-1])[-6:] == list(extra["point_room5x11"])
+    assert extra["point_room5x11"] == ("--trainer.max_epochs", "3", "--config", "maze.yaml", "--model.demos.num", "5")
+    assert runs[-1].fit_args()[-6:] == list(extra["point_room5x11"])
+    assert _command(tmp_path, runs[-1])[4:4 + len(runs[-1].fit_args())] == runs[-1].fit_args()
     # The same arguments given for every run or for a domain: the same run, found finished.
     overlay = tmp_path / "maze.yaml"
     overlay.write_text("trainer: {max_epochs: 5}\n")
@@ -415,12 +424,10 @@ json.dump({"success_rate": 0.5, "ci95": [0.4, 0.6], "episodes": 10}, open(os.pat
 def test_a_resumed_run_reports_the_time_of_all_its_invocations(tmp_path, monkeypatch, resumed):
     import sys
 
-    import bmil.reproduce as reproduce
-
     study, out = _fake_study(tmp_path, monkeypatch, [0], wait=0)
-    monkeypatch.setattr(reproduce, "_command",
+    monkeypatch.setattr(runner, "_command",
                         lambda out, run: [sys.executable, "-c", _FAKE_FIT_READING_ITS_CLOCK, str(run_dir(out, run))])
-    monkeypatch.setattr(reproduce, "_CLOCK_EVERY_S", 0.05)
+    monkeypatch.setattr(runner, "_CLOCK_EVERY_S", 0.05)
     folder = run_dir(out, study.runs[0])
     (folder / "checkpoints").mkdir(parents=True)
     (folder / "elapsed.json").write_text('{"seconds": 1000.0}')  # an earlier sweep's part, then killed
@@ -440,10 +447,8 @@ def test_a_resumed_run_reports_the_time_of_all_its_invocations(tmp_path, monkeyp
 def test_a_damaged_clock_file_fails_its_run_with_a_message_naming_the_file(tmp_path, monkeypatch, damaged):
     import sys
 
-    import bmil.reproduce as reproduce
-
     study, out = _fake_study(tmp_path, monkeypatch, [0], wait=0)
-    monkeypatch.setattr(reproduce, "_command",
+    monkeypatch.setattr(runner, "_command",
                         lambda out, run: [sys.executable, "-c", _FAKE_FIT_READING_ITS_CLOCK, str(run_dir(out, run))])
     folder = run_dir(out, study.runs[0])
     (folder / "checkpoints").mkdir(parents=True)

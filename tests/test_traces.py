@@ -2,7 +2,20 @@ import pytest
 import torch
 
 from bmil.models import BackwardsModel, ForwardModel, Policy
-from bmil.traces import TraceBuffer, backward_traces, forward_traces, select_action, trace_length
+from bmil.traces import (BackwardTraces, ForwardTraces, TraceBuffer, TraceSettings, select_action,
+                         trace_length)
+
+
+def backward_traces(model, states, length, traces_per_state, strategy, coef, demo_action_std, generator,
+                    every_step=False, clip_actions=True, state_bounds=None):
+    settings = TraceSettings(per_state=traces_per_state, action_selection=strategy, selection_coef=coef,
+                             selection_every_step=every_step, clip_actions=clip_actions)
+    return BackwardTraces(settings, demo_action_std, state_bounds).generate(model, None, states, length, generator)
+
+
+def forward_traces(model, policy, states, length, traces_per_state, generator):
+    source = ForwardTraces(TraceSettings(source="forward", per_state=traces_per_state), torch.ones(2), None)
+    return source.generate(model, policy, states, length, generator)
 
 
 @pytest.mark.parametrize(

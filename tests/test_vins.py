@@ -3,7 +3,8 @@
 import torch
 from torch import nn
 
-from bmil.models.vins import DynamicsModel, ValueFunction, VINSAgent, VINSSettings, derived_rewards, value_loss
+from bmil.methods.vins import VINSSettings, derived_rewards, value_loss
+from bmil.models.vins import DynamicsModel, ValueFunction, VINSAgent
 
 
 def test_reward_is_derived_from_where_demos_end():

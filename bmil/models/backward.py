@@ -21,7 +21,7 @@ class BackwardsModel(nn.Module):
         self.state_net = GaussianMLP(obs_dim + act_dim, obs_dim, hidden, layers)
 
     def fit_normalization(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> None:
-        # Actions stay in their [-1, 1] units: SC(c)'s coefficients (original-code-facts §2.2) are
+        # Actions stay in their [-1, 1] units: SC(c)'s coefficients (docs/original-code.md) are
         # calibrated on raw action log-variances.
         self.action_net.x_norm.fit(next_obs)
         self.state_net.x_norm.fit(torch.cat([next_obs, action], -1))

@@ -48,7 +48,7 @@ class GaussianMLP(nn.Module):
     mean head and a log-variance head. The log-variance is kept in [min_logvar, max_logvar] with
     softplus (PETS/MBPO): lv = max - softplus(max - raw); lv = min + softplus(lv - min). The
     original code used ``min - softplus`` in the second step, which only bounds from above
-    (original-code-facts §10.2); here both bounds hold. Inputs and outputs are standardised with
+    (docs/original-code.md); here both bounds hold. Inputs and outputs are standardised with
     statistics fitted on the demonstrations, so the network sees unit-scale data.
     """
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bmil.envs.fetch import SUCCESS_THRESHOLD
+from bmil.domains.fetch.env import SUCCESS_THRESHOLD
 
 GRIP, OBJ, FINGERS = slice(0, 3), slice(3, 6), slice(9, 11)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bmil.envs.maze import MazeLayout
+from bmil.domains.maze.layout import MazeLayout
 
 
 class MazeExpert:

@@ -1,4 +1,4 @@
-"""Fetch Push / PickAndPlace in the paper's fixed-start configuration (original-code-facts §7.1).
+"""Fetch Push / PickAndPlace in the paper's fixed-start configuration (docs/original-code.md).
 
 Training: deterministic reset, gripper at gymnasium-robotics' initial position, object at gripper
 xy + (0.0375, 0.0375), goal at gripper xy + (0.075, 0.075) (PickAndPlace: 0.2 above the table).
@@ -11,8 +11,6 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 from gymnasium_robotics.utils import mujoco_utils
-
-from bmil.envs import Domain
 
 OBJECT_OFFSET = np.array([0.0375, 0.0375])  # obj_range / 4, as the original's fixed configuration
 GOAL_OFFSET = np.array([0.075, 0.075])
@@ -86,46 +84,3 @@ class FetchTask(gym.Wrapper):
 
     def _success(self, obs: dict) -> bool:
         return bool(np.linalg.norm(obs["achieved_goal"] - self.goal) < SUCCESS_THRESHOLD)
-
-
-class FetchDomain(Domain):
-    """Registry entry for a Fetch task (see ``bmil.envs.Domain`` for the contract)."""
-
-    obs_dim, act_dim, horizon, terminates_on_success = OBS_DIM, ACT_DIM, HORIZON, False
-
-    def __init__(self, name: str, env_id: str, goal_height: float, expert: type):
-        self.name, self.env_id, self.goal_height, self.expert = name, env_id, goal_height, expert
-        self._geometry = None
-
-    def make_env(self) -> FetchTask:
-        return FetchTask(self.env_id, self.goal_height)
-
-    @property
-    def geometry(self) -> dict[str, np.ndarray]:
-        """Initial gripper xy, object and goal positions (read once from a built env)."""
-        if self._geometry is None:
-            env = self.make_env()
-            self._geometry = {
-                "gripper_xy": env.initial_gripper_xy,
-                "object": env.object_xyz,
-                "goal": env.goal,
-            }
-            env.close()
-        return self._geometry
-
-    def training_starts(self, n: int, seed: int) -> np.ndarray:
-        # The training reset is deterministic: every start is the initial gripper position.
-        return np.tile(self.geometry["gripper_xy"], (n, 1))
-
-    def robustness_starts(self, n: int, seed: int) -> np.ndarray:
-        rng = np.random.default_rng(seed)
-        offsets = rng.uniform(-ROBUSTNESS_RANGE, ROBUSTNESS_RANGE, size=(n, 2))
-        return self.geometry["gripper_xy"] + offsets
-
-    def make_expert(self, seed: int = 0):
-        return self.expert(self.geometry["goal"], seed=seed)
-
-    def robustness_figure(self, result, demos=None):
-        from bmil.plots import fetch_scatter
-
-        return fetch_scatter(result, **self.geometry, title=self.name)

@@ -1,1 +1,0 @@
-"""Scripted experts that generate demonstrations (one module per domain family)."""

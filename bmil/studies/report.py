@@ -1,0 +1,194 @@
+"""Reporting a study: ``results.csv`` (one row per finished run), ``table.md`` (robustness mean +-
+95% t-interval over seeds per method and domain, ratios to the baseline, training success, and
+the paper's numbers beside ours) and, for ablations, a PNG."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+
+from bmil.studies.catalog import Study
+from bmil.studies.runner import is_done, read_result
+
+# Two-sided 95% Student-t quantiles t_{0.975, df}, df = 1..30.
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+         2.052, 2.048, 2.045, 2.042]
+
+
+def t_interval(values) -> tuple[float, float]:
+    """(mean, half-width of the 95% t-interval) over seeds; half-width NaN for one value."""
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, math.nan
+    df = len(values) - 1
+    t = _T975[df - 1] if df <= len(_T975) else 1.96 + 2.5 / df  # (within 0.002 of t for df > 30)
+    return mean, t * float(values.std(ddof=1)) / math.sqrt(len(values))
+
+
+
+def collect(study: Study, out: Path) -> list[dict]:
+    """The results of the study's finished runs, in study order."""
+    return [read_result(out, r) for r in study.runs if is_done(out, r)]
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    columns = ["run_id", "domain", "method", "seed", "x", "robustness", "robustness_ci_low",
+               "robustness_ci_high", "episodes", "training_success", "seconds", "config", "overrides",
+               "extra"]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def summarize(study: Study, rows: list[dict]) -> dict:
+    """{(domain, method): {"robustness": (mean, hw), "training": mean, "seeds": n}} in %."""
+    table: dict = {}
+    for key in dict.fromkeys((r["domain"], r["method"]) for r in rows):
+        values = [r for r in rows if (r["domain"], r["method"]) == key]
+        table[key] = {"robustness": t_interval([100 * r["robustness"] for r in values]),
+                      "training": float(np.mean([r["training_success"] for r in values])),
+                      "seeds": len(values)}
+    return table
+
+
+def _markdown(head: list[str], body: list[list[str]]) -> str:
+    """A Markdown table: a header row, its rule, then the body rows."""
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in [head, ["---"] * len(head), *body])
+
+
+def markdown_table(study: Study, rows: list[dict]) -> str:
+    """Domains as rows, methods as columns: robustness mean +- 95% t-interval over seeds (%), the
+    ratio of each method's mean to the baseline's, and mean training success."""
+    table = summarize(study, rows)
+    domains = list(dict.fromkeys(r["domain"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    others = [m for m in methods if m != study.baseline] if study.baseline in methods else []
+    head = ["domain", *methods, *[f"{m} / {study.baseline}" for m in others],
+            *[f"train. success {m}" for m in methods]]
+    body = []
+    for d in domains:
+        cells = [d]
+        for m in methods:
+            entry = table.get((d, m))
+            if entry is None:
+                cells.append("-")
+                continue
+            mean, hw = entry["robustness"]
+            cells.append(f"{mean:.1f} ± {hw:.1f} (n={entry['seeds']})" if not math.isnan(hw)
+                         else f"{mean:.1f} (n=1)")
+        base = table.get((d, study.baseline))
+        for m in others:
+            entry = table.get((d, m))
+            ok = entry and base and base["robustness"][0] > 0
+            cells.append(f"{entry['robustness'][0] / base['robustness'][0]:.2f}" if ok else "-")
+        for m in methods:
+            entry = table.get((d, m))
+            measured = entry and not math.isnan(entry["training"])  # NaN: no check ran
+            cells.append(f"{entry['training']:.2f}" if measured else "-")
+        body.append(cells)
+    return _markdown(head, body)
+
+
+def plot_study(study: Study, rows: list[dict], path: Path) -> None:
+    """Bar chart (methods) or line chart (x axis) of robustness with 95% t-intervals, per domain."""
+    from bmil.plots import plt
+
+    table = summarize(study, rows)
+    domains = list(dict.fromkeys(r["domain"] for r in rows))
+    fig, axes = plt.subplots(1, len(domains), figsize=(4.5 * len(domains), 3.5), dpi=120, squeeze=False)
+    for ax, d in zip(axes[0], domains):
+        # One point per method: (family, x, mean, half-width).
+        points = {r["method"]: (r["family"] or r["method"], r["x"], *table[(d, r["method"])]["robustness"])
+                  for r in rows if r["domain"] == d}
+        # Every seed as a dot: with 3 seeds the interval alone hides how the runs spread.
+        seeds = [(r["method"], r["x"], 100 * r["robustness"]) for r in rows if r["domain"] == d]
+        if study.plot == "bar":
+            _, _, means, errs = zip(*points.values())
+            ax.bar(list(points), means, yerr=np.nan_to_num(errs), capsize=3, color="tab:blue", alpha=0.6)
+            ax.scatter([list(points).index(m) for m, _, _ in seeds], [v for *_, v in seeds],
+                       s=12, color="black", zorder=3, label="seeds")
+            ax.tick_params(axis="x", rotation=30)
+        else:
+            colors = _lines(ax, list(points.values()))
+            family = {r["method"]: r["family"] or r["method"] for r in rows}
+            dots = [(x, v, colors[family[m]]) for m, x, v in seeds if x is not None]
+            if dots:  # each seed in its line's colour
+                xs, vs, cs = zip(*dots)
+                ax.scatter(xs, vs, s=10, c=list(cs), alpha=0.6, zorder=3)
+        ax.set(title=d, xlabel=study.xlabel, ylabel="robustness (%)", ylim=(0, 100))
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _lines(ax, points: list[tuple]) -> dict:
+    """One line per family over x; a family without x values (a reference) is a dashed level.
+    Returns each family's colour."""
+    colors = {}
+    for family in dict.fromkeys(p[0] for p in points):
+        mine = sorted((p for p in points if p[0] == family), key=lambda p: p[1] or 0)
+        _, xs, means, errs = zip(*mine)
+        if xs[0] is None:
+            colors[family] = ax.axhline(means[0], ls="--", color="gray", label=family).get_color()
+        else:
+            line = ax.errorbar(xs, means, yerr=np.nan_to_num(errs), marker="o", capsize=3, label=family)
+            colors[family] = line.lines[0].get_color()
+    ax.set_xscale("log")
+    ticks = sorted({p[1] for p in points if p[1] is not None})
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+    ax.legend(fontsize=7)
+    return colors
+
+
+# The paper's robustness (%) for the domains bmil has, under our method labels: its Table 1 (Point
+# mazes, not Ant) and Table 2. Its point agent differs from ours (docs/reproducing.md).
+PAPER = {
+    "table1": {
+        "push": {"BC": 12.1, "VINS": 12.8, "BMIL": 14.6},
+        "pickplace": {"BC": 4.1, "VINS": 3.4, "BMIL": 17.5},
+        "point_umaze": {"BC": 49.0, "VINS": 39.5, "BMIL": 47.8},
+        "point_room5x11": {"BC": 36.8, "VINS": 17.3, "BMIL": 38.6},
+        "point_corridor7x7": {"BC": 33.7, "VINS": 37.7, "BMIL": 38.9},
+    },
+    "table2": {
+        "push": {"BC": 12.1, "BMIL (forwards)": 12.4, "BMIL (backwards)": 14.6},
+        "pickplace": {"BC": 4.1, "BMIL (forwards)": 4.1, "BMIL (backwards)": 17.5},
+    },
+}
+
+
+def paper_table(study: Study, domains: list[str]) -> str:
+    """The paper's numbers for ``domains`` in the layout of ``markdown_table`` ("" if it has none)."""
+    paper = PAPER.get(study.name, {})
+    known = [d for d in domains if d in paper]
+    if not known:
+        return ""
+    methods = list(paper[known[0]])
+    others = [m for m in methods if m != study.baseline]
+    head = ["domain", *methods, *[f"{m} / {study.baseline}" for m in others]]
+    return _markdown(head, [[d, *[f"{paper[d][m]:.1f}" for m in methods],
+                             *[f"{paper[d][m] / paper[d][study.baseline]:.2f}" for m in others]]
+                            for d in known])
+
+
+def write_results(study: Study, out: Path) -> Path:
+    rows = collect(study, out)
+    write_csv(rows, out / "results.csv")
+    table = markdown_table(study, rows) if rows else "(no finished runs)"
+    done = f"{len(rows)} of {len(study.runs)} runs finished"
+    text = f"# {study.name}\n\nRobustness (%), mean ± 95% t-interval over seeds; {done}.\n\n{table}\n"
+    paper = paper_table(study, list(dict.fromkeys(r.domain for r in study.runs)))
+    if paper:
+        text += (f"\nThe paper's numbers (its {study.name.replace('table', 'Table ')}; other experts and, on "
+                 f"the mazes, another point agent: see docs/reproducing.md):\n\n{paper}\n")
+    (out / "table.md").write_text(text)
+    if study.plot and rows:
+        plot_study(study, rows, out / f"{study.name}.png")
+    return out / "table.md"

@@ -1,0 +1,350 @@
+"""Running a study: each run a separate ``bmil fit`` process, several at once (small runs: parallel
+seeds beat one big run), one torch thread and in-process evaluation each. A finished run leaves
+``result.json`` in its folder and is skipped when the study is run again; an interrupted run
+resumes from its ``last.ckpt``. A run's folder is locked while its fit runs (the fit itself holds
+the lock), so a second sweep never starts a run that another one, or an orphaned fit of a killed
+sweep, is still writing; and a sweep that is stopped (Ctrl-C, SIGTERM) stops its fits, which
+resume from ``last.ckpt`` next time.
+
+A run's signature is a hash of the settings its fit resolves to (LightningCLI's own parse of its
+configs, overrides and extra arguments), so a finished run made with other settings is never mixed
+into a study, while renaming or re-layering configs with the same settings keeps it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+from bmil.errors import BMILError
+from bmil.studies.catalog import Run, Study
+
+
+def run_dir(out: Path, run: Run) -> Path:
+    return out / "runs" / run.run_id / "version_0"
+
+
+def is_done(out: Path, run: Run) -> bool:
+    return (run_dir(out, run) / "result.json").is_file()
+
+
+def read_result(out: Path, run: Run) -> dict:
+    return _read_record(run_dir(out, run) / "result.json", f"delete it to run {run.run_id} again")
+
+
+def _read_record(path: Path, fix: str) -> dict:
+    """A JSON record of a run folder, or one clear error naming the file and ``fix``."""
+    try:
+        record = json.loads(path.read_text())
+        if isinstance(record, dict):
+            return record
+        problem = f"a {type(record).__name__}, not a JSON object"
+    except ValueError as e:
+        problem = f"{type(e).__name__}: {e}"
+    raise _damaged(path, problem, fix)
+
+
+def _damaged(path: Path, problem: str, fix: str) -> BMILError:
+    """The one message for a damaged run-folder record: the file, what is wrong, how to mend it."""
+    return BMILError(f"{path} is damaged ({problem}); restore it (git checkout) or {fix}")
+
+
+def signature(run: Run) -> str:
+    """What makes a run's result: the settings its fit resolves to, less the names of the config
+    files they came from."""
+    settings = {k: v for k, v in run.settings.items() if k not in ("config", "ckpt_path")}
+    settings["trainer"] = {k: v for k, v in settings["trainer"].items() if k != "logger"}  # where it writes
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _check_signature(out: Path, run: Run, expected: str) -> None:
+    """Refuse to mix: a finished or interrupted run made with other settings stays as it is."""
+    for name in ("result.json", "signature.json"):
+        path = run_dir(out, run) / name
+        if path.is_file():
+            found = _read_record(path, f"delete {run_dir(out, run)}").get("signature")
+            if found not in (None, expected):
+                raise BMILError(
+                    f"{path} was made with other settings (what its configs, overrides, --extra or "
+                    f"--domain_extra resolve to changed since). Use another --out for these settings, or delete {run_dir(out, run)}."
+                )
+
+
+def _prepare_demos(runs: list[Run]) -> None:
+    """Generate every missing demo set once, before runs start in parallel (no two processes
+    write the same dataset)."""
+    from bmil.demos import default_demo_path, generate_demos
+
+    wanted = set()
+    for run in runs:
+        init = run.settings["model"]["init_args"]
+        demos = init["demos"]
+        if not demos["path"]:
+            wanted.add((init["env"], demos["num"], demos["seed"], demos["stop_on_success"]))
+    for env, num, seed, stop in sorted(wanted):
+        if not default_demo_path(env, num, seed, stop).exists():
+            generate_demos(env, num, seed, stop_on_success=stop, progress=False)
+
+
+def _command(out: Path, run: Run) -> list[str]:
+    """The run's ``bmil fit``: its definition, then where it writes and how it evaluates (in
+    process: the study already runs one fit per core)."""
+    cmd = [sys.executable, "-m", "bmil.cli", "fit", *run.fit_args(),
+           "--trainer.logger.init_args.save_dir", str(out / "runs"),
+           "--trainer.logger.init_args.name", run.run_id,
+           "--trainer.logger.init_args.version", "0",
+           "--training_success.workers", "0", "--robustness.workers", "0"]
+    last = run_dir(out, run) / "checkpoints" / "last.ckpt"
+    if last.is_file():  # an interrupted run: continue from its last completed epoch
+        cmd += ["--ckpt_path", str(last)]
+    return cmd
+
+
+class _Fits:
+    """The ``bmil fit`` processes of one ``run_study`` call, so that stopping the study stops them."""
+
+    def __init__(self):
+        self.live: set[subprocess.Popen] = set()
+        self.lock = threading.Lock()
+        self.stopping = False  # once set, no new fit starts
+
+    def start(self, cmd: list[str], **popen) -> Optional[subprocess.Popen]:
+        with self.lock:
+            if self.stopping:
+                return None
+            proc = subprocess.Popen(cmd, **popen)
+            self.live.add(proc)
+            return proc
+
+    def ended(self, proc: subprocess.Popen) -> None:
+        with self.lock:
+            self.live.discard(proc)
+
+    def stop(self) -> None:
+        """Terminate every fit still running (each resumes from its last.ckpt when the study reruns)."""
+        with self.lock:
+            self.stopping = True
+            procs = list(self.live)
+        for proc in procs:
+            proc.terminate()  # Lightning stops at the next batch; a long evaluation gets killed below
+        deadline = time.monotonic() + 30
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()  # safe: checkpoints are written whole, once per epoch
+                proc.wait()
+
+
+def execute(out: Path, run: Run, fits: _Fits) -> dict:
+    """Run one ``bmil fit`` to the end and record its result (``result.json``, atomically); a
+    failure (of the fit or of reading its results), a run busy in another process or one not
+    started because the study stopped is returned as ``{"failed": True, "error": <message>}``."""
+    try:
+        return _execute(out, run, fits)
+    except Exception as e:  # one broken run must not stop the study or its report
+        return _failed(run, f"FAILED ({e}), see {run_dir(out, run) / 'fit.log'}")
+
+
+def _failed(run: Run, error: str) -> dict:
+    return {"run_id": run.run_id, "failed": True, "error": error}
+
+
+def _lock_run(folder: Path) -> Optional[int]:
+    """An exclusive lock on ``folder/run.lock``, or None when another process holds it. The fit
+    inherits the descriptor, so the lock lasts as long as the fit does, even an orphaned one."""
+    fd = os.open(folder / "run.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _execute(out: Path, run: Run, fits: _Fits) -> dict:
+    folder = run_dir(out, run)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = _lock_run(folder)
+    if lock is None:
+        return _failed(run, f"skipped: another process is running it ({folder / 'run.lock'} is held); "
+                            "rerun the study when that process has ended")
+    try:
+        if is_done(out, run):  # finished by another process while this one waited its turn
+            return read_result(out, run)
+        return _fit(out, run, folder, lock, fits)
+    finally:
+        os.close(lock)
+
+
+def _fit(out: Path, run: Run, folder: Path, lock: int, fits: _Fits) -> dict:
+    sig = signature(run)
+    _atomic_json(folder / "signature.json", {"signature": sig})
+    resumed = (folder / "checkpoints" / "last.ckpt").is_file()
+    clock = _RunClock(folder / "elapsed.json", resumed)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open(folder / "fit.log", "a") as log:
+        proc = fits.start(_command(out, run), stdout=log, stderr=subprocess.STDOUT, env=env,
+                          pass_fds=(lock,))
+        if proc is None:
+            return _failed(run, "not started: the study was stopped")
+        try:
+            returncode = clock.wait(proc)
+        finally:
+            fits.ended(proc)
+    seconds = clock.seconds
+    if returncode != 0:
+        return _failed(run, f"FAILED (exit code {returncode}), see {folder / 'fit.log'}")
+    final = json.loads((folder / "robustness_final.json").read_text())
+    record = {k: v for k, v in asdict(run).items() if k != "configs"}
+    result = {**record, "config": " ".join(run.configs), "overrides": " ".join(run.overrides), "run_id": run.run_id,
+              "robustness": final["success_rate"], "robustness_ci_low": final["ci95"][0],
+              "robustness_ci_high": final["ci95"][1], "episodes": final["episodes"],
+              "training_success": _last_scalar(folder, "eval/training_success"),
+              "seconds": seconds, "resumed": resumed, "extra": shlex.join(run.extra), "signature": sig}
+    _atomic_json(folder / "result.json", result)
+    return result
+
+
+class _RunClock:
+    """A run's wall time over every invocation of its fit, kept in ``elapsed.json`` in the run
+    folder. A run resumed from its ``last.ckpt`` in a later sweep (the one before stopped or killed
+    with its machine) thus reports all the time it took, not only its last part: the file is
+    rewritten every ``_CLOCK_EVERY_S`` seconds while the fit runs, so a kill loses at most that
+    much. A run starting afresh (no checkpoint) starts its clock at zero."""
+
+    def __init__(self, path: Path, resumed: bool):
+        self.path = path
+        self.before = self._read(path) if resumed and path.is_file() else 0.0
+        self.t0 = time.perf_counter()
+        self.seconds = self.before  # as last written
+
+    @staticmethod
+    def _read(path: Path) -> float:
+        fix = "delete it, which resumes the run with its clock at zero, so its 'seconds' undercount"
+        seconds = _read_record(path, fix).get("seconds")
+        number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+        if number and math.isfinite(seconds) and seconds >= 0:
+            return float(seconds)
+        raise _damaged(path, f"'seconds' is {seconds!r}, not a number of seconds", fix)
+
+    def wait(self, proc: subprocess.Popen) -> int:
+        while True:
+            try:
+                returncode = proc.wait(timeout=_CLOCK_EVERY_S)
+            except subprocess.TimeoutExpired:
+                returncode = None
+            self.seconds = self.before + time.perf_counter() - self.t0
+            _atomic_json(self.path, {"seconds": self.seconds})
+            if returncode is not None:
+                return returncode
+
+
+_CLOCK_EVERY_S = 60.0
+
+
+def _atomic_json(path: Path, record: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, path)
+
+
+def _last_scalar(folder: Path, tag: str) -> float:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 0}).Reload()
+    if tag not in events.Tags()["scalars"]:
+        return math.nan
+    return float(events.Scalars(tag)[-1].value)
+
+
+def longest_first(runs: list[Run]) -> list[Run]:
+    """``runs`` in a cost order (stable otherwise): VINS first (its test-time search of 500 candidates
+    per step dominates a run), then the most policy steps per epoch, then runs that learn from
+    traces before those that do not (the backwards model, trained every epoch, made maze BMIL runs
+    about twice as long as BC's). A long run (Figure 6's 20x BC) started last would run alone at the
+    end while the other workers idle."""
+
+    def cost(run: Run) -> tuple:
+        model = run.settings["model"]
+        method = model["class_path"].rsplit(".", 1)[-1]
+        return method == "VINS", model["init_args"]["policy"]["steps_per_epoch"], method == "BMIL"
+
+    return sorted(runs, key=cost, reverse=True)
+
+
+def run_study(study: Study, out: Path, jobs: int, progress=print,
+              methods: Optional[set[str]] = None) -> list[dict]:
+    """Run every unfinished run of ``study`` (``jobs`` at a time), or of its ``methods`` only;
+    returns their results."""
+    for run in study.runs:
+        _check_signature(out, run, signature(run))
+    unfinished = [r for r in study.runs if not is_done(out, r)]
+    todo = longest_first([r for r in unfinished if methods is None or r.method in methods])
+    done, left = len(study.runs) - len(unfinished), len(unfinished) - len(todo)
+    progress(f"{study.name}: {len(study.runs)} runs, {done} already done, running {len(todo)} "
+             f"({jobs} at a time){f', leaving {left} of other methods' if left else ''} in {out}")
+    _prepare_demos(todo)
+    with _sigterm_stops_the_study():
+        return _run_parallel(todo, out, jobs, progress)
+
+
+def _raise_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+@contextmanager
+def _sigterm_stops_the_study():
+    """SIGTERM (``kill``) raises SystemExit as Ctrl-C raises KeyboardInterrupt, so both stop the
+    study's fits. Python runs signal handlers in the main thread only; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = (signal.getsignal(signal.SIGINT), signal.signal(signal.SIGTERM, _raise_on_sigterm))
+    try:
+        yield
+    finally:
+        for signum, handler in zip((signal.SIGINT, signal.SIGTERM), previous):
+            if handler is not None:  # None: a handler set from C, which cannot be put back
+                signal.signal(signum, handler)
+
+
+def _run_parallel(todo: list[Run], out: Path, jobs: int, progress) -> list[dict]:
+    results, fits = [], _Fits()
+    with ThreadPoolExecutor(max(1, jobs)) as pool:  # threads only wait on the fit processes
+        futures = [pool.submit(execute, out, r, fits) for r in todo]
+        try:
+            for future in as_completed(futures):  # reported as they end, not in start order
+                result = future.result()
+                status = result["error"] if result.get("failed") else (
+                    f"robustness {100 * result['robustness']:.1f}% in {result['seconds']:.0f} s")
+                progress(f"  {result['run_id']}: {status}")
+                results.append(result)
+        except BaseException:  # Ctrl-C or SIGTERM: stop the fits, not only this process
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second signal must not cut
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the clean-up short
+            pool.shutdown(wait=False, cancel_futures=True)
+            fits.stop()
+            finished = sum(not r.get("failed") for r in results)
+            progress(f"stopped; {finished} runs finished in this invocation. Rerun the same command "
+                     "to continue: unfinished runs resume from their last checkpoint.")
+            raise
+    return results
