@@ -57,10 +57,10 @@ def main() -> None:
     policy = mlp_policy(domain.obs_dim, domain.act_dim)
     rates = []
     with Evaluator(domain, workers=args.workers) as evaluator:
-        evaluator.robustness(policy, 2 * args.workers * evaluator.batch_size, seed=99)  # warm-up
+        evaluator.run(policy, "robustness", 2 * args.workers * evaluator.batch_size, seed=99)  # warm-up
         for r in range(args.repeats):
             t0 = time.perf_counter()
-            result = evaluator.robustness(policy, args.episodes, seed=r)
+            result = evaluator.run(policy, "robustness", args.episodes, seed=r)
             rates.append(result.steps.sum() / (time.perf_counter() - t0))
     eval_rate = float(np.median(rates))
     ideal = args.workers * raw

@@ -59,21 +59,34 @@ def generate_demos(
         raise BMILError(f"--num must be at least 1, got {num}.")
     domain = get_domain(env)
     out = Path(out) if out is not None else default_demo_path(env, num, seed, stop_on_success)
-    max_attempts = max_attempts or 5 * num + 10
-    expert, envs = domain.make_expert(seed), [domain.make_env()]
-    starts = domain.training_starts(max_attempts, seed)
-    episodes, attempts, t0 = [], 0, time.perf_counter()
-    bar = tqdm(total=num, desc=f"demos {env}", unit="demo", disable=not progress, leave=False)
+    t0 = time.perf_counter()
+    expert = domain.make_expert(seed)
+    episodes, attempts = _successful_episodes(domain, expert, num, seed, stop_on_success,
+                                              max_attempts or 5 * num + 10, progress)
+    td = _to_tensordict(episodes)
+    meta = {
+        "format": FORMAT_VERSION, "env": env, "expert": type(expert).__name__, "seed": seed,
+        "episodes": num, "attempts": attempts, "expert_success_rate": num / attempts,
+        "stop_on_success": stop_on_success, "transitions": td.batch_size[0],
+        "obs_dim": domain.obs_dim, "act_dim": domain.act_dim, "horizon": domain.horizon,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {name: _version(name) for name in _VERSIONED},
+    }
+    save_demos(td, meta, out)
+    return {**meta, "path": str(out)}
+
+
+def _successful_episodes(domain, expert, num: int, seed: int, stop_on_success: bool, max_attempts: int,
+                         progress: bool) -> tuple[list[dict], int]:
+    """Seeded expert episodes from the training start until ``num`` succeed; (episodes, attempts)."""
+    envs, starts = [domain.make_env()], domain.training_starts(max_attempts, seed)
+    episodes, attempts = [], 0
+    bar = tqdm(total=num, desc=f"demos {domain.name}", unit="demo", disable=not progress, leave=False)
     while len(episodes) < num and attempts < max_attempts:
-        success, _, traces = run_episodes(
-            envs,
-            expert,
-            starts[attempts : attempts + 1],
-            [episode_seed(seed, attempts)],
-            domain.horizon,
-            stop_on_success=stop_on_success,
-            record=True,
-        )
+        success, _, traces = run_episodes(envs, expert, starts[attempts: attempts + 1],
+                                          [episode_seed(seed, attempts)], domain.horizon,
+                                          stop_on_success=stop_on_success, record=True)
         attempts += 1
         if success[0]:
             episodes.append(traces[0])
@@ -82,29 +95,10 @@ def generate_demos(
     bar.close()
     if len(episodes) < num:
         raise BMILError(
-            f"The {env} expert succeeded in only {len(episodes)} of {attempts} episodes; "
+            f"The {domain.name} expert succeeded in only {len(episodes)} of {attempts} episodes; "
             f"{num} demos were asked for. Raise --max_attempts or check the environment."
         )
-    td = _to_tensordict(episodes)
-    meta = {
-        "format": FORMAT_VERSION,
-        "env": env,
-        "expert": type(expert).__name__,
-        "seed": seed,
-        "episodes": num,
-        "attempts": attempts,
-        "expert_success_rate": num / attempts,
-        "stop_on_success": stop_on_success,
-        "transitions": td.batch_size[0],
-        "obs_dim": domain.obs_dim,
-        "act_dim": domain.act_dim,
-        "horizon": domain.horizon,
-        "seconds": round(time.perf_counter() - t0, 3),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "versions": {name: _version(name) for name in _VERSIONED},
-    }
-    save_demos(td, meta, out)
-    return {**meta, "path": str(out)}
+    return episodes, attempts
 
 
 def _to_tensordict(episodes: list[dict]) -> TensorDict:

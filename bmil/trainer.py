@@ -45,45 +45,49 @@ class BMILTrainer(L.Trainer):
                 Accepted here so that a run's saved ``config.yaml`` (written by fit) works as
                 ``bmil evaluate --config``.
         """
-        from bmil.evaluation import Evaluator, RandomPolicy, write_record
+        from bmil.evaluation import Evaluator, write_record
 
-        if policy == "trained":
-            if ckpt_path is None:
-                raise BMILError("evaluate needs --ckpt_path for policy=trained (or --policy expert|random).")
-            if not Path(ckpt_path).is_file():
-                raise BMILError(f"Checkpoint '{ckpt_path}' not found.")
-            model = type(model).load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=weights_only)
-            agent = model.agent()
-        elif policy == "expert":
-            agent = model.domain.make_expert(seed)
-        else:
-            agent = RandomPolicy(model.domain.act_dim)
-        domain = model.domain
+        agent = _agent(model, policy, ckpt_path, seed, weights_only)
         t0 = time.perf_counter()
-        with Evaluator(domain, workers) as evaluator:
+        with Evaluator(model.domain, workers) as evaluator:
             train = evaluator.run(agent, "training", training_episodes, seed, success)
             robust = evaluator.run(agent, "robustness", episodes, seed, success, progress=True)
         seconds = time.perf_counter() - t0
-        print(f"[{policy}] training start  {train.summary()}")
-        print(f"[{policy}] robustness      {robust.summary()}")
-        grid = domain.describe(robust)  # the per-cell text grid of mazes ("" elsewhere)
-        if grid:
-            print(grid)
-        print(f"evaluated in {seconds:.1f} s ({robust.steps.sum() / seconds:.0f} env-steps/s)")
-        if plot:
-            Path(plot).parent.mkdir(parents=True, exist_ok=True)
-            from bmil.demos import load_demos
-
-            demos = load_demos(plot_demos, env=domain.name)[0] if plot_demos else None
-            domain.robustness_figure(robust, demos).savefig(plot)
-            print(f"figure saved to {plot}")
-        record = {
-            "policy": policy,
-            "ckpt_path": ckpt_path,
-            "training": train.to_dict(),
-            "robustness": robust.to_dict(),
-            "seconds": seconds,
-        }
+        _report(model.domain, policy, train, robust, seconds, plot, plot_demos)
+        record = {"policy": policy, "ckpt_path": ckpt_path, "training": train.to_dict(),
+                  "robustness": robust.to_dict(), "seconds": seconds}
         if json_out:
             write_record(json_out, {**record, "starts": robust.starts.tolist(), "success": robust.success.tolist()})
         return record
+
+
+def _agent(model, policy: str, ckpt_path: Optional[str], seed: int, weights_only: Optional[bool]):
+    """What acts: the checkpoint's agent, the domain's scripted expert or uniform random actions."""
+    from bmil.evaluation import RandomPolicy
+
+    if policy == "expert":
+        return model.domain.make_expert(seed)
+    if policy == "random":
+        return RandomPolicy(model.domain.act_dim)
+    if ckpt_path is None:
+        raise BMILError("evaluate needs --ckpt_path for policy=trained (or --policy expert|random).")
+    if not Path(ckpt_path).is_file():
+        raise BMILError(f"Checkpoint '{ckpt_path}' not found.")
+    return type(model).load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=weights_only).agent()
+
+
+def _report(domain, policy: str, train, robust, seconds: float, plot: Optional[str], plot_demos: Optional[str]) -> None:
+    """Print the rates (and the mazes' per-cell grid); save the robustness figure if asked."""
+    print(f"[{policy}] training start  {train.summary()}")
+    print(f"[{policy}] robustness      {robust.summary()}")
+    grid = domain.describe(robust)  # the per-cell text grid of mazes ("" elsewhere)
+    if grid:
+        print(grid)
+    print(f"evaluated in {seconds:.1f} s ({robust.steps.sum() / seconds:.0f} env-steps/s)")
+    if plot:
+        from bmil.demos import load_demos
+
+        Path(plot).parent.mkdir(parents=True, exist_ok=True)
+        demos = load_demos(plot_demos, env=domain.name)[0] if plot_demos else None
+        domain.robustness_figure(robust, demos).savefig(plot)
+        print(f"figure saved to {plot}")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bmil.cli import fit_settings
+from bmil.lightning_cli import fit_settings
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 DOMAINS = ["pickplace", "push", "point_umaze", "point_room5x11", "point_corridor7x7"]

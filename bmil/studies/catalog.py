@@ -50,7 +50,7 @@ class Run:
     @cached_property
     def settings(self) -> dict:
         """The settings the run's ``bmil fit`` will use, resolved (once) by LightningCLI's parser."""
-        from bmil.cli import fit_settings
+        from bmil.lightning_cli import fit_settings
 
         return fit_settings(self.fit_args())
 
