@@ -2,7 +2,7 @@
 
 - ``bmil fit|validate|test|evaluate --config conf/<run>.yaml``: LightningCLI over the methods of
   ``bmil.methods`` (``model.class_path``); every hyper-parameter is a typed ``__init__`` argument or
-  a field of a settings dataclass, so ``bmil fit --help`` and ``bmil fit --model BMIL --help``
+  a field of a settings dataclass, so ``bmil fit --help`` and ``bmil fit --model.help BMIL``
   document them all. The checkpoint, progress bar and evaluation callbacks are always there, set by
   their own groups (``--checkpoint.*``, ``--training_success.*``, ``--robustness.*``). ``evaluate``
   measures training success and robustness of a checkpoint (``--ckpt_path``), the scripted expert

@@ -17,7 +17,7 @@ from typing import Literal, Optional
 import torch
 
 from bmil.errors import BMILError
-from bmil.methods.base import DemoSettings, EvalSettings, ImitationMethod, PolicySettings, as_settings
+from bmil.methods.base import ImitationMethod, as_settings
 from bmil.traces import TRACE_SOURCES, TraceBuffer, TraceSettings, trace_length
 
 
@@ -59,24 +59,19 @@ class ModelSettings:
 class BMIL(ImitationMethod):
     """Backwards Model-based Imitation Learning (Park & Wong, NeurIPS 2022)."""
 
-    def __init__(self, env: str = "pickplace", demos: DemoSettings = DemoSettings(),
-                 policy: PolicySettings = PolicySettings(), seed: int = 0,
-                 evaluation: EvalSettings = EvalSettings(), demo_ratio: float = 0.5,
-                 model: ModelSettings = ModelSettings(), traces: TraceSettings = TraceSettings()):
+    def __init__(self, demo_ratio: float = 0.5, model: ModelSettings = ModelSettings(),
+                 traces: TraceSettings = TraceSettings(), **kwargs):
         """
         Args:
-            env: Domain name (push, pickplace, point_umaze, ...) or a factory's import path.
-            demos: The demonstrations.
-            policy: The policy and its training.
-            seed: Seed of every random draw in training (minibatches, splits, traces).
-            evaluation: Evaluation of bmil validate / bmil test.
             demo_ratio: p_d in (0, 1): each policy batch has int(p_d * B) demo rows, the rest
                 traces (the paper: 0.5 on Fetch to 0.95 on the Ant mazes). p_d = 1 is behaviour
                 cloning: the class bmil.methods.BC (conf/bc.yaml).
             model: The dynamics model and its training.
             traces: The imagined traces.
+            **kwargs: What every method takes (``ImitationMethod``: env, demos, policy, seed,
+                evaluation).
         """
-        super().__init__(env, demos, policy, seed, evaluation)
+        super().__init__(**kwargs)
         if not 0.0 < demo_ratio < 1.0:
             raise BMILError(f"demo_ratio (p_d) must be in (0, 1), got {demo_ratio}. For behaviour cloning "
                             "(p_d = 1) use the method bmil.methods.BC (--config conf/bc.yaml).")

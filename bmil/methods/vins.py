@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bmil.methods.base import DemoSettings, EvalSettings, ImitationMethod, PolicySettings, as_settings
+from bmil.methods.base import ImitationMethod, as_settings
 from bmil.models.vins import DynamicsModel, ValueFunction, VINSAgent
 
 
@@ -69,19 +69,14 @@ class VINS(ImitationMethod):
     """A BC policy (demo rows only), a value function and a dynamics model trained beside it, and
     test-time selection of the best perturbed BC action (``agent``)."""
 
-    def __init__(self, env: str = "pickplace", demos: DemoSettings = DemoSettings(),
-                 policy: PolicySettings = PolicySettings(), seed: int = 0,
-                 evaluation: EvalSettings = EvalSettings(), vins: VINSSettings = VINSSettings()):
+    def __init__(self, vins: VINSSettings = VINSSettings(), **kwargs):
         """
         Args:
-            env: Domain name (push, pickplace, point_umaze, ...) or a factory's import path.
-            demos: The demonstrations.
-            policy: The BC prior and its training.
-            seed: Seed of every random draw in training.
-            evaluation: Evaluation of bmil validate / bmil test.
             vins: VINS's value function, dynamics model and action selection.
+            **kwargs: What every method takes (``ImitationMethod``: env, demos, policy (the BC
+                prior and its training), seed, evaluation).
         """
-        super().__init__(env, demos, policy, seed, evaluation)
+        super().__init__(**kwargs)
         self.vins_cfg = as_settings(VINSSettings, vins)
         obs_dim, act_dim = self.domain.obs_dim, self.domain.act_dim
         self.value = ValueFunction(obs_dim)
