@@ -29,3 +29,10 @@ class SavePolicyPerRank(L.Callback):
     def on_train_end(self, trainer, pl_module):
         Path(self.folder).mkdir(parents=True, exist_ok=True)
         torch.save(pl_module.policy.state_dict(), Path(self.folder) / f"rank{trainer.global_rank}.pt")
+
+
+def small_umaze():
+    """A user's own domain, defined outside bmil: the point UMaze with a 60-step horizon."""
+    from bmil.domains.maze.domain import PointMazeDomain
+
+    return PointMazeDomain("small_umaze", "umaze", 60)

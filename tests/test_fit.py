@@ -241,3 +241,9 @@ def test_two_process_cpu_ddp_synchronises_and_shards(tmp_path, push_demos):
         assert torch.equal(r0[key], r1[key]), key
     final = json.loads((tmp_path / "runs" / "t" / "version_0" / "robustness_final.json").read_text())
     assert final["episodes"] == 10 and len(final["success"]) == 10
+
+
+def test_the_base_class_is_no_method_and_says_so(tmp_path, push_demos, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(_config(tmp_path, push_demos, method="ImitationMethod"))])
+    _assert_one_error_line(capsys.readouterr().err, "No method to train: name one with --model BMIL")

@@ -149,6 +149,8 @@ class ImitationMethod(L.LightningModule):
 
     def prepare_data(self) -> None:
         """Generate the demos once (Lightning runs this on one process per node)."""
+        if type(self).training_step is ImitationMethod.training_step:
+            self.training_step(None, 0)  # the base is no method: say so before any demos are made
         if self.trainer.state.fn == TrainerFn.FITTING and not self.demo_path.exists():
             cfg = self.demo_cfg
             print(f"demos {self.demo_path} not found: generating {cfg.num} {self.domain.name} demos")
@@ -204,6 +206,10 @@ class ImitationMethod(L.LightningModule):
         optimizer.step()
 
     # ---- one epoch ------------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx) -> torch.Tensor:
+        raise BMILError("No method to train: name one with --model BMIL (or BC, VINS), or start from a "
+                        "config that does, e.g. --config conf/pickplace.yaml.")
+
     def start_epoch(self) -> None:
         """This epoch's generator, a function of (seed, rank, epoch), and fresh metrics."""
         seed = hash((self.seed, self.global_rank, self.current_epoch)) & (2**63 - 1)
