@@ -1,9 +1,12 @@
-"""Test-only callbacks, importable by config class_path (pytest puts tests/ on sys.path)."""
+"""Test-only callbacks, a domain and a method defined outside bmil, importable by class_path or
+import path (pytest puts tests/ on sys.path)."""
 
 from pathlib import Path
 
 import lightning as L
 import torch
+
+from bmil.methods import BC
 
 
 class StopMidEpoch(L.Callback):
@@ -36,3 +39,22 @@ def small_umaze():
     from bmil.domains.maze.domain import PointMazeDomain
 
     return PointMazeDomain("small_umaze", "umaze", 60)
+
+
+
+class StateNoiseBC(BC):
+    """A user's own method, defined outside bmil: BC on demo states with Gaussian noise added,
+    the demo action as the label (only ``policy_batch`` differs)."""
+
+    def __init__(self, noise: float = 0.1, **kwargs):
+        """
+        Args:
+            noise: Standard deviation of the noise added to demo states.
+            **kwargs: BC's settings.
+        """
+        super().__init__(**kwargs)
+        self.noise = noise
+
+    def policy_batch(self):
+        obs, action = super().policy_batch()
+        return obs + self.noise * torch.randn(obs.shape, generator=self._rng).to(obs.device), action

@@ -37,7 +37,7 @@ def _config(tmp_path, push_demos, callbacks=(), method="BMIL", groups=None, **in
         "training_success": {"every_n_epochs": 0},
         "robustness": {"every_n_epochs": 0, "final_episodes": 0},
         **(groups or {}),
-        "model": {"class_path": f"bmil.methods.{method}", "init_args": model},
+        "model": {"class_path": method if "." in method else f"bmil.methods.{method}", "init_args": model},
     }
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "config.yaml"
@@ -247,3 +247,14 @@ def test_the_base_class_is_no_method_and_says_so(tmp_path, push_demos, capsys):
     with pytest.raises(SystemExit):
         main(["fit", "--config", str(_config(tmp_path, push_demos, method="ImitationMethod"))])
     _assert_one_error_line(capsys.readouterr().err, "No method to train: name one with --model BMIL")
+
+
+@pytest.mark.slow
+def test_a_method_defined_outside_bmil_trains_through_its_class_path(tmp_path, push_demos):
+    noisy, plain = tmp_path / "noisy", tmp_path / "plain"
+    main(["fit", "--config", str(_config(noisy, push_demos, method="probes.StateNoiseBC", noise=0.5))])
+    main(["fit", "--config", str(_config(plain, push_demos, method="BC"))])
+    a, b = _policy(noisy / "ckpt" / "last.ckpt"), _policy(plain / "ckpt" / "last.ckpt")
+    assert a.keys() == b.keys() and not all(torch.equal(a[k], b[k]) for k in a)  # the noise took effect
+    saved = yaml.safe_load((noisy / "runs" / "t" / "version_0" / "config.yaml").read_text())
+    assert saved["model"]["class_path"] == "probes.StateNoiseBC" and saved["model"]["init_args"]["noise"] == 0.5
