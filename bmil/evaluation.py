@@ -160,12 +160,12 @@ class EvalResult:
         return {name: self.rate, f"{name}_ci_low": lo, f"{name}_ci_high": hi}
 
 
-def write_record(path: str | Path, record: dict) -> None:
-    """Save an evaluation record as JSON atomically (a temporary file beside it, then a rename)."""
+def write_record(path: str | Path, record: dict, indent: int | None = None) -> None:
+    """Save a record as JSON atomically (a temporary file beside it, then a rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record))
+    tmp.write_text(json.dumps(record, indent=indent))
     os.replace(tmp, path)
 
 

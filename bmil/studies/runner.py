@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Optional
 
 from bmil.errors import BMILError
+from bmil.evaluation import write_record
 from bmil.studies.catalog import Run, Study
 
 
@@ -196,7 +197,7 @@ def _execute(out: Path, run: Run, fits: _Fits) -> dict:
 
 def _fit(out: Path, run: Run, folder: Path, lock: int, fits: _Fits) -> dict:
     sig = signature(run)
-    _atomic_json(folder / "signature.json", {"signature": sig})
+    write_record(folder / "signature.json", {"signature": sig}, indent=1)
     resumed = (folder / "checkpoints" / "last.ckpt").is_file()
     clock = _RunClock(folder / "elapsed.json", resumed)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -219,7 +220,7 @@ def _fit(out: Path, run: Run, folder: Path, lock: int, fits: _Fits) -> dict:
               "robustness_ci_high": final["ci95"][1], "episodes": final["episodes"],
               "training_success": _last_scalar(folder, "eval/training_success"),
               "seconds": seconds, "resumed": resumed, "extra": shlex.join(run.extra), "signature": sig}
-    _atomic_json(folder / "result.json", result)
+    write_record(folder / "result.json", result, indent=1)
     return result
 
 
@@ -252,18 +253,12 @@ class _RunClock:
             except subprocess.TimeoutExpired:
                 returncode = None
             self.seconds = self.before + time.perf_counter() - self.t0
-            _atomic_json(self.path, {"seconds": self.seconds})
+            write_record(self.path, {"seconds": self.seconds}, indent=1)
             if returncode is not None:
                 return returncode
 
 
 _CLOCK_EVERY_S = 60.0
-
-
-def _atomic_json(path: Path, record: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, path)
 
 
 def _last_scalar(folder: Path, tag: str) -> float:
