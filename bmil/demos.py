@@ -195,32 +195,43 @@ def load_demos(path: str | Path, env: str | None = None) -> tuple[TensorDict, di
             f"bmil demos --env {env} --num <N> --out <new path>"
         )
     domain = get_domain(meta["env"])
-    try:
-        td = TensorDict.load_memmap(path).to_tensordict()
-    except Exception as e:  # tensordict/numpy raise several types for short or missing files
-        raise BMILError(f"'{path}' cannot be read (truncated or corrupt: {e}). {regenerate}") from None
-    _validate(td, meta, domain, path, regenerate)
+    td = _read_tensors(path, meta, domain, regenerate)
+    _validate(td, meta, path, regenerate)
     return td, meta
 
 
-def _validate(td, meta, domain, path, regenerate) -> None:
+def _read_tensors(path: Path, meta: dict, domain, regenerate: str) -> TensorDict:
+    """The six tensors as raw arrays of the dtype and shape the metadata and the domain imply.
+
+    Nothing in the folder is unpickled (tensordict's own loader would unpickle non-tensor entries,
+    running any code they carry), and a file that is not one of the dataset's is refused.
+    """
     n = meta.get("transitions")
-    expected = {
-        "obs": ((n, domain.obs_dim), torch.float32),
-        "action": ((n, domain.act_dim), torch.float32),
-        "next_obs": ((n, domain.obs_dim), torch.float32),
-        "done": ((n,), torch.bool),
-        "episode": ((n,), torch.int64),
-        "step": ((n,), torch.int64),
-    }
-    for key, (shape, dtype) in expected.items():
-        if key not in td.keys():
-            raise BMILError(f"'{path}' has no '{key}' tensor. {regenerate}")
-        if tuple(td[key].shape) != shape or td[key].dtype != dtype:
-            raise BMILError(
-                f"'{path}': '{key}' is {tuple(td[key].shape)} {td[key].dtype}, expected {shape} "
-                f"{dtype} for env '{domain.name}'. {regenerate}"
-            )
+    if not isinstance(n, int) or n < 1:
+        raise BMILError(f"The metadata {path / META_FILE} has no valid transition count. {regenerate}")
+    layout = {"obs": ((n, domain.obs_dim), np.float32), "action": ((n, domain.act_dim), np.float32),
+              "next_obs": ((n, domain.obs_dim), np.float32), "done": ((n,), np.bool_),
+              "episode": ((n,), np.int64), "step": ((n,), np.int64)}
+    expected = {f"{key}.memmap" for key in layout} | {"meta.json", META_FILE}
+    unexpected = sorted(p.name for p in path.iterdir() if p.name not in expected)
+    if unexpected:
+        raise BMILError(f"'{path}' holds {', '.join(unexpected)}, which no bmil dataset has (it holds only "
+                        f"{', '.join(sorted(expected))}); it is not loaded. {regenerate}")
+    tensors = {}
+    for key, (shape, dtype) in layout.items():
+        file = path / f"{key}.memmap"
+        if not file.is_file():
+            raise BMILError(f"'{path}' has no '{key}' tensor ({file.name}). {regenerate}")
+        raw = np.fromfile(file, dtype=dtype)
+        if raw.size != int(np.prod(shape)):
+            found = (n, raw.size // n) if len(shape) == 2 and raw.size % n == 0 else f"{raw.size} values of"
+            raise BMILError(f"'{path}': '{key}' is {found} {np.dtype(dtype).name}, expected {shape} for env "
+                            f"'{domain.name}' (another env's, truncated or corrupt). {regenerate}")
+        tensors[key] = torch.from_numpy(raw.reshape(shape))
+    return TensorDict(tensors, batch_size=[n])
+
+
+def _validate(td, meta, path, regenerate) -> None:
     if _checksums(td) != meta.get("checksums", {}):
         raise BMILError(f"'{path}' fails its checksum (truncated or modified). {regenerate}")
     for key in ("obs", "action", "next_obs"):

@@ -9,7 +9,7 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
-from bmil.errors import BMILError
+from bmil.errors import BMILError, require
 from bmil.methods import ImitationMethod
 from bmil.trainer import BMILTrainer
 from callbacks import EpochProgressBar, Robustness, TrainingSuccess
@@ -54,6 +54,8 @@ class BMILCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
+        epochs = config.trainer.get("max_epochs")
+        require(epochs is None or epochs >= -1, "trainer.max_epochs", epochs, "-1 (no limit), 0 or more")
         _default_strategy(config.trainer)
         _default_run_name(config)
 

@@ -15,6 +15,7 @@ import torch
 from tensordict import TensorDict
 from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 
+from bmil.errors import require
 from bmil.models import BackwardsModel, ForwardModel
 
 logging.getLogger("torchrl").setLevel(logging.WARNING)  # one INFO line per storage otherwise
@@ -95,6 +96,16 @@ class TraceSettings:
     clip_actions: bool = True
     bound_states: bool = False
     variance_as_std: bool = False
+
+    def __post_init__(self):
+        require(self.per_state >= 1, "model.traces.per_state", self.per_state, "at least 1")
+        require(len(self.length) == 2 and min(self.length) >= 1, "model.traces.length", list(self.length),
+                "[first, last], each at least 1")
+        require(len(self.length_epochs) == 2 and 0 <= self.length_epochs[0] <= self.length_epochs[1],
+                "model.traces.length_epochs", list(self.length_epochs), "[start, end] with 0 <= start <= end")
+        positive = self.action_selection == "sc"  # SC(c) with c <= 0 would perturb nothing
+        require(self.selection_coef > 0 if positive else self.selection_coef >= 0, "model.traces.selection_coef",
+                self.selection_coef, "positive for sc" if positive else "0 or more")
 
 
 class TraceSource:

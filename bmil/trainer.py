@@ -8,7 +8,7 @@ from typing import Literal, Optional
 
 import lightning as L
 
-from bmil.errors import BMILError
+from bmil.errors import BMILError, require
 
 
 class BMILTrainer(L.Trainer):
@@ -47,6 +47,9 @@ class BMILTrainer(L.Trainer):
         """
         from bmil.evaluation import Evaluator, write_record
 
+        require(episodes >= 1, "--episodes", episodes, "at least 1")
+        require(training_episodes >= 1, "--training_episodes", training_episodes, "at least 1")
+        require(workers is None or workers >= 0, "--workers", workers, "0 (in-process) or more")
         agent = _agent(model, policy, ckpt_path, seed, weights_only)
         t0 = time.perf_counter()
         with Evaluator(model.domain, workers) as evaluator:

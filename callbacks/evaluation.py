@@ -15,12 +15,13 @@ import lightning as L
 import matplotlib.pyplot as plt
 
 from bmil.distributed import default_workers, rank_shard
+from bmil.errors import require
 from bmil.evaluation import EvalResult, Evaluator, write_record
 from bmil.plots import figure_to_array
 
 
 class _PolicyEvaluation(L.Callback):
-    kind = ""  # the start states: "training" or "robustness"
+    kind = ""  # the start states: "training" or "robustness", also the config group's name
     metric = ""
 
     def __init__(self, every_n_epochs: int = 10, episodes: int = 100, seed: int = 0,
@@ -33,6 +34,10 @@ class _PolicyEvaluation(L.Callback):
             success: Judge success at the final step (the paper's Table 1) or at any step.
             workers: Worker processes per rank (default: this machine's cores shared by its ranks).
         """
+        group = "training_success" if self.kind == "training" else self.kind
+        require(every_n_epochs >= 0, f"{group}.every_n_epochs", every_n_epochs, "0 (never) or more")
+        require(episodes >= 1, f"{group}.episodes", episodes, "at least 1")
+        require(workers is None or workers >= 0, f"{group}.workers", workers, "0 (in-process) or more")
         self.every_n_epochs, self.episodes, self.seed = every_n_epochs, episodes, seed
         self.success, self.workers = success, workers
         self._evaluator: Evaluator | None = None
@@ -89,6 +94,7 @@ class Robustness(_PolicyEvaluation):
             draw_demos: Draw the demonstrations over the figure where it supports that (mazes).
         """
         super().__init__(every_n_epochs, episodes, seed, success, workers)
+        require(final_episodes >= 0, "robustness.final_episodes", final_episodes, "0 (skip) or more")
         self.final_episodes, self.figures, self.draw_demos = final_episodes, figures, draw_demos
 
     def on_result(self, trainer, result: EvalResult, tag: str) -> None:

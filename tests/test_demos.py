@@ -134,3 +134,32 @@ def test_overwrite_replaces_a_dataset(push_demos, tmp_path):
     assert meta["episodes"] == 1 and meta["seed"] == 3
     assert json.loads((path / META_FILE).read_text())["checksums"]
     assert np.isclose(meta["expert_success_rate"], 1.0)
+
+
+class _Payload:
+    """Unpickling this runs a command: what a crafted dataset would carry."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (shutil.copyfile, (__file__, self.marker))
+
+
+def test_a_planted_pickle_is_never_run_and_is_named(push_demos, tmp_path):
+    from tensordict import NonTensorData, TensorDict
+
+    marker = tmp_path / "code_ran"
+    crafted = tmp_path / "crafted"
+    TensorDict({"x": NonTensorData(_Payload(marker), batch_size=[1])}, batch_size=[1]).memmap(prefix=crafted)
+    path = _copy(push_demos, tmp_path)
+    shutil.copytree(crafted / "x", path / "x")  # the pickled entry, listed in tensordict's metadata
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps({**meta, "x": {"type": "NonTensorData"}}))
+    with pytest.warns(FutureWarning):  # the live threat: tensordict's own loader runs it
+        TensorDict.load_memmap(path)
+    assert marker.is_file()
+    marker.unlink()
+    with pytest.raises(BMILError, match=r"holds x, which no bmil dataset has .* it is not loaded"):
+        load_demos(path, env="push")
+    assert not marker.exists()

@@ -258,3 +258,46 @@ def test_a_method_defined_outside_bmil_trains_through_its_class_path(tmp_path, p
     assert a.keys() == b.keys() and not all(torch.equal(a[k], b[k]) for k in a)  # the noise took effect
     saved = yaml.safe_load((noisy / "runs" / "t" / "version_0" / "config.yaml").read_text())
     assert saved["model"]["class_path"] == "probes.StateNoiseBC" and saved["model"]["init_args"]["noise"] == 0.5
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model.policy.batch_size", "0"], "model.policy.batch_size = 0 is out of range: it must be at least 1"),
+    (["--model.policy.steps_per_epoch", "0"], "model.policy.steps_per_epoch = 0 is out of range"),
+    (["--model.policy.lr", "-1"], "model.policy.lr = -1.0 is out of range: it must be a positive number"),
+    (["--model.demos.num", "0"], "model.demos.num = 0 is out of range"),
+    (["--model.traces.length", "[0, 0]"], "model.traces.length = [0, 0] is out of range"),
+    (["--model.traces.length_epochs", "[5, 2]"], "model.traces.length_epochs = [5, 2] is out of range"),
+    (["--model.traces.selection_coef", "-5"], "model.traces.selection_coef = -5.0 is out of range: it must be positive for sc"),
+    (["--model.demo_ratio", "0.01"], "model.demo_ratio = 0.01 is out of range: it must be at least 1 / model.policy.batch_size"),
+    (["--model.model.holdout_ratio", "1.0"], "model.model.holdout_ratio = 1.0 is out of range: it must be in (0, 1)"),
+    (["--model.model.patience", "0"], "model.model.patience = 0 is out of range"),
+    (["--model.evaluation.test_episodes", "0"], "model.evaluation.test_episodes = 0 is out of range"),
+    (["--trainer.max_epochs", "-5"], "trainer.max_epochs = -5 is out of range"),
+    (["--robustness.episodes", "0"], "robustness.episodes = 0 is out of range"),
+    (["--training_success.every_n_epochs", "-1"], "training_success.every_n_epochs = -1 is out of range"),
+    (["--robustness.final_episodes", "-1"], "robustness.final_episodes = -1 is out of range"),
+])
+def test_numeric_settings_are_checked_where_they_enter(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", "conf/pickplace.yaml", *args])
+    assert exit_info.value.code == 2
+    _assert_one_error_line(capsys.readouterr().err, message)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config", "conf/pickplace.yaml", "--config", "conf/vins_pickplace.yaml", "--model.vins.perturb_dims", "[0, 25]"],
+     "model.vins.perturb_dims = [0, 25] is out of range: it must be observation dimensions of pickplace, 0 to 24"),
+    (["--config", "conf/pickplace.yaml", "--config", "conf/vins_pickplace.yaml", "--model.vins.gamma", "0"],
+     "model.vins.gamma = 0.0 is out of range: it must be in (0, 1]"),
+])
+def test_vins_settings_are_checked(args, message, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", *args])
+    _assert_one_error_line(capsys.readouterr().err, message)
+
+
+@pytest.mark.parametrize("episodes", ["0", "-5"])
+def test_evaluate_needs_episodes(episodes, capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--config", "conf/pickplace.yaml", "--policy", "random", "--episodes", episodes])
+    _assert_one_error_line(capsys.readouterr().err, f"--episodes = {episodes} is out of range: it must be at least 1")

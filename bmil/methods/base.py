@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from bmil.demos import default_demo_path, generate_demos, load_demos
 from bmil.distributed import default_workers, rank_shard
 from bmil.domains import get_domain
-from bmil.errors import BMILError
+from bmil.errors import BMILError, require
 from bmil.evaluation import Evaluator
 from bmil.models import make_policy
 
@@ -48,6 +48,9 @@ class DemoSettings:
     seed: int = 0
     stop_on_success: bool = False
 
+    def __post_init__(self):
+        require(self.num >= 1, "model.demos.num", self.num, "at least 1")
+
 
 @dataclass
 class PolicySettings:
@@ -65,6 +68,11 @@ class PolicySettings:
     steps_per_epoch: int = 100
     lr: float = 3e-4
     head: str = "deterministic"
+
+    def __post_init__(self):
+        require(self.batch_size >= 1, "model.policy.batch_size", self.batch_size, "at least 1")
+        require(self.steps_per_epoch >= 1, "model.policy.steps_per_epoch", self.steps_per_epoch, "at least 1")
+        require(0 < self.lr < float("inf"), "model.policy.lr", self.lr, "a positive number")
 
 
 @dataclass
@@ -86,6 +94,12 @@ class EvalSettings:
     seed: int = 0
     success: Literal["final", "any"] = "final"
     workers: Optional[int] = None
+
+    def __post_init__(self):
+        for key in ("val_episodes", "test_episodes", "training_episodes"):
+            require(getattr(self, key) >= 1, f"model.evaluation.{key}", getattr(self, key), "at least 1")
+        require(self.workers is None or self.workers >= 0, "model.evaluation.workers", self.workers,
+                "0 (in-process) or more")
 
 
 def as_settings(cls: type[S], value) -> S:

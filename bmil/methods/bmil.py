@@ -16,7 +16,7 @@ from typing import Literal, Optional
 
 import torch
 
-from bmil.errors import BMILError
+from bmil.errors import BMILError, require
 from bmil.methods.base import ImitationMethod, as_settings
 from bmil.traces import TRACE_SOURCES, TraceBuffer, TraceSettings, trace_length
 
@@ -55,6 +55,16 @@ class ModelSettings:
     min_improvement: float = 1e-3
     max_passes: int = 50
 
+    def __post_init__(self):
+        require(0 < self.lr < float("inf"), "model.model.lr", self.lr, "a positive number")
+        require(self.weight_decay >= 0, "model.model.weight_decay", self.weight_decay, "0 or more")
+        require(self.batch_size is None or self.batch_size >= 1, "model.model.batch_size", self.batch_size,
+                "at least 1 (or null: the policy's)")
+        require(0 < self.holdout_ratio < 1, "model.model.holdout_ratio", self.holdout_ratio, "in (0, 1)")
+        require(self.min_improvement >= 0, "model.model.min_improvement", self.min_improvement, "0 or more")
+        for key in ("first_patience", "steps", "patience", "max_passes"):
+            require(getattr(self, key) >= 1, f"model.model.{key}", getattr(self, key), "at least 1")
+
 
 class BMIL(ImitationMethod):
     """Backwards Model-based Imitation Learning (Park & Wong, NeurIPS 2022)."""
@@ -84,6 +94,9 @@ class BMIL(ImitationMethod):
         self.model = source.model_class(self.domain.obs_dim, self.domain.act_dim)
         self.demo_rows = int(demo_ratio * self.policy_cfg.batch_size)
         self.trace_rows = self.policy_cfg.batch_size - self.demo_rows
+        require(self.demo_rows >= 1, "model.demo_ratio", demo_ratio,
+                f"at least 1 / model.policy.batch_size = {1 / self.policy_cfg.batch_size:.4g}, so that "
+                f"each batch of {self.policy_cfg.batch_size} has a demo row")
         self.model_step = 0
         self.buffer: TraceBuffer | None = None
         self._buffer_state = None

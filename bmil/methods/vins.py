@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from bmil.errors import require
 from bmil.methods.base import ImitationMethod, as_settings
 from bmil.models.vins import DynamicsModel, ValueFunction, VINSAgent
 
@@ -64,6 +65,18 @@ class VINSSettings:
     candidates: int = 500
     action_noise: float = 0.05
 
+    def __post_init__(self):
+        require(0 < self.gamma <= 1, "model.vins.gamma", self.gamma, "in (0, 1]")
+        require(0 < self.target_tau <= 1, "model.vins.target_tau", self.target_tau, "in (0, 1]")
+        for key in ("value_steps", "model_steps"):
+            require(getattr(self, key) >= 0, f"model.vins.{key}", getattr(self, key), "0 or more")
+        for key in ("value_batch_size", "model_batch_size", "interpolations", "perturb_copies", "candidates"):
+            require(getattr(self, key) >= 1, f"model.vins.{key}", getattr(self, key), "at least 1")
+        for key in ("value_lr", "model_lr"):
+            require(0 < getattr(self, key) < float("inf"), f"model.vins.{key}", getattr(self, key), "a positive number")
+        for key in ("perturb_scale", "ns_penalty", "action_noise"):
+            require(getattr(self, key) >= 0, f"model.vins.{key}", getattr(self, key), "0 or more")
+
 
 class VINS(ImitationMethod):
     """A BC policy (demo rows only), a value function and a dynamics model trained beside it, and
@@ -79,6 +92,9 @@ class VINS(ImitationMethod):
         super().__init__(**kwargs)
         self.vins_cfg = as_settings(VINSSettings, vins)
         obs_dim, act_dim = self.domain.obs_dim, self.domain.act_dim
+        dims = list(self.vins_cfg.perturb_dims)
+        require(all(0 <= d < obs_dim for d in dims), "model.vins.perturb_dims", dims,
+                f"observation dimensions of {self.domain.name}, 0 to {obs_dim - 1}")
         self.value = ValueFunction(obs_dim)
         self.value_target = ValueFunction(obs_dim).requires_grad_(False)
         self.dynamics = DynamicsModel(obs_dim, act_dim)
