@@ -3,12 +3,14 @@ read the settings a run resolves to (``fit_settings``), used by ``bmil reproduce
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
+from bmil.checkpoint import verify_checkpoint
 from bmil.errors import BMILError, require
 from bmil.methods import ImitationMethod
 from bmil.trainer import BMILTrainer
@@ -51,6 +53,24 @@ class BMILCLI(LightningCLI):
         parser.set_defaults({"checkpoint.filename": "last", "checkpoint.enable_version_counter": False})
         parser.add_lightning_class_args(TrainingSuccess, "training_success")
         parser.add_lightning_class_args(Robustness, "robustness")
+
+    def _parse_ckpt_path(self) -> None:
+        """Verify a given checkpoint, refuse one of another method or domain, and refuse to resume
+        a fit with method settings other than the checkpoint's (a resumed run continues exactly);
+        trainer settings such as max_epochs may change. For validate, test and evaluate the
+        checkpoint's settings build the network, as Lightning does."""
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not path:
+            return
+        saved = verify_checkpoint(path).get("hyper_parameters", {})
+        model = self.config[subcommand].model
+        named = model.class_path.rsplit(".", 1)[-1] != "ImitationMethod"  # the config names a method
+        _refuse_other_task(path, saved, model, named)
+        if named and subcommand == "fit":
+            _refuse_other_settings(path, saved, model.init_args.as_dict())
+            return  # nothing to restore over the config: it equals the checkpoint's settings
+        super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
@@ -118,3 +138,28 @@ def _default_strategy(trainer_cfg) -> None:
         count = 1  # "auto" on CPU is one device; on GPU machines pass --trainer.devices N
     if trainer_cfg.get("strategy", "auto") == "auto" and (count > 1 or trainer_cfg.get("num_nodes", 1) > 1):
         trainer_cfg["strategy"] = "ddp_find_unused_parameters_true"
+
+
+def _refuse_other_task(path, saved: dict, model, named: bool) -> None:
+    """The checkpoint's domain must be the config's, and its method too where the config names one."""
+    made = (saved.get("_class_path", "?").rsplit(".", 1)[-1], saved.get("env", "?"))
+    asked = (model.class_path.rsplit(".", 1)[-1] if named else made[0], model.init_args.env)
+    if made != asked:
+        raise BMILError(f"'{path}' was made by {made[0]} on {made[1]}, but the config asks for {asked[0]} on "
+                        f"{asked[1]}. Use the checkpoint with its own run's config.yaml (beside it in the run "
+                        "folder), or a checkpoint of this method and domain.")
+
+
+def _refuse_other_settings(path, saved: dict, asked: dict) -> None:
+    differing = [key for key in sorted(set(saved) | set(asked)) if not key.startswith("_")
+                 and key != "evaluation" and _plain(saved.get(key)) != _plain(asked.get(key))]
+    if differing:
+        details = "; ".join(f"{k}: checkpoint {_plain(saved.get(k))}, now {_plain(asked.get(k))}" for k in differing)
+        raise BMILError(f"Resuming '{path}' with other method settings than it was trained with ({details}). "
+                        "A resumed run continues exactly, so these cannot change: drop the overrides (trainer "
+                        "settings such as --trainer.max_epochs may change), or start a new run without --ckpt_path.")
+
+
+def _plain(value):
+    """Settings as JSON sees them (tuples and lists alike)."""
+    return json.loads(json.dumps(value))

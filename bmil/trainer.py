@@ -8,6 +8,7 @@ from typing import Literal, Optional
 
 import lightning as L
 
+from bmil.checkpoint import verify_checkpoint
 from bmil.errors import BMILError, require
 
 
@@ -74,9 +75,12 @@ def _agent(model, policy: str, ckpt_path: Optional[str], seed: int, weights_only
         return RandomPolicy(model.domain.act_dim)
     if ckpt_path is None:
         raise BMILError("evaluate needs --ckpt_path for policy=trained (or --policy expert|random).")
-    if not Path(ckpt_path).is_file():
-        raise BMILError(f"Checkpoint '{ckpt_path}' not found.")
-    return type(model).load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=weights_only).agent()
+    verify_checkpoint(ckpt_path)
+    trained = type(model).load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=weights_only)
+    if trained.domain.name != model.domain.name:
+        raise BMILError(f"'{ckpt_path}' was trained on {trained.domain.name}, not {model.domain.name}: evaluate "
+                        "it with its own run's config.yaml, or pick a checkpoint of this domain.")
+    return trained.agent()
 
 
 def _report(domain, policy: str, train, robust, seconds: float, plot: Optional[str], plot_demos: Optional[str]) -> None:

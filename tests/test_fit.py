@@ -301,3 +301,43 @@ def test_evaluate_needs_episodes(episodes, capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--config", "conf/pickplace.yaml", "--policy", "random", "--episodes", episodes])
     _assert_one_error_line(capsys.readouterr().err, f"--episodes = {episodes} is out of range: it must be at least 1")
+
+
+@pytest.mark.slow
+def test_checkpoints_are_verified_and_resume_refuses_other_settings(tmp_path, push_demos, capsys):
+    import struct
+    import zipfile
+
+    config = str(_config(tmp_path, push_demos, method="BC"))
+    main(["fit", "--config", config, "--trainer.max_epochs", "1"])
+    ckpt = tmp_path / "ckpt" / "last.ckpt"
+    capsys.readouterr()
+
+    def error(*args) -> str:
+        with pytest.raises(SystemExit) as exit_info:
+            main(list(args))
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        [line] = [line for line in err.splitlines() if line.startswith("bmil: error:")]
+        assert "Traceback" not in err
+        return line
+
+    data = bytearray(ckpt.read_bytes())
+    at = zipfile.ZipFile(ckpt).getinfo("archive/data/0").header_offset  # its local header, then its data
+    name_length, extra_length = struct.unpack("<HH", data[at + 26: at + 30])
+    data[at + 30 + name_length + extra_length + 8] ^= 0x40  # one flipped bit in a weight
+    flipped, truncated = tmp_path / "flipped.ckpt", tmp_path / "truncated.ckpt"
+    flipped.write_bytes(bytes(data))
+    truncated.write_bytes(ckpt.read_bytes()[:50_000])
+    assert "is damaged (CRC mismatch in archive/data/0)" in error("fit", "--config", config, "--ckpt_path", str(flipped))
+    assert "is not a checkpoint" in error("evaluate", "--config", config, "--ckpt_path", str(truncated))
+    assert "not found" in error("fit", "--config", config, "--ckpt_path", str(tmp_path / "nothing.ckpt"))
+    assert "was made by BC on push, but the config asks for BC on pickplace" in error(
+        "evaluate", "--config", config, "--ckpt_path", str(ckpt), "--model.env", "pickplace")
+    assert "was made by BC on push, but the config asks for BMIL on push" in error(
+        "fit", "--config", str(_config(tmp_path / "b", push_demos)), "--ckpt_path", str(ckpt))
+    message = error("fit", "--config", config, "--ckpt_path", str(ckpt), "--model.policy.lr", "0.01")
+    assert "with other method settings than it was trained with (policy: checkpoint" in message
+    assert "'lr': 0.0003" in message and "'lr': 0.01" in message
+    main(["fit", "--config", config, "--ckpt_path", str(ckpt), "--trainer.max_epochs", "2"])  # trainer: may change
+    assert torch.load(ckpt, weights_only=False)["bmil"]["policy_step"] == 20
