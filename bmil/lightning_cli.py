@@ -20,7 +20,7 @@ TRAINER_DEFAULTS = {
     "max_epochs": 200,
     "log_every_n_steps": 1,  # one training step is a whole outer epoch
     "default_root_dir": "runs",
-    "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+    "logger": {"class_path": "bmil.logger.TensorBoardRun",
                "init_args": {"save_dir": "runs", "name": None}},
     "callbacks": [EpochProgressBar()],  # one line per run: epochs, loss, latest evaluation
     "plugins": [{"class_path": "bmil.checkpoint.AtomicCheckpointIO"}],

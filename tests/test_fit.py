@@ -341,3 +341,35 @@ def test_checkpoints_are_verified_and_resume_refuses_other_settings(tmp_path, pu
     assert "'lr': 0.0003" in message and "'lr': 0.01" in message
     main(["fit", "--config", config, "--ckpt_path", str(ckpt), "--trainer.max_epochs", "2"])  # trainer: may change
     assert torch.load(ckpt, weights_only=False)["bmil"]["policy_step"] == 20
+
+
+def test_two_runs_never_share_a_version_folder(tmp_path):
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from bmil.logger import TensorBoardRun
+
+    # Two runs set up at the same instant, before either has written anything: Lightning's choice
+    # (the next free number) gives both version_0; a claimed folder gives each its own.
+    plain = [TensorBoardLogger(tmp_path / "plain", name="same") for _ in range(2)]
+    assert [logger.version for logger in plain] == [0, 0]
+    claimed = [TensorBoardRun(tmp_path / "claimed", name="same") for _ in range(3)]
+    assert [logger.version for logger in claimed] == [0, 1, 2]
+    assert sorted(p.name for p in (tmp_path / "claimed" / "same").iterdir()) == ["version_0", "version_1", "version_2"]
+
+
+@pytest.mark.slow
+def test_two_fits_started_together_write_two_run_folders(tmp_path, push_demos):
+    config = _config(tmp_path, push_demos, method="BC")
+    cfg = yaml.safe_load(config.read_text())
+    cfg["trainer"]["logger"] = {"init_args": {"save_dir": str(tmp_path / "runs"), "name": "same"}}  # the default logger
+    cfg.pop("checkpoint")  # checkpoints in each run's own folder
+    config.write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "bmil.cli", "fit", "--config", str(config), "--trainer.max_epochs", "1"]
+    fits = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for fit in fits:
+        assert fit.wait(timeout=300) == 0, fit.stderr.read()[-2000:]
+    runs = sorted((tmp_path / "runs" / "same").iterdir())
+    assert [r.name for r in runs] == ["version_0", "version_1"]
+    for run in runs:
+        assert (run / "config.yaml").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+        assert len(list(run.glob("events.out.tfevents.*"))) == 1
