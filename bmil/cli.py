@@ -17,6 +17,7 @@ Problems the user can fix end in one ``bmil: error:`` line, without a traceback.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Optional
 
 from bmil.errors import BMILError
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
         elif argv[0] in LIGHTNING_COMMANDS:
             from bmil.lightning_cli import BMILCLI
 
+            for path in _config_files(argv):
+                _check_config_file(Path(path))
             BMILCLI(argv)
         else:
             raise BMILError(f"unknown command '{argv[0]}'. Commands: {', '.join(commands)}.")
@@ -86,6 +89,34 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("bmil: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def _config_files(argv: list[str]) -> list[str]:
+    """The files given with --config / -c (either form)."""
+    files = [value for flag, value in zip(argv, argv[1:]) if flag in ("--config", "-c")]
+    return files + [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config=")]
+
+
+def _check_config_file(path: Path) -> None:
+    """A missing, unreadable, empty or malformed config file (or one it includes) is one line naming
+    the file, not jsonargparse's usage text with '<unicode string>' or 'Unexpected config'."""
+    import yaml
+
+    if not path.is_file():
+        raise BMILError(f"config file '{path}' not found.")
+    try:
+        content = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise BMILError(f"config file '{path}' is not valid YAML{where}: {getattr(e, 'problem', e)}.") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BMILError(f"config file '{path}' cannot be read ({e}).") from None
+    if not isinstance(content, dict) or not content:
+        raise BMILError(f"config file '{path}' holds no settings (a config is a mapping such as "
+                        "'trainer: {max_epochs: 10}'; see conf/pickplace.yaml).")
+    if isinstance(content.get("config"), str):  # an include, relative to this file's folder
+        _check_config_file(path.parent / content["config"])
 
 
 def _user_error(error: BaseException) -> BMILError | None:

@@ -59,6 +59,7 @@ def generate_demos(
         raise BMILError(f"--num must be at least 1, got {num}.")
     domain = get_domain(env)
     out = Path(out) if out is not None else default_demo_path(env, num, seed, stop_on_success)
+    check_writable(out)  # before generating, not after
     t0 = time.perf_counter()
     expert = domain.make_expert(seed)
     episodes, attempts = _successful_episodes(domain, expert, num, seed, stop_on_success,
@@ -132,6 +133,23 @@ def _checksums(td: TensorDict) -> dict[str, str]:
     return {k: hashlib.sha256(td[k].contiguous().numpy().tobytes()).hexdigest() for k in td.keys()}
 
 
+def check_writable(path: Path) -> None:
+    """Refuse, before any work, a destination that is another folder with contents, or one whose
+    parent cannot be written."""
+    if path.exists() and not (path / META_FILE).is_file() and (not path.is_dir() or any(path.iterdir())):
+        raise BMILError(f"'{path}' exists and is not a bmil demonstration dataset; refusing to overwrite it. "
+                        "Choose another --out (or model.demos.path): a new or empty folder.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryDirectory(dir=path.parent).cleanup()
+    except OSError as e:
+        raise BMILError(f"Cannot write demonstrations beside '{path}' ({e.strerror}); choose another --out.") from None
+
+
+def empty_or_missing(path: Path) -> bool:
+    return not path.exists() or (path.is_dir() and not any(path.iterdir()))
+
+
 def save_demos(td: TensorDict, meta: dict, path: str | Path) -> None:
     """Write ``td`` and ``meta`` to the folder ``path`` atomically.
 
@@ -140,12 +158,7 @@ def save_demos(td: TensorDict, meta: dict, path: str | Path) -> None:
     replaced only if it is itself a bmil demo dataset.
     """
     path = Path(path)
-    if path.exists() and not (path / META_FILE).is_file():
-        raise BMILError(
-            f"'{path}' exists and is not a bmil demonstration dataset; refusing to overwrite it. "
-            "Choose another --out."
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         td.memmap(prefix=tmp)
@@ -154,6 +167,8 @@ def save_demos(td: TensorDict, meta: dict, path: str | Path) -> None:
             json.dump(record, f, indent=2)
             f.flush()
             os.fsync(f.fileno())
+        if path.exists() and not any(path.iterdir()):  # an empty folder: nothing to keep
+            path.rmdir()
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
@@ -173,7 +188,8 @@ def load_demos(path: str | Path, env: str | None = None) -> tuple[TensorDict, di
     corrupt, wrong env or dimension, non-finite values) raises a ``BMILError`` saying how to fix it.
     """
     path = Path(path)
-    regenerate = f"Regenerate it with: bmil demos --env {env or '<env>'} --num <N> --out {path}"
+    target = path if empty_or_missing(path) or (path / META_FILE).is_file() else "<a new folder>"
+    regenerate = f"Regenerate it with: bmil demos --env {env or '<env>'} --num <N> --out {target}"
     if not path.exists():
         raise BMILError(f"Demonstration dataset '{path}' not found. {regenerate}")
     meta_file = path / META_FILE

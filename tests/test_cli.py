@@ -42,3 +42,35 @@ def test_unknown_flag_is_rejected(capsys):
     with pytest.raises(SystemExit):
         main(["demos", "--env", "push", "--nmu", "3"])
     assert "--nmu" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "holds no settings"),
+    ("# only a comment\n", "holds no settings"),
+    ("model:\n  init_args: {env: push\n", "is not valid YAML at line 3, column 1"),
+    ("config: no_such_family.yaml\n", "no_such_family.yaml' not found"),
+])
+def test_a_bad_config_file_is_one_line_naming_it(tmp_path, content, message, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(content)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("bmil: error:") == 1 and message in err and "usage" not in err
+    assert str(tmp_path) in err
+
+
+def test_demos_refuse_a_foreign_folder_before_generating_and_fill_an_empty_one(tmp_path, capsys):
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "mine.txt").write_text("keep me")
+    with pytest.raises(SystemExit):
+        main(["demos", "--env", "push", "--num", "1", "--out", str(foreign), "--max_attempts", "1"])
+    err = capsys.readouterr().err
+    assert "exists and is not a bmil demonstration dataset; refusing to overwrite it" in err
+    assert "demos push" not in err and (foreign / "mine.txt").read_text() == "keep me"  # nothing generated
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    main(["demos", "--env", "push", "--num", "1", "--out", str(empty)])
+    assert (empty / "bmil_demos.json").is_file()

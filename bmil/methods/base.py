@@ -20,7 +20,7 @@ import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader, Dataset
 
-from bmil.demos import default_demo_path, generate_demos, load_demos
+from bmil.demos import default_demo_path, empty_or_missing, generate_demos, load_demos
 from bmil.distributed import default_workers, rank_shard
 from bmil.domains import get_domain
 from bmil.errors import BMILError, require
@@ -165,7 +165,7 @@ class ImitationMethod(L.LightningModule):
         """Generate the demos once (Lightning runs this on one process per node)."""
         if type(self).training_step is ImitationMethod.training_step:
             self.training_step(None, 0)  # the base is no method: say so before any demos are made
-        if self.trainer.state.fn == TrainerFn.FITTING and not self.demo_path.exists():
+        if self.trainer.state.fn == TrainerFn.FITTING and empty_or_missing(self.demo_path):
             cfg = self.demo_cfg
             print(f"demos {self.demo_path} not found: generating {cfg.num} {self.domain.name} demos")
             generate_demos(self.hparams.env, cfg.num, cfg.seed, self.demo_path, cfg.stop_on_success)
