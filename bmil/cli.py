@@ -16,6 +16,7 @@ Problems the user can fix end in one ``bmil: error:`` line, without a traceback.
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -56,7 +57,41 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "evaluate")
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
+    """The program (``argv`` None: the command line, with Ctrl-C and SIGTERM handled) or a call."""
+    if argv is None:
+        _stop_cleanly_on_signals()
+    try:
+        _main(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:
+        _exit_interrupted()
+    except SystemExit as e:
+        if _STOPPED_BY:  # Lightning turns an interrupted fit into exit code 1: say what it was
+            _exit_interrupted()
+        raise e
+
+
+_STOPPED_BY: list[int] = []
+
+
+def _stop_cleanly_on_signals() -> None:
+    """SIGINT and SIGTERM both raise KeyboardInterrupt, so that every command takes its clean path
+    (Lightning's graceful shutdown, evaluation workers ended, a study's fits stopped)."""
+    def stop(signum, frame):
+        _STOPPED_BY.append(signum)
+        signal.signal(signum, signal.SIG_IGN)  # a second signal must not cut the clean-up short
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
+
+def _exit_interrupted() -> None:
+    signum = _STOPPED_BY[0] if _STOPPED_BY else signal.SIGINT
+    print(f"bmil: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+    sys.exit(128 + signum)
+
+
+def _main(argv: list[str]) -> None:
     commands = ("demos", "reproduce") + LIGHTNING_COMMANDS
     try:
         if not argv or argv[0] in ("-h", "--help"):
@@ -86,9 +121,6 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"bmil: error: {cause}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("bmil: interrupted", file=sys.stderr)
-        sys.exit(130)
 
 
 def _config_files(argv: list[str]) -> list[str]:

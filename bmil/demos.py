@@ -146,6 +146,26 @@ def check_writable(path: Path) -> None:
         raise BMILError(f"Cannot write demonstrations beside '{path}' ({e.strerror}); choose another --out.") from None
 
 
+def _remove_stale_parts(path: Path) -> None:
+    """Remove what a killed writer of ``path`` left beside it (its temporary or replaced folder,
+    named with its process id), once that process is gone."""
+    for part in path.parent.glob(f".{path.name}.*-*"):
+        kind, _, rest = part.name[len(path.name) + 2:].partition("-")
+        pid = rest.split("-")[0]
+        if kind in ("tmp", "old") and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(part, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 def empty_or_missing(path: Path) -> bool:
     return not path.exists() or (path.is_dir() and not any(path.iterdir()))
 
@@ -159,7 +179,8 @@ def save_demos(td: TensorDict, meta: dict, path: str | Path) -> None:
     """
     path = Path(path)
     check_writable(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    _remove_stale_parts(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
     try:
         td.memmap(prefix=tmp)
         record = {**meta, "checksums": _checksums(td)}

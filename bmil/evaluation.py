@@ -15,10 +15,12 @@ workers, so results are identical for any ``workers``.
 from __future__ import annotations
 
 import copy
+import ctypes
 import json
 import math
 import multiprocessing as mp
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import partial
@@ -252,6 +254,18 @@ def _worker_init() -> None:
     # Each worker steps its own envs and runs its own small policy: one thread each, or the
     # processes fight over the same cores.
     torch.set_num_threads(1)
+    # Ctrl-C reaches the whole process group; the main process alone decides, and ends the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGTERM when the main process dies, even by SIGKILL (no orphans)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _run_batches(domain, policy, starts, batch_ids, *, batch_size, seed, success_mode):
@@ -317,10 +331,14 @@ class Evaluator:
             tasks = [range(b, min(b + per_task, n_batches)) for b in range(0, n_batches, per_task)]
             pool = self._get_pool()
             results = []
-            for future in as_completed([pool.submit(run, list(ids)) for ids in tasks]):
-                done = future.result()
-                results += done
-                bar.update(sum(len(r[1]) for r in done))
+            try:
+                for future in as_completed([pool.submit(run, list(ids)) for ids in tasks]):
+                    done = future.result()
+                    results += done
+                    bar.update(sum(len(r[1]) for r in done))
+            except BaseException:  # Ctrl-C, SIGTERM or a failed batch: end the workers now
+                self.close(kill=True)
+                raise
         bar.close()
         results.sort(key=lambda r: r[0])
         success_arr = np.concatenate([r[1] for r in results]) if results else np.zeros(0, bool)
@@ -353,9 +371,14 @@ class Evaluator:
             )
         return self._pool
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
+        """Shut the pool down; with ``kill``, terminate the workers instead of letting queued and
+        running batches finish."""
         if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+            if kill:
+                for process in list(self._pool._processes.values()):  # (no public API ends them)
+                    process.terminate()
+            self._pool.shutdown(wait=not kill, cancel_futures=True)
             self._pool = None
 
     def __enter__(self):

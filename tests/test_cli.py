@@ -74,3 +74,52 @@ def test_demos_refuse_a_foreign_folder_before_generating_and_fill_an_empty_one(t
     empty.mkdir()
     main(["demos", "--env", "push", "--num", "1", "--out", str(empty)])
     assert (empty / "bmil_demos.json").is_file()
+
+
+def _stop(cmd, signum, to_group, wait_s):
+    """Start ``cmd`` in its own process group, let it work ``wait_s`` seconds, send ``signum``;
+    returns (exit code, seconds to exit, processes of the group left 3 s later, stderr)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "bmil.cli", *cmd], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    time.sleep(wait_s)
+    t0 = time.monotonic()
+    (os.killpg if to_group else os.kill)(proc.pid, signum)
+    code = proc.wait(timeout=60)
+    seconds = time.monotonic() - t0
+    time.sleep(3)
+    left = [pid for pid in os.popen(f"pgrep -g {proc.pid}").read().split()]
+    for pid in left:
+        os.kill(int(pid), signal.SIGKILL)
+    return code, seconds, left, proc.stderr.read()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signame, to_group, code", [("SIGINT", True, 130), ("SIGTERM", False, 143)])
+def test_interrupting_an_evaluation_ends_it_and_its_workers(signame, to_group, code):
+    import signal
+
+    cmd = ["evaluate", "--model.env", "push", "--policy", "random", "--episodes", "1000000", "--workers", "2"]
+    exit_code, seconds, left, err = _stop(cmd, getattr(signal, signame), to_group, wait_s=10)
+    assert exit_code == code and seconds < 10 and left == []
+    assert f"bmil: interrupted ({signame})" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_fit_with_its_checkpoint_whole(tmp_path, push_demos):
+    import signal
+
+    import torch
+
+    cmd = ["fit", "--config", "conf/push.yaml", "--config", "conf/bc.yaml", "--model.demos.path", str(push_demos),
+           "--model.demos.num", "2", "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.max_epochs", "100000",
+           "--training_success.every_n_epochs", "0", "--robustness.every_n_epochs", "0", "--robustness.final_episodes", "0"]
+    exit_code, seconds, left, err = _stop(cmd, signal.SIGTERM, False, wait_s=12)
+    assert exit_code == 143 and seconds < 10 and left == [] and "bmil: interrupted (SIGTERM)" in err
+    [ckpt] = tmp_path.glob("push_bc/version_0/checkpoints/last.ckpt")
+    assert torch.load(ckpt, weights_only=False)["bmil"]["policy_step"] > 0

@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 
 import numpy as np
@@ -163,3 +164,20 @@ def test_a_planted_pickle_is_never_run_and_is_named(push_demos, tmp_path):
     with pytest.raises(BMILError, match=r"holds x, which no bmil dataset has .* it is not loaded"):
         load_demos(path, env="push")
     assert not marker.exists()
+
+
+def test_what_a_killed_writer_left_is_removed_by_the_next_write(push_demos, tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()  # a process id that has ended
+    left = [tmp_path / f".data.tmp-{dead}-abc", tmp_path / f".data.old-{dead}"]
+    running = tmp_path / f".data.tmp-{os.getpid()}-xyz"  # a writer still alive: kept
+    for folder in (*left, running):
+        folder.mkdir()
+        (folder / "obs.memmap").write_bytes(b"0" * 1000)
+    td, meta = load_demos(push_demos)
+    save_demos(td, meta, tmp_path / "data")
+    assert not any(p.exists() for p in left) and running.exists()
+    assert load_demos(tmp_path / "data")[0].batch_size == td.batch_size
