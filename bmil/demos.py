@@ -147,12 +147,17 @@ def check_writable(path: Path) -> None:
 
 
 def _remove_stale_parts(path: Path) -> None:
-    """Remove what a killed writer of ``path`` left beside it (its temporary or replaced folder,
-    named with its process id), once that process is gone."""
-    for part in path.parent.glob(f".{path.name}.*-*"):
+    """Clear what a killed writer of ``path`` left beside it (its temporary or replaced folder,
+    named with its process id), once that process is gone: a writer killed between its two renames
+    left no dataset at ``path``, and the replaced one it set aside is put back."""
+    for part in sorted(path.parent.glob(f".{path.name}.*-*")):
         kind, _, rest = part.name[len(path.name) + 2:].partition("-")
         pid = rest.split("-")[0]
-        if kind in ("tmp", "old") and pid.isdigit() and not _alive(int(pid)):
+        if kind not in ("tmp", "old") or not pid.isdigit() or _alive(int(pid)):
+            continue
+        if kind == "old" and not path.exists():
+            os.replace(part, path)
+        else:
             shutil.rmtree(part, ignore_errors=True)
 
 
@@ -209,6 +214,8 @@ def load_demos(path: str | Path, env: str | None = None) -> tuple[TensorDict, di
     corrupt, wrong env or dimension, non-finite values) raises a ``BMILError`` saying how to fix it.
     """
     path = Path(path)
+    if path.parent.is_dir():
+        _remove_stale_parts(path)
     target = path if empty_or_missing(path) or (path / META_FILE).is_file() else "<a new folder>"
     regenerate = f"Regenerate it with: bmil demos --env {env or '<env>'} --num <N> --out {target}"
     if not path.exists():

@@ -181,3 +181,15 @@ def test_what_a_killed_writer_left_is_removed_by_the_next_write(push_demos, tmp_
     save_demos(td, meta, tmp_path / "data")
     assert not any(p.exists() for p in left) and running.exists()
     assert load_demos(tmp_path / "data")[0].batch_size == td.batch_size
+
+
+def test_a_dataset_set_aside_by_a_killed_replace_is_put_back(push_demos, tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    shutil.copytree(push_demos, tmp_path / f".data.old-{dead}")  # killed between its two renames
+    td, _ = load_demos(tmp_path / "data")  # found again, not "not found"
+    assert td.batch_size == load_demos(push_demos)[0].batch_size
+    assert not (tmp_path / f".data.old-{dead}").exists()
