@@ -152,9 +152,13 @@ class EvalResult:
             record.update(group_successes=s.tolist(), group_episodes=n.tolist())
         return record
 
+    def outcomes(self) -> dict:
+        """Every start and its outcome, as JSON lists."""
+        return {"starts": self.starts.tolist(), "success": self.success.tolist()}
+
     def record(self) -> dict:
         """``to_dict`` plus every start and its outcome: what an evaluation's JSON file holds."""
-        return {**self.to_dict(), "starts": self.starts.tolist(), "success": self.success.tolist()}
+        return {**self.to_dict(), **self.outcomes()}
 
     def metrics(self, name: str) -> dict[str, float]:
         """The logged scalars: ``name`` (the rate) and its 95% interval as ``name``_ci_low/high."""

@@ -65,7 +65,7 @@ class BMILCLI(LightningCLI):
             return
         saved = verify_checkpoint(path).get("hyper_parameters", {})
         model = self.config[subcommand].model
-        named = model.class_path.rsplit(".", 1)[-1] != "ImitationMethod"  # the config names a method
+        named = _method(model.class_path) != "ImitationMethod"  # the config names a method
         _refuse_other_task(path, saved, model, named)
         if named and subcommand == "fit":
             _refuse_other_settings(path, saved, model.init_args.as_dict())
@@ -121,7 +121,7 @@ def _default_run_name(config) -> None:
     init_args = getattr(logger, "init_args", None)
     if init_args is not None and init_args.get("name", "") is None:
         model = config.model
-        init_args.name = f"{model.init_args.env}_{model.class_path.rsplit('.', 1)[-1].lower()}"
+        init_args.name = f"{model.init_args.env}_{_method(model.class_path).lower()}"
 
 
 def _default_strategy(trainer_cfg) -> None:
@@ -142,8 +142,8 @@ def _default_strategy(trainer_cfg) -> None:
 
 def _refuse_other_task(path, saved: dict, model, named: bool) -> None:
     """The checkpoint's domain must be the config's, and its method too where the config names one."""
-    made = (saved.get("_class_path", "?").rsplit(".", 1)[-1], saved.get("env", "?"))
-    asked = (model.class_path.rsplit(".", 1)[-1] if named else made[0], model.init_args.env)
+    made = (_method(saved.get("_class_path", "?")), saved.get("env", "?"))
+    asked = (_method(model.class_path) if named else made[0], model.init_args.env)
     if made != asked:
         raise BMILError(f"'{path}' was made by {made[0]} on {made[1]}, but the config asks for {asked[0]} on "
                         f"{asked[1]}. Use the checkpoint with its own run's config.yaml (beside it in the run "
@@ -163,3 +163,8 @@ def _refuse_other_settings(path, saved: dict, asked: dict) -> None:
 def _plain(value):
     """Settings as JSON sees them (tuples and lists alike)."""
     return json.loads(json.dumps(value))
+
+
+def _method(class_path: str) -> str:
+    """The method's class name in a class path (bmil.methods.BMIL -> BMIL)."""
+    return class_path.rsplit(".", 1)[-1]

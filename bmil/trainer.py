@@ -61,7 +61,7 @@ class BMILTrainer(L.Trainer):
         record = {"policy": policy, "ckpt_path": ckpt_path, "training": train.to_dict(),
                   "robustness": robust.to_dict(), "seconds": seconds}
         if json_out:
-            write_record(json_out, {**record, "starts": robust.starts.tolist(), "success": robust.success.tolist()})
+            write_record(json_out, {**record, **robust.outcomes()})
         return record
 
 
