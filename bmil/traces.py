@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
 from tensordict import TensorDict
@@ -82,6 +82,10 @@ class TraceSettings:
         clip_actions: Clip sampled trace actions to [-1, 1], the policy's range.
         bound_states: Clamp imagined states to the domain's state bounds (the mazes' free space
             and speed limit; the original's bounded_obs, on for mazes).
+        demo_bounds_margin: Clamp imagined states to the box the demo states span, widened by
+            this fraction of its size on every side (any domain; null: off, the paper).
+        keep_epochs: The buffer holds the traces of this many epochs (at the longest trace
+            length; the oldest are overwritten first). 1: refilled every epoch (the original).
         variance_as_std: Reproduce the original code's use of exp(logvar) as the sampling scale
             (docs/original-code.md).
     """
@@ -95,10 +99,15 @@ class TraceSettings:
     selection_every_step: bool = False
     clip_actions: bool = True
     bound_states: bool = False
+    demo_bounds_margin: Optional[float] = None
+    keep_epochs: int = 1
     variance_as_std: bool = False
 
     def __post_init__(self):
         require(self.per_state >= 1, "model.traces.per_state", self.per_state, "at least 1")
+        require(self.keep_epochs >= 1, "model.traces.keep_epochs", self.keep_epochs, "at least 1")
+        require(self.demo_bounds_margin is None or self.demo_bounds_margin >= 0, "model.traces.demo_bounds_margin",
+                self.demo_bounds_margin, "null (off) or 0 or more")
         require(len(self.length) == 2 and min(self.length) >= 1, "model.traces.length", list(self.length),
                 "[first, last], each at least 1")
         require(len(self.length_epochs) == 2 and 0 <= self.length_epochs[0] <= self.length_epochs[1],
@@ -193,23 +202,28 @@ def _stack(steps) -> TensorDict:
 
 
 class TraceBuffer:
-    """The current epoch's traces in a TorchRL replay buffer, sampled uniformly with an explicit
-    generator so that training is reproducible and resumes exactly.
+    """The traces of the last ``epochs`` epochs (1: the current one) in a TorchRL replay buffer,
+    sampled uniformly with an explicit generator so that training is reproducible and resumes
+    exactly. With several epochs the storage is a ring: a new epoch's traces overwrite the oldest.
 
     The buffer's storage holds the traces (and is what checkpoints save); ``sample`` reads a
     snapshot of its tensors taken when they are replaced, because going through the replay
     buffer's indexing costs ~0.3 ms per minibatch, a fifth of a whole policy step.
     """
 
-    def __init__(self, capacity: int):
-        self.capacity = capacity
+    def __init__(self, capacity: int, epochs: int = 1):
+        self.capacity, self.epochs = capacity, epochs
         self.buffer = TensorDictReplayBuffer(storage=LazyTensorStorage(capacity), batch_size=1)
         self._snapshot: dict[str, torch.Tensor] = {}
 
-    def replace(self, traces: TensorDict) -> None:
-        if len(traces) > self.capacity:
-            raise ValueError(f"{len(traces)} traces exceed the buffer capacity {self.capacity}")
-        self.buffer.empty()
+    def add_epoch(self, traces: TensorDict) -> None:
+        """This epoch's traces: they replace the buffer's contents, or with several epochs kept,
+        the oldest traces."""
+        if len(traces) > self.capacity // self.epochs:
+            raise ValueError(f"{len(traces)} traces exceed one epoch's share of the buffer, "
+                             f"{self.capacity // self.epochs}")
+        if self.epochs == 1:
+            self.buffer.empty()
         self.buffer.extend(traces)
         self._take_snapshot()
 

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from tensordict import TensorDict
 
 from bmil.models import BackwardsModel, ForwardModel, Policy
 from bmil.traces import (BackwardTraces, ForwardTraces, TraceBuffer, TraceSettings, select_action,
@@ -109,8 +110,8 @@ def test_trace_buffer_replace_sample_and_state():
     buffer = TraceBuffer(capacity=10)
     first = backward_traces(_model(), torch.randn(5, 5), 2, 1, "none", 0.0, torch.ones(2),
                             torch.Generator().manual_seed(0))
-    buffer.replace(first)
-    buffer.replace(first[:4])  # replaced, not appended
+    buffer.add_epoch(first)
+    buffer.add_epoch(first[:4])  # replaced, not appended
     assert len(buffer) == 4
     sample = buffer.sample(32, torch.Generator().manual_seed(0))
     assert sample["obs"].shape == (32, 5)
@@ -118,5 +119,21 @@ def test_trace_buffer_replace_sample_and_state():
     restored.load_state_dict(buffer.state_dict())
     again = restored.sample(32, torch.Generator().manual_seed(0))
     assert torch.equal(sample["obs"], again["obs"])
-    with pytest.raises(ValueError, match="capacity"):
-        buffer.replace(torch.cat([first, first]))
+    with pytest.raises(ValueError, match="share of the buffer"):
+        buffer.add_epoch(torch.cat([first, first]))
+
+
+def test_trace_buffer_keeps_the_last_epochs_and_overwrites_the_oldest():
+    buffer = TraceBuffer(capacity=30, epochs=3)
+    epochs = [TensorDict({"obs": torch.full((10, 1), float(e)), "action": torch.zeros(10, 1),
+                          "next_obs": torch.zeros(10, 1), "trace_step": torch.zeros(10, dtype=torch.int64)},
+                         batch_size=[10]) for e in range(5)]
+    for e, traces in enumerate(epochs):
+        buffer.add_epoch(traces)
+        assert len(buffer) == min(10 * (e + 1), 30)
+    sample = buffer.sample(3000, torch.Generator().manual_seed(0))["obs"].flatten()
+    assert set(sample.unique().tolist()) == {2.0, 3.0, 4.0}  # epochs 0 and 1 overwritten
+    counts = torch.bincount(sample.long())[2:]
+    assert counts.min() > 900  # uniform over what is kept
+    with pytest.raises(ValueError, match="one epoch's share"):
+        buffer.add_epoch(torch.cat([epochs[0], epochs[1]]))

@@ -11,6 +11,7 @@ Lightning synchronises the gradients of whichever network is being trained.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Literal, Optional, TypeVar
@@ -18,6 +19,7 @@ from typing import Literal, Optional, TypeVar
 import lightning as L
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 
 from bmil.demos import default_demo_path, empty_or_missing, generate_demos, load_demos
@@ -62,17 +64,37 @@ class PolicySettings:
         lr: Adam learning rate of the policy.
         head: deterministic (tanh mean trained by MSE, as the original code) or gaussian (adds a
             log-std head, trained by NLL: the paper's maximum-likelihood form).
+        ema_decay: 0 (the paper): the trained weights act. In (0, 1): an exponential moving
+            average of the weights, updated after every policy step with this decay, acts in every
+            evaluation and export (0.999 averages over about the last 1,000 steps).
+        lr_decay_epochs: Decay the learning rate over the last this many epochs (cosine, to
+            lr * lr_decay_to at the last epoch); 0 (the paper): a constant rate.
+        lr_decay_to: The final learning rate as a fraction of lr.
     """
 
     batch_size: int = 64
     steps_per_epoch: int = 100
     lr: float = 3e-4
     head: str = "deterministic"
+    ema_decay: float = 0.0
+    lr_decay_epochs: int = 0
+    lr_decay_to: float = 0.0
 
     def __post_init__(self):
         require(self.batch_size >= 1, "model.policy.batch_size", self.batch_size, "at least 1")
         require(self.steps_per_epoch >= 1, "model.policy.steps_per_epoch", self.steps_per_epoch, "at least 1")
         require(0 < self.lr < float("inf"), "model.policy.lr", self.lr, "a positive number")
+        require(0 <= self.ema_decay < 1, "model.policy.ema_decay", self.ema_decay, "0 (off) or in (0, 1)")
+        require(self.lr_decay_epochs >= 0, "model.policy.lr_decay_epochs", self.lr_decay_epochs, "0 (off) or more")
+        require(0 <= self.lr_decay_to <= 1, "model.policy.lr_decay_to", self.lr_decay_to, "in [0, 1]")
+
+    def lr_at(self, epoch: int, max_epochs: int) -> float:
+        """The learning rate of ``epoch`` (0-based) in a run of ``max_epochs``."""
+        start = max_epochs - self.lr_decay_epochs
+        if self.lr_decay_epochs == 0 or epoch < start:
+            return self.lr
+        progress = (epoch - start + 1) / self.lr_decay_epochs  # 1 at the last epoch
+        return self.lr * (self.lr_decay_to + (1 - self.lr_decay_to) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 @dataclass
@@ -149,6 +171,10 @@ class ImitationMethod(L.LightningModule):
         self.seed = seed
         self.domain = get_domain(env)
         self.policy = make_policy(self.policy_cfg.head, self.domain.obs_dim, self.domain.act_dim)
+        self.policy_average = None  # the averaged weights that act, with policy.ema_decay
+        if self.policy_cfg.ema_decay > 0:
+            self.policy_average = AveragedModel(self.policy, multi_avg_fn=get_ema_multi_avg_fn(
+                self.policy_cfg.ema_decay), use_buffers=True).requires_grad_(False)
         self.policy_step = 0  # own counter: Lightning's global_step counts every network's steps
         self.demo_data = None  # the loaded demos (a TensorDict on the CPU), after setup("fit")
         self._rng = torch.Generator()
@@ -240,18 +266,36 @@ class ImitationMethod(L.LightningModule):
         return self.demo_batch(self.policy_cfg.batch_size)
 
     def train_policy(self) -> torch.Tensor:
-        """M policy steps, each on ``policy_batch()``."""
+        """M policy steps, each on ``policy_batch()``, at this epoch's learning rate; the averaged
+        weights (``policy.ema_decay``) follow every step."""
         opt, steps = self.optimizer("policy"), self.policy_cfg.steps_per_epoch
+        lr = self.policy_lr()
+        for group in opt.param_groups:
+            group["lr"] = lr
         total = torch.zeros((), device=self.device)
         for _ in range(steps):
             loss = self.policy.loss(*self.policy_batch())
             self.step(opt, loss)
+            if self.policy_average is not None:
+                self.policy_average.update_parameters(self.policy)
             total += loss.detach()
         self.policy_step += steps
         mean = total / steps
         self.check_finite(mean, "policy", "policy.lr")  # once per epoch: a NaN step poisons the mean
-        self._metrics.update({"train/policy_loss": mean.item(), "train/policy_steps": float(self.policy_step)})
+        self._metrics.update({"train/policy_loss": mean.item(), "train/policy_steps": float(self.policy_step),
+                              "train/policy_lr": lr})
         return mean
+
+    def policy_lr(self) -> float:
+        """This epoch's policy learning rate (``policy.lr_decay_epochs``)."""
+        cfg = self.policy_cfg
+        if cfg.lr_decay_epochs == 0:
+            return cfg.lr
+        max_epochs = self.trainer.max_epochs
+        if max_epochs is None or max_epochs < 1:
+            raise BMILError("model.policy.lr_decay_epochs needs a finite trainer.max_epochs (the decay "
+                            "ends at the last epoch); set --trainer.max_epochs.")
+        return cfg.lr_at(self.current_epoch, max_epochs)
 
     def check_finite(self, loss: torch.Tensor, which: str, setting: str) -> None:
         if not torch.isfinite(loss):
@@ -265,9 +309,15 @@ class ImitationMethod(L.LightningModule):
         self.log_dict(self._metrics, prog_bar=False, batch_size=1)
         self.log("loss", self._metrics["train/policy_loss"], prog_bar=True, logger=False, batch_size=1)
 
+    @property
+    def acting_policy(self) -> torch.nn.Module:
+        """The policy network that acts: the averaged weights with ``policy.ema_decay``, else the
+        trained ones."""
+        return self.policy if self.policy_average is None else self.policy_average.module
+
     def agent(self) -> torch.nn.Module:
         """What acts in evaluations (VINS adds value-based action selection)."""
-        return self.policy
+        return self.acting_policy
 
     # ---- bmil validate / bmil test ---------------------------------------------------------------
     def val_dataloader(self) -> DataLoader:

@@ -213,7 +213,7 @@ class BMIL(ImitationMethod):
                 f"The dynamics model produced non-finite trace states at epoch {self.current_epoch}. "
                 "Lower model.model.lr or use model.traces.action_selection none to find the cause."
             )
-        self.buffer.replace(traces.cpu())  # the buffer lives in host memory
+        self.buffer.add_epoch(traces.cpu())  # the buffer lives in host memory
         self._metrics.update({"train/trace_length": float(length), "train/traces": float(len(traces)),
                               "perf/traces_per_s": len(traces) / max(time.perf_counter() - t0, 1e-9)})
 
@@ -232,16 +232,28 @@ class BMIL(ImitationMethod):
         self.holdout_idx, self.train_idx = split[:n_hold], split[n_hold:]
         # On resume the checkpoint's statistics (identical by construction) overwrite these.
         self.model.fit_normalization(*self.demo_rows_at(self.train_idx))
-        bounds = self.domain.obs_bounds if self.trace_cfg.bound_states else None
         self.trace_source = TRACE_SOURCES[self.trace_cfg.source](
-            self.trace_cfg, self.transitions["action"].std(0),
-            None if bounds is None else tuple(torch.as_tensor(b) for b in bounds))
+            self.trace_cfg, self.transitions["action"].std(0), self._state_bounds())
         # DDP: each rank rolls traces out from its own share of the demo states.
         rank, world = self.global_rank, max(1, self.trainer.world_size if self._trainer else 1)
         self.trace_starts = self.transitions["obs"][rank::world]
-        capacity = max(self.trace_cfg.length) * len(self.trace_starts) * self.trace_cfg.per_state
+        cfg = self.trace_cfg
+        capacity = max(cfg.length) * len(self.trace_starts) * cfg.per_state * cfg.keep_epochs
         if self.buffer is None or self.buffer.capacity != capacity:
-            self.buffer = TraceBuffer(capacity)
+            self.buffer = TraceBuffer(capacity, cfg.keep_epochs)
+
+    def _state_bounds(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Where imagined states are clamped: the domain's bounds and/or the demos' widened box."""
+        cfg, bounds = self.trace_cfg, None
+        if cfg.bound_states:
+            bounds = tuple(torch.as_tensor(b, dtype=torch.float32) for b in self.domain.obs_bounds)
+        if cfg.demo_bounds_margin is not None:
+            states = torch.cat([self.transitions["obs"], self.transitions["next_obs"]])
+            low, high = states.min(0).values, states.max(0).values
+            pad = cfg.demo_bounds_margin * (high - low)
+            low, high = low - pad, high + pad
+            bounds = (low, high) if bounds is None else (torch.maximum(low, bounds[0]), torch.minimum(high, bounds[1]))
+        return bounds
 
     def on_fit_start(self) -> None:
         super().on_fit_start()

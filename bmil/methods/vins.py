@@ -134,7 +134,7 @@ class VINS(ImitationMethod):
                               "train/vins_dynamics_loss": total_f / max(s.model_steps, 1)})
 
     def agent(self) -> torch.nn.Module:
-        return VINSAgent(self.policy, self.dynamics, self.value, self.vins_cfg.candidates,
+        return VINSAgent(self.acting_policy, self.dynamics, self.value, self.vins_cfg.candidates,
                          self.vins_cfg.action_noise)
 
     def setup_method(self) -> None:
