@@ -14,7 +14,7 @@ from bmil.checkpoint import verify_checkpoint
 from bmil.errors import BMILError, require
 from bmil.methods import ImitationMethod
 from bmil.trainer import BMILTrainer
-from callbacks import EpochProgressBar, Robustness, TrainingSuccess
+from callbacks import EpochProgressBar, Robustness, TrainingSuccess, Validation
 
 TRAINER_DEFAULTS = {
     "max_epochs": 200,
@@ -53,6 +53,7 @@ class BMILCLI(LightningCLI):
         parser.set_defaults({"checkpoint.filename": "last", "checkpoint.enable_version_counter": False})
         parser.add_lightning_class_args(TrainingSuccess, "training_success")
         parser.add_lightning_class_args(Robustness, "robustness")
+        parser.add_lightning_class_args(Validation, "validation")
 
     def _parse_ckpt_path(self) -> None:
         """Verify a given checkpoint, refuse one of another method or domain, and refuse to resume

@@ -1,6 +1,6 @@
 """Training callbacks referenced from the configs (``callbacks.TrainingSuccess`` etc.)."""
 
-from callbacks.evaluation import Robustness, TrainingSuccess
+from callbacks.evaluation import Robustness, TrainingSuccess, Validation
 from callbacks.progress import EpochProgressBar
 
-__all__ = ["EpochProgressBar", "Robustness", "TrainingSuccess"]
+__all__ = ["EpochProgressBar", "Robustness", "TrainingSuccess", "Validation"]

@@ -8,6 +8,7 @@ every rank logs the same full result.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -21,7 +22,8 @@ from bmil.plots import figure_to_array
 
 
 class _PolicyEvaluation(L.Callback):
-    kind = ""  # the start states: "training" or "robustness", also the config group's name
+    kind = ""  # the start states: "training" or "robustness"
+    group = ""  # the config group's name
     metric = ""
 
     def __init__(self, every_n_epochs: int = 10, episodes: int = 100, seed: int = 0,
@@ -34,7 +36,7 @@ class _PolicyEvaluation(L.Callback):
             success: Judge success at the final step (the paper's Table 1) or at any step.
             workers: Worker processes per rank (default: this machine's cores shared by its ranks).
         """
-        group = "training_success" if self.kind == "training" else self.kind
+        group = self.group
         require(every_n_epochs >= 0, f"{group}.every_n_epochs", every_n_epochs, "0 (never) or more")
         require(episodes >= 1, f"{group}.episodes", episodes, "at least 1")
         require(workers is None or workers >= 0, f"{group}.workers", workers, "0 (in-process) or more")
@@ -68,7 +70,7 @@ class _PolicyEvaluation(L.Callback):
 class TrainingSuccess(_PolicyEvaluation):
     """Success rate from the training (demonstration) starts every ``every_n_epochs`` epochs."""
 
-    kind, metric = "training", "eval/training_success"
+    kind, group, metric = "training", "training_success", "eval/training_success"
 
 
 class Robustness(_PolicyEvaluation):
@@ -77,7 +79,7 @@ class Robustness(_PolicyEvaluation):
     robustness figure to TensorBoard, and writes PNGs plus the final per-start JSON to the run
     folder."""
 
-    kind, metric = "robustness", "eval/robustness"
+    kind, group, metric = "robustness", "robustness", "eval/robustness"
 
     def __init__(self, every_n_epochs: int = 20, episodes: int = 500, final_episodes: int = 10000,
                  seed: int = 0, success: Literal["final", "any"] = "final",
@@ -111,19 +113,97 @@ class Robustness(_PolicyEvaluation):
                                  dataformats="HWC")
         plt.close(fig)
 
+    def on_fit_start(self, trainer, pl_module) -> None:
+        validation = _validation(trainer)
+        if validation is not None and validation.every_n_epochs > 0:
+            require(validation.seed != self.seed, "validation.seed", validation.seed,
+                    f"a seed other than robustness.seed ({self.seed}): the best policy must be chosen "
+                    "on starts the final test never uses")
+
     def on_fit_end(self, trainer, pl_module) -> None:
+        """The final test of the last policy and, when validation kept one, of the best policy."""
         if self.final_episodes <= 0:
             return
-        result = self.evaluate(trainer, pl_module, self.final_episodes)
-        self.on_result(trainer, result, "final")
+        validation = _validation(trainer)
+        best = validation.best_agent(pl_module) if validation is not None else None
+        self._final_test(trainer, pl_module.agent(), "final", "" if best is None else "the last policy")
+        if best is not None:
+            self._final_test(trainer, best, "best", f"the best by validation, epoch {validation.best_epoch}")
+
+    def _final_test(self, trainer, agent, tag: str, which: str) -> None:
+        if self._evaluator is None:
+            workers = default_workers(trainer) if self.workers is None else self.workers
+            self._evaluator = Evaluator(trainer.lightning_module.domain, workers)
+        result = self._evaluator.run(agent, self.kind, self.final_episodes, self.seed, self.success,
+                                     rank_shard(trainer))
+        self.on_result(trainer, result, tag)
         if trainer.is_global_zero:
             if trainer.logger is not None:
-                trainer.logger.log_metrics(result.metrics("eval/final_robustness"), step=trainer.global_step)
-            write_record(_run_dir(trainer) / "robustness_final.json", result.record())
-            print(f"final robustness: {result.summary()}")
+                trainer.logger.log_metrics(result.metrics(f"eval/{tag}_robustness"), step=trainer.global_step)
+            write_record(_run_dir(trainer) / f"robustness_{tag}.json", result.record())
+            print(f"{tag} robustness{f' ({which})' if which else ''}: {result.summary()}")
             text = self._evaluator.domain.describe(result)
             if text:
                 print(text)
+
+
+class Validation(_PolicyEvaluation):
+    """Robustness on *validation* starts, drawn with their own seed so that they are never the
+    test starts, every ``every_n_epochs`` epochs; the policy with the highest validation rate
+    (the earliest on ties) is saved as ``checkpoints/best.ckpt`` and, when fit ends, tested beside
+    the last one (``robustness_best.json``). The curve goes to ``validation.json``."""
+
+    kind, group, metric = "robustness", "validation", "eval/val_robustness"
+
+    def __init__(self, every_n_epochs: int = 0, episodes: int = 200, seed: int = 1,
+                 success: Literal["final", "any"] = "final", workers: Optional[int] = None):
+        """
+        Args:
+            every_n_epochs: Validate after every this many epochs (0: never; no best policy).
+            episodes: Validation episodes, one per seeded start state.
+            seed: Seed of the validation starts; must differ from robustness.seed.
+            success: Judge success at the final step or at any step.
+            workers: Worker processes per rank (default: this machine's cores shared by its ranks).
+        """
+        super().__init__(every_n_epochs, episodes, seed, success, workers)
+        self.history: list[dict] = []
+        self.best_rate, self.best_epoch, self.best_path = -1.0, 0, ""
+        self._best_agent = None
+
+    def on_result(self, trainer, result: EvalResult, tag: str) -> None:
+        epoch = trainer.current_epoch + 1
+        lo, hi = result.ci
+        self.history.append({"epoch": epoch, "rate": result.rate, "ci": [lo, hi], "episodes": result.episodes})
+        if result.rate > self.best_rate:
+            self.best_rate, self.best_epoch = result.rate, epoch
+            self._best_agent = copy.deepcopy(trainer.lightning_module.agent()).cpu()
+            folder = Path(trainer.checkpoint_callback.dirpath or _run_dir(trainer))
+            self.best_path = str((folder / "best.ckpt").resolve())
+            trainer.save_checkpoint(self.best_path, weights_only=True)  # every rank: a collective under DDP
+        trainer.lightning_module.log("eval/val_best_robustness", self.best_rate, batch_size=1)
+        if trainer.is_global_zero:
+            write_record(_run_dir(trainer) / "validation.json",
+                         {"best_epoch": self.best_epoch, "best_rate": self.best_rate, "seed": self.seed,
+                          "history": self.history}, indent=1)
+
+    def best_agent(self, pl_module):
+        """The best policy's agent (from the checkpoint after a resume), or None if none yet."""
+        if self._best_agent is None and self.best_path:
+            best = type(pl_module).load_from_checkpoint(self.best_path, map_location="cpu", weights_only=True)
+            self._best_agent = best.agent()
+        return self._best_agent
+
+    def state_dict(self) -> dict:
+        return {"history": self.history, "best_rate": self.best_rate, "best_epoch": self.best_epoch,
+                "best_path": self.best_path}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history, self.best_rate = list(state["history"]), state["best_rate"]
+        self.best_epoch, self.best_path = state["best_epoch"], state["best_path"]
+
+
+def _validation(trainer) -> Validation | None:
+    return next((c for c in trainer.callbacks if isinstance(c, Validation)), None)
 
 
 def _run_dir(trainer) -> Path:

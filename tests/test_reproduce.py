@@ -471,3 +471,28 @@ def test_a_damaged_run_record_stops_the_study_with_a_message_naming_the_file(tmp
     with pytest.raises(BMILError, match=rf"{re.escape(str(path))} is damaged \(JSONDecodeError: .*\); restore it \(git checkout\) or "):
         run_study(study, out, jobs=1, progress=lambda *_: None)
     assert path.read_text() == '{"signature": '  # nothing the user has is overwritten
+
+
+def test_tables_show_the_last_and_the_best_by_validation_policy_and_curves(tmp_path):
+    from bmil.studies.catalog import Run, Study
+    from bmil.studies.report import write_results
+
+    runs = [Run("push", m, s, ("conf/push.yaml",)) for m in ("BC", "BMIL") for s in (0, 1)]
+    for i, run in enumerate(runs):
+        folder = run_dir(tmp_path, run)
+        folder.mkdir(parents=True)
+        last, best = 0.1 * (i + 1), 0.2 * (i + 1)
+        (folder / "result.json").write_text(json.dumps({
+            "run_id": run.run_id, "domain": "push", "method": run.method, "seed": run.seed, "x": None,
+            "family": "", "robustness": last, "robustness_ci_low": 0, "robustness_ci_high": 1,
+            "episodes": 10, "training_success": 1.0, "seconds": 1.0, "best_robustness": best,
+            "best_robustness_ci_low": 0, "best_robustness_ci_high": 1, "best_epoch": 10 * (i + 1),
+            "best_validation": 0.5}))
+        (folder / "validation.json").write_text(json.dumps(
+            {"best_epoch": 10, "best_rate": 0.5, "history": [{"epoch": 10, "rate": 0.5}, {"epoch": 20, "rate": 0.25}]}))
+    table = write_results(Study("t", runs), tmp_path).read_text()
+    last_table, best_part = table.split("chosen on validation starts")
+    assert "| push | 15.0 ± 63.5 (n=2) | 35.0 ± 63.5 (n=2) | 2.33 |" in last_table  # (10, 20) and (30, 40)
+    assert "| push | 30.0 ± 127.1 (n=2) | 70.0 ± 127.1 (n=2) | 2.33 | - | - |" in best_part
+    assert "| push | BMIL | 30.0 / 60.0 (ep. 30) | 40.0 / 80.0 (ep. 40) |" in best_part
+    assert sorted(p.name for p in (tmp_path / "curves").iterdir()) == ["push__BC.png", "push__BMIL.png"]

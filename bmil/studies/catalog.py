@@ -7,6 +7,7 @@ configs plus overrides (docs/reproducing.md). Nothing here runs anything.
   fig5b   number of demonstrations (BC and BMIL)
   fig6    BC with 1x-20x the policy steps
   table6  model first, then policy vs alternating (Algorithm 1)
+  stability  what calms BMIL's robustness from epoch to epoch (EMA, LR decay, kept traces, ...)
 
 Add a study: a name in ``STUDIES`` and its runs in ``make_study``.
 """
@@ -69,10 +70,16 @@ TABLES = {
     "table1": [("BC", "bc", ()), ("VINS", "vins", ()), ("BMIL", "bmil", ())],
     "table2": [("BC", "bc", ()), ("BMIL (forwards)", "bmil", ("--model.traces.source", "forward")),
                ("BMIL (backwards)", "bmil", ())],
+    # Issue 25: what calms BMIL's epoch-to-epoch swings (docs/stability.md).
+    "stability": [("BC", "bc", ()), ("BMIL", "bmil", ()),
+                  ("BMIL EMA", "bmil", ("--model.policy.ema_decay", "0.999")),
+                  ("BMIL LR decay", "bmil", ("--model.policy.lr_decay_epochs", "100")),
+                  ("BMIL keep traces", "bmil", ("--model.traces.keep_epochs", "10")),
+                  ("BMIL demo box", "bmil", ("--model.traces.demo_bounds_margin", "0.1"))],
     "table6": [("BC", "bc", ()), ("BMIL (model first)", "bmil", ("--model.model.schedule", "first")),
                ("BMIL (alternating)", "bmil", ())],
 }
-STUDIES = ("table1", "table2", "fig5a", "fig5b", "fig6", "table6")
+STUDIES = ("table1", "table2", "fig5a", "fig5b", "fig6", "table6", "stability")
 
 
 def method_configs(configs: str, domain: str, method: str) -> tuple[str, ...]:

@@ -1,6 +1,8 @@
 """Reporting a study: ``results.csv`` (one row per finished run), ``table.md`` (robustness mean +-
 95% t-interval over seeds per method and domain, ratios to the baseline, training success, and
-the paper's numbers beside ours) and, for ablations, a PNG."""
+the paper's numbers beside ours; for runs that validated, the same for the policy chosen on
+validation starts and the per-seed numbers), for ablations a PNG, and for runs that validated
+their validation curves (``curves/<domain>__<method>.png``, seeds overlaid)."""
 
 from __future__ import annotations
 
@@ -39,7 +41,8 @@ def collect(study: Study, out: Path) -> list[dict]:
 def write_csv(rows: list[dict], path: Path) -> None:
     columns = ["run_id", "domain", "method", "seed", "x", "robustness", "robustness_ci_low",
                "robustness_ci_high", "episodes", "training_success", "seconds", "config", "overrides",
-               "extra"]
+               "extra", "best_robustness", "best_robustness_ci_low", "best_robustness_ci_high", "best_epoch",
+               "best_validation"]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, columns, extrasaction="ignore")
         writer.writeheader()
@@ -178,12 +181,65 @@ def paper_table(study: Study, domains: list[str]) -> str:
                             for d in known])
 
 
+def best_rows(rows: list[dict]) -> list[dict]:
+    """The runs that kept a best-by-validation policy, with its test result as their robustness."""
+    return [{**r, "robustness": r["best_robustness"], "training_success": math.nan}  # (not measured)
+            for r in rows if r.get("best_robustness") is not None]
+
+
+def per_seed_table(rows: list[dict]) -> str:
+    """Each run's test robustness (%) of the last policy and of the best by validation (its epoch)."""
+    seeds = sorted({r["seed"] for r in rows})
+    body = []
+    for domain, method in dict.fromkeys((r["domain"], r["method"]) for r in rows):
+        by_seed = {r["seed"]: r for r in rows if (r["domain"], r["method"]) == (domain, method)}
+        body.append([domain, method, *[
+            f"{100 * by_seed[s]['robustness']:.1f} / {100 * by_seed[s]['best_robustness']:.1f} "
+            f"(ep. {by_seed[s]['best_epoch']})" if s in by_seed else "-" for s in seeds]])
+    return _markdown(["domain", "method", *[f"seed {s}: last / best" for s in seeds]], body)
+
+
+def plot_curves(study: Study, out: Path) -> list[Path]:
+    """Validation robustness against epoch, one PNG per domain and method with every seed's curve."""
+    import json
+
+    from bmil.plots import plt
+    from bmil.studies.runner import run_dir
+
+    paths = []
+    for domain, method in dict.fromkeys((r.domain, r.method) for r in study.runs):
+        fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
+        for run in (r for r in study.runs if (r.domain, r.method) == (domain, method)):
+            path = run_dir(out, run) / "validation.json"
+            if path.is_file():
+                history = json.loads(path.read_text())["history"]
+                ax.plot([h["epoch"] for h in history], [100 * h["rate"] for h in history],
+                        marker=".", label=f"seed {run.seed}")
+        if ax.lines:
+            ax.set(title=f"{domain}: {method}", xlabel="epoch", ylabel="validation robustness (%)",
+                   ylim=(-2, 102))
+            ax.legend(fontsize=7, ncol=2)
+            fig.tight_layout()
+            paths.append(out / "curves" / f"{domain}__{run.run_id.split('__')[1]}.png")
+            paths[-1].parent.mkdir(exist_ok=True)
+            fig.savefig(paths[-1])
+        plt.close(fig)
+    return paths
+
+
 def write_results(study: Study, out: Path) -> Path:
     rows = collect(study, out)
     write_csv(rows, out / "results.csv")
     table = markdown_table(study, rows) if rows else "(no finished runs)"
     done = f"{len(rows)} of {len(study.runs)} runs finished"
     text = f"# {study.name}\n\nRobustness (%), mean ± 95% t-interval over seeds; {done}.\n\n{table}\n"
+    best = best_rows(rows)
+    if best:
+        text += ("\nThe same runs' policy chosen on validation starts (the highest validation robustness "
+                 f"of the run; tested on the same test starts):\n\n{markdown_table(study, best)}\n"
+                 f"\nPer seed, the last policy / the best by validation (%):\n\n"
+                 f"{per_seed_table([r for r in rows if r.get('best_robustness') is not None])}\n")
+        plot_curves(study, out)
     paper = paper_table(study, list(dict.fromkeys(r.domain for r in study.runs)))
     if paper:
         text += (f"\nThe paper's numbers (its {study.name.replace('table', 'Table ')}; other experts and, on "

@@ -67,8 +67,33 @@ def _damaged(path: Path, problem: str, fix: str) -> BMILError:
 def signature(run: Run) -> str:
     """What makes a run's result: the settings its fit resolves to, less the names of the config
     files they came from."""
-    settings = {k: v for k, v in run.settings.items() if k not in ("config", "ckpt_path")}
-    settings["trainer"] = {k: v for k, v in settings["trainer"].items() if k != "logger"}  # where it writes
+    return _settings_hash(run.settings)
+
+
+# Settings added to bmil after studies were recorded, at the values that behave as bmil did before
+# they existed: left out of signatures there, so the records stay valid (and are never re-run).
+_ADDED_SINCE_RECORDS = {
+    ("validation",): {"every_n_epochs": 0, "episodes": 200, "seed": 1, "success": "final", "workers": None},
+    ("model", "init_args", "policy", "ema_decay"): 0.0,
+    ("model", "init_args", "policy", "lr_decay_epochs"): 0,
+    ("model", "init_args", "policy", "lr_decay_to"): 0.0,
+    ("model", "init_args", "traces", "keep_epochs"): 1,
+    ("model", "init_args", "traces", "demo_bounds_margin"): None,
+}
+
+
+def _settings_hash(settings: dict) -> str:
+    settings = json.loads(json.dumps(settings))  # a deep copy to prune
+    for key in ("config", "ckpt_path"):
+        settings.pop(key, None)
+    settings["trainer"].pop("logger", None)  # where it writes
+    for path, neutral in _ADDED_SINCE_RECORDS.items():
+        *parents, key = path
+        node = settings
+        for name in parents:
+            node = node.get(name) if isinstance(node, dict) else None
+        if isinstance(node, dict) and key in node and node[key] == neutral:
+            del node[key]
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -108,7 +133,7 @@ def _command(out: Path, run: Run) -> list[str]:
            "--trainer.logger.init_args.save_dir", str(out / "runs"),
            "--trainer.logger.init_args.name", run.run_id,
            "--trainer.logger.init_args.version", "0",
-           "--training_success.workers", "0", "--robustness.workers", "0"]
+           "--training_success.workers", "0", "--robustness.workers", "0", "--validation.workers", "0"]
     last = run_dir(out, run) / "checkpoints" / "last.ckpt"
     if last.is_file():  # an interrupted run: continue from its last completed epoch
         cmd += ["--ckpt_path", str(last)]
@@ -219,9 +244,21 @@ def _fit(out: Path, run: Run, folder: Path, lock: int, fits: _Fits) -> dict:
               "robustness": final["success_rate"], "robustness_ci_low": final["ci95"][0],
               "robustness_ci_high": final["ci95"][1], "episodes": final["episodes"],
               "training_success": _last_scalar(folder, "eval/training_success"),
-              "seconds": seconds, "resumed": resumed, "extra": shlex.join(run.extra), "signature": sig}
+              "seconds": seconds, "resumed": resumed, "extra": shlex.join(run.extra), "signature": sig,
+              **_best_result(folder)}
     write_record(folder / "result.json", result, indent=1)
     return result
+
+
+def _best_result(folder: Path) -> dict:
+    """The test of the policy chosen on validation starts, where the run kept one."""
+    best_path, validation_path = folder / "robustness_best.json", folder / "validation.json"
+    if not best_path.is_file():
+        return {}
+    best, validation = json.loads(best_path.read_text()), json.loads(validation_path.read_text())
+    return {"best_robustness": best["success_rate"], "best_robustness_ci_low": best["ci95"][0],
+            "best_robustness_ci_high": best["ci95"][1], "best_epoch": validation["best_epoch"],
+            "best_validation": validation["best_rate"]}
 
 
 class _RunClock:
