@@ -229,8 +229,9 @@ def test_nan_loss_is_one_clear_error(tmp_path, push_demos, capsys):
 @pytest.mark.slow
 def test_two_process_cpu_ddp_synchronises_and_shards(tmp_path, push_demos):
     probe = [{"class_path": "probes.SavePolicyPerRank", "init_args": {"folder": str(tmp_path / "ranks")}}]
-    groups = {"robustness": {"every_n_epochs": 0, "final_episodes": 10, "workers": 0}}
-    config = _config(tmp_path, push_demos, probe, groups=groups)
+    groups = {"robustness": {"every_n_epochs": 0, "final_episodes": 10, "workers": 0},
+              "validation": {"every_n_epochs": 1, "episodes": 6, "workers": 0}}
+    config = _config(tmp_path, push_demos, probe, groups=groups, policy={"ema_decay": 0.9})
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "bmil.cli", "fit", "--config", str(config),
            "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.max_epochs", "2"]
@@ -239,8 +240,12 @@ def test_two_process_cpu_ddp_synchronises_and_shards(tmp_path, push_demos):
     r0, r1 = (torch.load(tmp_path / "ranks" / f"rank{r}.pt") for r in (0, 1))
     for key in r0:  # ranks saw different minibatches; equal weights mean synchronised gradients
         assert torch.equal(r0[key], r1[key]), key
-    final = json.loads((tmp_path / "runs" / "t" / "version_0" / "robustness_final.json").read_text())
+    run = tmp_path / "runs" / "t" / "version_0"
+    final = json.loads((run / "robustness_final.json").read_text())
     assert final["episodes"] == 10 and len(final["success"]) == 10
+    # Validation is sharded and gathered like the test: both ranks chose the same best policy.
+    assert [h["episodes"] for h in json.loads((run / "validation.json").read_text())["history"]] == [6, 6]
+    assert json.loads((run / "robustness_best.json").read_text())["episodes"] == 10
 
 
 def test_the_base_class_is_no_method_and_says_so(tmp_path, push_demos, capsys):
