@@ -109,8 +109,8 @@ class Robustness(_PolicyEvaluation):
         fig.savefig(folder / f"{tag}.png")
         experiment = getattr(trainer.logger, "experiment", None)
         if hasattr(experiment, "add_image"):
-            experiment.add_image("eval/robustness_figure", figure_to_array(fig), trainer.current_epoch,
-                                 dataformats="HWC")
+            name = "eval/best_robustness_figure" if tag == "best" else "eval/robustness_figure"
+            experiment.add_image(name, figure_to_array(fig), trainer.current_epoch, dataformats="HWC")
         plt.close(fig)
 
     def on_fit_start(self, trainer, pl_module) -> None:

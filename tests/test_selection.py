@@ -70,7 +70,7 @@ def test_the_best_policy_by_validation_is_kept_tested_and_survives_a_resume(tmp_
     groups = {"validation": {"every_n_epochs": 1, "episodes": 4, "workers": 0},
               "robustness": {"every_n_epochs": 0, "final_episodes": 6, "workers": 0}}
     full = tmp_path / "full"
-    main(["fit", "--config", str(_config(full, push_demos, method="BC", groups=groups))])
+    main(["fit", "--config", str(_config(full, push_demos, groups=groups))])
     run = full / "runs" / "t" / "version_0"
     record = json.loads((run / "validation.json").read_text())
     rates = [h["rate"] for h in record["history"]]
@@ -84,15 +84,15 @@ def test_the_best_policy_by_validation_is_kept_tested_and_survives_a_resume(tmp_
     assert f"best robustness (the best by validation, epoch {record['best_epoch']})" in out
     # best.ckpt holds the best epoch's policy: evaluating it gives robustness_best.json's outcomes.
     report = tmp_path / "best.json"
-    main(["evaluate", "--config", str(_config(full, push_demos, method="BC", groups=groups)), "--ckpt_path",
+    main(["evaluate", "--config", str(_config(full, push_demos, groups=groups)), "--ckpt_path",
           str(full / "ckpt" / "best.ckpt"), "--episodes", "6", "--workers", "0", "--json_out", str(report)])
     assert json.loads(report.read_text())["success"] == best["success"]
     # A run interrupted after epoch 2 and resumed keeps its validation history and best policy.
     crashed = tmp_path / "crashed"
     crash = [{"class_path": "probes.StopMidEpoch", "init_args": {"epoch": 2, "step": 3}}]
     with pytest.raises(RuntimeError, match="simulated crash"):
-        main(["fit", "--config", str(_config(crashed, push_demos, crash, method="BC", groups=groups))])
-    main(["fit", "--config", str(_config(crashed, push_demos, method="BC", groups=groups)),
+        main(["fit", "--config", str(_config(crashed, push_demos, crash, groups=groups))])
+    main(["fit", "--config", str(_config(crashed, push_demos, groups=groups)),
           "--ckpt_path", str(crashed / "ckpt" / "last.ckpt")])
     resumed = crashed / "runs" / "t" / "version_0"
     assert json.loads((resumed / "validation.json").read_text()) == record
