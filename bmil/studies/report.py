@@ -208,7 +208,7 @@ def plot_curves(study: Study, out: Path) -> list[Path]:
 
     paths = []
     for domain, method in dict.fromkeys((r.domain, r.method) for r in study.runs):
-        fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
+        fig, ax = plt.subplots(figsize=(5.8, 3.2), dpi=120)
         for run in (r for r in study.runs if (r.domain, r.method) == (domain, method)):
             path = run_dir(out, run) / "validation.json"
             if path.is_file():
@@ -218,7 +218,7 @@ def plot_curves(study: Study, out: Path) -> list[Path]:
         if ax.lines:
             ax.set(title=f"{domain}: {method}", xlabel="epoch", ylabel="validation robustness (%)",
                    ylim=(-2, 102))
-            ax.legend(fontsize=7, ncol=2)
+            ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))  # clear of the curves
             fig.tight_layout()
             paths.append(out / "curves" / f"{domain}__{run.run_id.split('__')[1]}.png")
             paths[-1].parent.mkdir(exist_ok=True)
