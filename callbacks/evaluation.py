@@ -44,16 +44,15 @@ class _PolicyEvaluation(L.Callback):
         self.success, self.workers = success, workers
         self._evaluator: Evaluator | None = None
 
-    def evaluate(self, trainer, pl_module, episodes: int) -> EvalResult:
+    def evaluate(self, trainer, agent, episodes: int) -> EvalResult:
         if self._evaluator is None:
             workers = default_workers(trainer) if self.workers is None else self.workers
-            self._evaluator = Evaluator(pl_module.domain, workers)
-        return self._evaluator.run(pl_module.agent(), self.kind, episodes, self.seed, self.success,
-                                   rank_shard(trainer))
+            self._evaluator = Evaluator(trainer.lightning_module.domain, workers)
+        return self._evaluator.run(agent, self.kind, episodes, self.seed, self.success, rank_shard(trainer))
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self.every_n_epochs > 0 and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            result = self.evaluate(trainer, pl_module, self.episodes)
+            result = self.evaluate(trainer, pl_module.agent(), self.episodes)
             pl_module.log_dict(result.metrics(self.metric), prog_bar=False, batch_size=1)
             pl_module.log(self.metric.split("/")[-1], result.rate, prog_bar=True, logger=False, batch_size=1)
             self.on_result(trainer, result, f"epoch{trainer.current_epoch + 1:04d}")
@@ -131,11 +130,7 @@ class Robustness(_PolicyEvaluation):
             self._final_test(trainer, best, "best", f"the best by validation, epoch {validation.best_epoch}")
 
     def _final_test(self, trainer, agent, tag: str, which: str) -> None:
-        if self._evaluator is None:
-            workers = default_workers(trainer) if self.workers is None else self.workers
-            self._evaluator = Evaluator(trainer.lightning_module.domain, workers)
-        result = self._evaluator.run(agent, self.kind, self.final_episodes, self.seed, self.success,
-                                     rank_shard(trainer))
+        result = self.evaluate(trainer, agent, self.final_episodes)
         self.on_result(trainer, result, tag)
         if trainer.is_global_zero:
             if trainer.logger is not None:
@@ -166,24 +161,31 @@ class Validation(_PolicyEvaluation):
             workers: Worker processes per rank (default: this machine's cores shared by its ranks).
         """
         super().__init__(every_n_epochs, episodes, seed, success, workers)
-        self.history: list[dict] = []
-        self.best_rate, self.best_epoch, self.best_path = -1.0, 0, ""
+        self.history: list[dict] = []  # every check; the best is the first with the highest rate
+        self.best_path = ""
         self._best_agent = None
 
+    @property
+    def best(self) -> dict:
+        return max(self.history, key=lambda check: check["rate"], default={"epoch": 0, "rate": -1.0})
+
+    @property
+    def best_epoch(self) -> int:
+        return self.best["epoch"]
+
     def on_result(self, trainer, result: EvalResult, tag: str) -> None:
-        epoch = trainer.current_epoch + 1
         lo, hi = result.ci
-        self.history.append({"epoch": epoch, "rate": result.rate, "ci": [lo, hi], "episodes": result.episodes})
-        if result.rate > self.best_rate:
-            self.best_rate, self.best_epoch = result.rate, epoch
+        check = {"epoch": trainer.current_epoch + 1, "rate": result.rate, "ci": [lo, hi], "episodes": result.episodes}
+        if result.rate > self.best["rate"]:
             self._best_agent = copy.deepcopy(trainer.lightning_module.agent()).cpu()
             folder = Path(trainer.checkpoint_callback.dirpath or _run_dir(trainer))
             self.best_path = str((folder / "best.ckpt").resolve())
             trainer.save_checkpoint(self.best_path, weights_only=True)  # every rank: a collective under DDP
-        trainer.lightning_module.log("eval/val_best_robustness", self.best_rate, batch_size=1)
+        self.history.append(check)
+        trainer.lightning_module.log("eval/val_best_robustness", self.best["rate"], batch_size=1)
         if trainer.is_global_zero:
             write_record(_run_dir(trainer) / "validation.json",
-                         {"best_epoch": self.best_epoch, "best_rate": self.best_rate, "seed": self.seed,
+                         {"best_epoch": self.best_epoch, "best_rate": self.best["rate"], "seed": self.seed,
                           "history": self.history}, indent=1)
 
     def best_agent(self, pl_module):
@@ -194,12 +196,10 @@ class Validation(_PolicyEvaluation):
         return self._best_agent
 
     def state_dict(self) -> dict:
-        return {"history": self.history, "best_rate": self.best_rate, "best_epoch": self.best_epoch,
-                "best_path": self.best_path}
+        return {"history": self.history, "best_path": self.best_path}
 
     def load_state_dict(self, state: dict) -> None:
-        self.history, self.best_rate = list(state["history"]), state["best_rate"]
-        self.best_epoch, self.best_path = state["best_epoch"], state["best_path"]
+        self.history, self.best_path = list(state["history"]), state["best_path"]
 
 
 def _validation(trainer) -> Validation | None:

@@ -181,10 +181,10 @@ def paper_table(study: Study, domains: list[str]) -> str:
                             for d in known])
 
 
-def best_rows(rows: list[dict]) -> list[dict]:
-    """The runs that kept a best-by-validation policy, with its test result as their robustness."""
+def best_rows(validated: list[dict]) -> list[dict]:
+    """Runs that kept a best-by-validation policy, with its test result as their robustness."""
     return [{**r, "robustness": r["best_robustness"], "training_success": math.nan}  # (not measured)
-            for r in rows if r.get("best_robustness") is not None]
+            for r in validated]
 
 
 def per_seed_table(rows: list[dict]) -> str:
@@ -206,10 +206,13 @@ def plot_curves(study: Study, out: Path) -> list[Path]:
     from bmil.plots import plt
     from bmil.studies.runner import run_dir
 
+    groups: dict[tuple[str, str], list] = {}
+    for run in study.runs:
+        groups.setdefault((run.domain, run.method), []).append(run)
     paths = []
-    for domain, method in dict.fromkeys((r.domain, r.method) for r in study.runs):
+    for (domain, method), runs in groups.items():
         fig, ax = plt.subplots(figsize=(5.8, 3.2), dpi=120)
-        for run in (r for r in study.runs if (r.domain, r.method) == (domain, method)):
+        for run in runs:
             path = run_dir(out, run) / "validation.json"
             if path.is_file():
                 history = json.loads(path.read_text())["history"]
@@ -220,7 +223,7 @@ def plot_curves(study: Study, out: Path) -> list[Path]:
                    ylim=(-2, 102))
             ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))  # clear of the curves
             fig.tight_layout()
-            paths.append(out / "curves" / f"{domain}__{run.run_id.split('__')[1]}.png")
+            paths.append(out / "curves" / f"{domain}__{runs[0].run_id.split('__')[1]}.png")
             paths[-1].parent.mkdir(exist_ok=True)
             fig.savefig(paths[-1])
         plt.close(fig)
@@ -233,12 +236,11 @@ def write_results(study: Study, out: Path) -> Path:
     table = markdown_table(study, rows) if rows else "(no finished runs)"
     done = f"{len(rows)} of {len(study.runs)} runs finished"
     text = f"# {study.name}\n\nRobustness (%), mean ± 95% t-interval over seeds; {done}.\n\n{table}\n"
-    best = best_rows(rows)
-    if best:
+    validated = [r for r in rows if r.get("best_robustness") is not None]
+    if validated:
         text += ("\nThe same runs' policy chosen on validation starts (the highest validation robustness "
-                 f"of the run; tested on the same test starts):\n\n{markdown_table(study, best)}\n"
-                 f"\nPer seed, the last policy / the best by validation (%):\n\n"
-                 f"{per_seed_table([r for r in rows if r.get('best_robustness') is not None])}\n")
+                 f"of the run; tested on the same test starts):\n\n{markdown_table(study, best_rows(validated))}\n"
+                 f"\nPer seed, the last policy / the best by validation (%):\n\n{per_seed_table(validated)}\n")
         plot_curves(study, out)
     paper = paper_table(study, list(dict.fromkeys(r.domain for r in study.runs)))
     if paper:
