@@ -125,12 +125,18 @@ class Robustness(_PolicyEvaluation):
             return
         validation = _validation(trainer)
         best = validation.best_agent(pl_module) if validation is not None else None
-        self._final_test(trainer, pl_module.agent(), "final", "" if best is None else "the last policy")
-        if best is not None:
-            self._final_test(trainer, best, "best", f"the best by validation, epoch {validation.best_epoch}")
+        last = self.evaluate(trainer, pl_module.agent(), self.final_episodes)
+        self._report(trainer, last, "final", "" if best is None else "the last policy")
+        if best is None:
+            return
+        which = f"the best by validation, epoch {validation.best_epoch}"
+        if validation.best.get("step") == trainer.global_step:
+            # Chosen at the last check with no optimizer step since: the same weights, the same outcomes.
+            self._report(trainer, last, "best", f"{which}: the last policy")
+        else:
+            self._report(trainer, self.evaluate(trainer, best, self.final_episodes), "best", which)
 
-    def _final_test(self, trainer, agent, tag: str, which: str) -> None:
-        result = self.evaluate(trainer, agent, self.final_episodes)
+    def _report(self, trainer, result: EvalResult, tag: str, which: str) -> None:
         self.on_result(trainer, result, tag)
         if trainer.is_global_zero:
             if trainer.logger is not None:
@@ -175,7 +181,8 @@ class Validation(_PolicyEvaluation):
 
     def on_result(self, trainer, result: EvalResult, tag: str) -> None:
         lo, hi = result.ci
-        check = {"epoch": trainer.current_epoch + 1, "rate": result.rate, "ci": [lo, hi], "episodes": result.episodes}
+        check = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step, "rate": result.rate,
+                 "ci": [lo, hi], "episodes": result.episodes}
         if result.rate > self.best["rate"]:
             self._best_agent = copy.deepcopy(trainer.lightning_module.agent()).cpu()
             folder = Path(trainer.checkpoint_callback.dirpath or _run_dir(trainer))

@@ -99,6 +99,22 @@ def test_the_best_policy_by_validation_is_kept_tested_and_survives_a_resume(tmp_
     assert json.loads((resumed / "robustness_best.json").read_text())["success"] == best["success"]
 
 
+def test_a_best_policy_that_is_the_last_one_is_tested_once(tmp_path, push_demos, capsys, monkeypatch):
+    from bmil.evaluation import Evaluator
+    calls = []
+    run = Evaluator.run
+    monkeypatch.setattr(Evaluator, "run", lambda self, policy, kind, episodes, *a, **k:
+                        calls.append(episodes) or run(self, policy, kind, episodes, *a, **k))
+    groups = {"validation": {"every_n_epochs": 3, "episodes": 4, "workers": 0},  # one check, at the last epoch
+              "robustness": {"every_n_epochs": 0, "final_episodes": 6, "workers": 0}}
+    main(["fit", "--config", str(_config(tmp_path, push_demos, groups=groups))])
+    assert calls == [4, 6]  # the validation check and one final test, not two
+    folder = tmp_path / "runs" / "t" / "version_0"
+    last, best = (json.loads((folder / f"robustness_{tag}.json").read_text()) for tag in ("final", "best"))
+    assert best == last
+    assert "best robustness (the best by validation, epoch 3: the last policy)" in capsys.readouterr().out
+
+
 def test_demo_bounds_are_the_demo_states_box_widened_by_the_margin():
     from bmil.methods import BMIL
     from bmil.traces import TraceSettings

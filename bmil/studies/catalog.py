@@ -8,6 +8,7 @@ configs plus overrides (docs/reproducing.md). Nothing here runs anything.
   fig6    BC with 1x-20x the policy steps
   table6  model first, then policy vs alternating (Algorithm 1)
   stability  what calms BMIL's robustness from epoch to epoch (EMA, LR decay, kept traces, ...)
+  selection  BC and BMIL as a user gets them: the last and the best-by-validation policy
 
 Add a study: a name in ``STUDIES`` and its runs in ``make_study``.
 """
@@ -76,10 +77,12 @@ TABLES = {
                   ("BMIL LR decay", "bmil", ("--model.policy.lr_decay_epochs", "100")),
                   ("BMIL keep traces", "bmil", ("--model.traces.keep_epochs", "10")),
                   ("BMIL demo box", "bmil", ("--model.traces.demo_bounds_margin", "0.1"))],
+    # The configs as they are (validation on by default for Fetch): the last and the best policy.
+    "selection": [("BC", "bc", ()), ("BMIL", "bmil", ())],
     "table6": [("BC", "bc", ()), ("BMIL (model first)", "bmil", ("--model.model.schedule", "first")),
                ("BMIL (alternating)", "bmil", ())],
 }
-STUDIES = ("table1", "table2", "fig5a", "fig5b", "fig6", "table6", "stability")
+STUDIES = ("table1", "table2", "fig5a", "fig5b", "fig6", "table6", "stability", "selection")
 
 
 def method_configs(configs: str, domain: str, method: str) -> tuple[str, ...]:
