@@ -26,7 +26,7 @@ import torch
 from tensordict import TensorDict
 from tqdm import tqdm
 
-from bmil.domains import get_domain
+from bmil.domains import Domain, get_domain
 from bmil.errors import BMILError
 from bmil.evaluation import episode_seed, run_episodes
 
@@ -40,7 +40,7 @@ def default_demo_path(env: str, num: int, seed: int, stop_on_success: bool = Fal
 
 
 def generate_demos(
-    env: str,
+    env: "str | Domain",
     num: int,
     seed: int = 0,
     out: str | Path | None = None,
@@ -57,8 +57,8 @@ def generate_demos(
     """
     if num < 1:
         raise BMILError(f"--num must be at least 1, got {num}.")
-    domain = get_domain(env)
-    out = Path(out) if out is not None else default_demo_path(env, num, seed, stop_on_success)
+    domain = get_domain(env) if isinstance(env, str) else env
+    out = Path(out) if out is not None else default_demo_path(domain.name, num, seed, stop_on_success)
     check_writable(out)  # before generating, not after
     t0 = time.perf_counter()
     expert = domain.make_expert(seed)
@@ -66,7 +66,7 @@ def generate_demos(
                                               max_attempts or 5 * num + 10, progress)
     td = _to_tensordict(episodes)
     meta = {
-        "format": FORMAT_VERSION, "env": env, "expert": type(expert).__name__, "seed": seed,
+        "format": FORMAT_VERSION, "env": domain.name, "expert": type(expert).__name__, "seed": seed,
         "episodes": num, "attempts": attempts, "expert_success_rate": num / attempts,
         "stop_on_success": stop_on_success, "transitions": td.batch_size[0],
         "obs_dim": domain.obs_dim, "act_dim": domain.act_dim, "horizon": domain.horizon,

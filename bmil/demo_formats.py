@@ -1,0 +1,207 @@
+"""Demonstrations in the field's formats, read into bmil's transitions (docs/your-own-task.md).
+
+``read_demos(source, domain, num)`` takes, by what ``source`` is:
+
+- a bmil dataset folder (``bmil demos``; ``bmil_demos.json`` inside);
+- ``minari:<dataset id>`` (under ``MINARI_DATASETS_PATH``, default ~/.minari/datasets) or a Minari
+  dataset folder (``data/metadata.json`` inside); local only, nothing is downloaded;
+- a robomimic-layout HDF5 file (``data/demo_<i>/obs``, ``actions``, optional ``next_obs``; ``obs``
+  a dataset, or a group read with ``model.env.obs_keys``);
+- a ``.npz`` file: ``obs`` and ``actions`` plus ``episode`` (an id per row) or ``episode_ends``
+  (the index after each episode's last row), optional ``next_obs``.
+
+Without ``next_obs`` an episode's transitions are consecutive rows, so its last row's action is
+dropped (a Minari episode stores one observation more than actions: none is lost). Every episode is
+checked against the domain: dimensions, finiteness, at least one transition; the first ``num``
+episodes are used.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+
+from bmil.demos import META_FILE, load_demos
+from bmil.errors import BMILError
+
+MINARI_PREFIX = "minari:"
+
+
+def read_demos(source: str | Path, domain, num: int) -> tuple[TensorDict, dict]:
+    """The first ``num`` episodes of ``source`` as transitions, and a record of where they came from."""
+    text = str(source)
+    path = Path(text)
+    if text.startswith(MINARI_PREFIX) or (path / "data" / "metadata.json").is_file():
+        episodes, fmt = _minari_episodes(text, domain), "minari"
+    elif (path / META_FILE).is_file():
+        td, meta = load_demos(path, env=domain.name)
+        if meta["episodes"] != num:
+            raise BMILError(f"{path} holds {meta['episodes']} demos but demos.num is {num}. Set model.demos.num "
+                            f"to {meta['episodes']} or point model.demos.path to another dataset.")
+        return td, {**meta, "format": "bmil"}
+    elif not path.exists():
+        raise BMILError(f"Demonstrations '{text}' not found. Give an existing bmil folder, Minari dataset "
+                        f"('minari:<id>' or its folder), .hdf5 or .npz file; or generate bmil's own with: "
+                        f"bmil demos --env {domain.name} --num {num} --out {text}")
+    elif path.suffix in (".hdf5", ".h5"):
+        episodes, fmt = _robomimic_episodes(path, domain), "robomimic-hdf5"
+    elif path.suffix == ".npz":
+        episodes, fmt = _npz_episodes(path), "npz"
+    else:
+        raise BMILError(f"'{text}' is no demonstration format bmil reads: a bmil folder, a Minari dataset, "
+                        "a robomimic-layout .hdf5/.h5 or an .npz file (docs/your-own-task.md).")
+    if len(episodes) < num:
+        raise BMILError(f"'{text}' holds {len(episodes)} episodes but demos.num is {num}: lower model.demos.num.")
+    episodes = episodes[:num]
+    for i, (obs, action, next_obs) in enumerate(episodes):
+        _check_episode(text, i, obs, action, next_obs, domain)
+    td = _transitions(episodes)
+    return td, {"format": fmt, "source": text, "episodes": num, "transitions": td.batch_size[0]}
+
+
+def _transitions(episodes) -> TensorDict:
+    lengths = torch.tensor([len(a) for _, a, _ in episodes])
+    done = torch.zeros(int(lengths.sum()), dtype=torch.bool)
+    done[lengths.cumsum(0) - 1] = True
+    cat = lambda i: torch.as_tensor(np.concatenate([e[i] for e in episodes]), dtype=torch.float32)  # noqa: E731
+    return TensorDict({"obs": cat(0), "action": cat(1), "next_obs": cat(2), "done": done,
+                       "episode": torch.repeat_interleave(torch.arange(len(episodes)), lengths),
+                       "step": torch.cat([torch.arange(int(n)) for n in lengths])}, batch_size=[len(done)])
+
+
+def _check_episode(source: str, i: int, obs, action, next_obs, domain) -> None:
+    where = f"'{source}', episode {i}"
+    if len(action) < 1:
+        raise BMILError(f"{where} has no transition (an episode needs at least two observations).")
+    for key, value, dim in (("observations", obs, domain.obs_dim), ("actions", action, domain.act_dim),
+                            ("next observations", next_obs, domain.obs_dim)):
+        if value.ndim != 2 or value.shape[1] != dim or len(value) != len(action):
+            raise BMILError(f"{where}: {key} have shape {tuple(value.shape)}, but {domain.name} needs "
+                            f"({len(action)}, {dim}) (observation {domain.obs_dim}, action {domain.act_dim}). "
+                            "Check model.env (its obs_keys) against how the demonstrations were recorded.")
+        if not np.isfinite(value).all():
+            raise BMILError(f"{where}: {key} contain NaN or inf; clean the dataset.")
+
+
+def _numeric(value, what: str) -> np.ndarray:
+    array = np.asarray(value)
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise BMILError(f"{what} is of type {array.dtype}, not numbers.")
+    array = array.astype(np.float64)
+    return array.reshape(len(array), -1) if array.ndim >= 1 else array
+
+
+def _split(obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray | None):
+    """(obs, action, next_obs) of one episode: given next_obs, or consecutive observations."""
+    if next_obs is not None:
+        return obs, actions, next_obs
+    n = min(len(actions), len(obs) - 1)
+    return obs[:n], actions[:n], obs[1: n + 1]
+
+
+def _npz_episodes(path: Path) -> list:
+    try:
+        data = dict(np.load(path, allow_pickle=False))
+    except (OSError, ValueError) as e:
+        raise BMILError(f"'{path}' is not a readable .npz file ({e}).") from None
+    missing = [k for k in ("obs", "actions") if k not in data]
+    if missing:
+        raise BMILError(f"'{path}' has no {' or '.join(missing)} array (it has: {', '.join(data) or 'nothing'}); "
+                        "an .npz needs obs, actions, and episode or episode_ends.")
+    obs, actions = _numeric(data["obs"], f"'{path}': obs"), _numeric(data["actions"], f"'{path}': actions")
+    next_obs = _numeric(data["next_obs"], f"'{path}': next_obs") if "next_obs" in data else None
+    if "episode" in data:
+        ids = np.asarray(data["episode"])
+        if len(ids) != len(obs):
+            raise BMILError(f"'{path}': episode has {len(ids)} ids for {len(obs)} observations; one per row.")
+        change = np.flatnonzero(np.diff(ids) != 0) + 1
+        if len(np.unique(ids)) != len(change) + 1:
+            raise BMILError(f"'{path}': the rows of an episode must be contiguous (sorted by episode).")
+        ends = np.append(change, len(ids))
+    elif "episode_ends" in data:
+        ends = np.asarray(data["episode_ends"], dtype=np.int64)
+        if len(ends) == 0 or np.any(np.diff(ends) <= 0) or ends[0] <= 0 or ends[-1] != len(obs):
+            raise BMILError(f"'{path}': episode_ends must increase and end at the row count ({len(obs)}).")
+    else:
+        raise BMILError(f"'{path}' has no episode boundaries: add 'episode' (an id per row) or 'episode_ends' "
+                        "(the index after each episode's last row).")
+    if len(actions) != len(obs) or (next_obs is not None and len(next_obs) != len(obs)):
+        raise BMILError(f"'{path}': obs has {len(obs)} rows, actions {len(actions)}"
+                        f"{'' if next_obs is None else f', next_obs {len(next_obs)}'}: one row per step.")
+    starts = np.concatenate([[0], ends[:-1]])
+    return [_split(obs[a:b], actions[a:b], None if next_obs is None else next_obs[a:b])
+            for a, b in zip(starts, ends)]
+
+
+def _robomimic_episodes(path: Path, domain) -> list:
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise BMILError(f"'{path}' is not a readable HDF5 file ({e}).") from None
+    with f:
+        if "data" not in f or not any(k.startswith("demo") for k in f["data"]):
+            raise BMILError(f"'{path}' has no data/demo_<i> groups (robomimic's layout); it has: "
+                            f"{', '.join(f.keys()) or 'nothing'}.")
+        names = sorted((k for k in f["data"] if k.startswith("demo")), key=lambda k: int(k.split("_")[-1]))
+        keys = getattr(getattr(domain, "spec", None), "obs_keys", [])
+        episodes = []
+        for name in names:
+            demo = f["data"][name]
+            if "obs" not in demo or "actions" not in demo:
+                raise BMILError(f"'{path}': data/{name} needs 'obs' and 'actions' (it has {', '.join(demo)}).")
+            obs = _h5_obs(demo["obs"], keys, f"'{path}': data/{name}/obs")
+            next_obs = _h5_obs(demo["next_obs"], keys, f"'{path}': data/{name}/next_obs") if "next_obs" in demo else None
+            episodes.append(_split(obs, _numeric(demo["actions"][()], f"'{path}': data/{name}/actions"), next_obs))
+    return episodes
+
+
+def _h5_obs(node, keys: list[str], what: str) -> np.ndarray:
+    import h5py
+
+    if isinstance(node, h5py.Dataset):
+        return _numeric(node[()], what)
+    if not keys:
+        raise BMILError(f"{what} is a group ({', '.join(node)}): choose the keys the policy sees with "
+                        "model.env.obs_keys, in the environment's order.")
+    missing = [k for k in keys if k not in node]
+    if missing:
+        raise BMILError(f"{what} has no {', '.join(missing)} (it has {', '.join(node)}); check model.env.obs_keys.")
+    return np.concatenate([_numeric(node[k][()], f"{what}/{k}") for k in keys], axis=1)
+
+
+def _minari_episodes(source: str, domain) -> list:
+    import minari
+    from minari.dataset.minari_dataset import MinariDataset
+
+    keys = getattr(getattr(domain, "spec", None), "obs_keys", [])
+    try:
+        if source.startswith(MINARI_PREFIX):
+            dataset = minari.load_dataset(source[len(MINARI_PREFIX):], download=False)
+        else:
+            dataset = MinariDataset(Path(source) / "data")
+    except (FileNotFoundError, ValueError) as e:
+        root = os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")
+        raise BMILError(f"Minari dataset '{source}' not found locally ({e}). bmil downloads nothing: put it under "
+                        f"MINARI_DATASETS_PATH ({root}) or give its folder.") from None
+    episodes = []
+    for episode in dataset.iterate_episodes():
+        obs = episode.observations
+        if isinstance(obs, dict):
+            if not keys:
+                raise BMILError(f"Minari dataset '{source}' observes a dict ({', '.join(obs)}): choose the keys "
+                                "the policy sees with model.env.obs_keys.")
+            missing = [k for k in keys if k not in obs]
+            if missing:
+                raise BMILError(f"Minari dataset '{source}' has no observation key {', '.join(missing)} "
+                                f"(it has {', '.join(obs)}); check model.env.obs_keys.")
+            obs = np.concatenate([_numeric(obs[k], f"'{source}': {k}") for k in keys], axis=1)
+        else:
+            obs = _numeric(obs, f"'{source}': observations")
+        episodes.append(_split(obs, _numeric(episode.actions, f"'{source}': actions"), None))
+    return episodes

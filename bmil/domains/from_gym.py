@@ -1,0 +1,321 @@
+"""Any gymnasium environment as a bmil domain, by configuration (docs/your-own-task.md).
+
+    model:
+      init_args:
+        env:
+          id: PointMaze_UMaze-v3                 # any registered id, or "package.module:EnvId"
+          kwargs: {continuing_task: false}
+          obs_keys: [observation, desired_goal]  # a dict observation: these keys, flattened in order
+          success: info                          # info[success_key], "terminated", or "distance"
+          success_key: success
+          horizon: 300
+          robustness: {choices: [{reset_cell: [1, 1]}, {reset_cell: [3, 3]}]}
+
+A start is a row ``[kind, reset seed, choice, noise..., first observation...]`` drawn from a seed,
+so a seeded list of starts fixes an evaluation whatever the number of worker processes; the first
+observation rides along for the figure and is not used to reset.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import gymnasium as gym
+import matplotlib.pyplot as plt
+import mujoco
+import numpy as np
+
+from bmil.domains.base import Domain
+from bmil.errors import BMILError
+
+
+@dataclass
+class StartSettings:
+    """How episodes start: the environment's own seeded reset, then optional perturbations.
+
+    Args:
+        options: ``reset(options=...)`` of every start (e.g. PointMaze's {reset_cell: [3, 1]}).
+        choices: Options of which each start uses one, drawn uniformly, over ``options``.
+        qpos_noise: {qpos index: scale}: uniform U(-scale, scale) added after reset (MuJoCo envs
+            whose unwrapped env has ``set_state`` and ``_get_obs()``).
+        qvel_noise: {qvel index: scale}, likewise.
+        perturb: Import path "package.module:function" of ``function(env, rng)``, called after the
+            reset (``env`` the unwrapped env, ``rng`` a seeded numpy Generator); it moves the env to
+            the start and returns the new observation.
+    """
+
+    options: dict[str, Any] = field(default_factory=dict)
+    choices: list[dict[str, Any]] = field(default_factory=list)
+    qpos_noise: dict[int, float] = field(default_factory=dict)
+    qvel_noise: dict[int, float] = field(default_factory=dict)
+    perturb: str = ""
+
+
+@dataclass
+class GymEnvSpec:
+    """A gymnasium environment as a bmil domain.
+
+    Args:
+        id: The gymnasium id (registered, or "package.module:EnvId" to import its module first).
+        kwargs: Keyword arguments of ``gym.make``.
+        name: The domain's name in folders and titles (default: the id).
+        obs_keys: For a dict observation, the keys the policy sees, flattened and concatenated in
+            this order; empty for a Box observation (flattened).
+        success: How success is read: "info" (``info[success_key]`` is true), "terminated" (the
+            env terminated), or "distance" (the distance between the observation keys
+            ``distance_keys`` is at most ``distance_threshold``).
+        success_key: The info key of success "info".
+        distance_keys: The two observation keys compared by success "distance".
+        distance_threshold: The success distance.
+        horizon: Steps per episode (0: the env's ``max_episode_steps``).
+        terminates_on_success: Episodes end at their first success (else they run the horizon and
+            success is judged at the final step).
+        training: The training (demonstration) start.
+        robustness: The robustness starts (outside the demonstrations).
+        figure: The two first-observation coordinates of the robustness scatter.
+    """
+
+    id: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+    obs_keys: list[str] = field(default_factory=list)
+    success: Literal["info", "terminated", "distance"] = "info"
+    success_key: str = "is_success"
+    distance_keys: list[str] = field(default_factory=lambda: ["achieved_goal", "desired_goal"])
+    distance_threshold: float = 0.05
+    horizon: int = 0
+    terminates_on_success: bool = True
+    training: StartSettings = field(default_factory=StartSettings)
+    robustness: StartSettings = field(default_factory=StartSettings)
+    figure: list[int] = field(default_factory=lambda: [0, 1])
+
+    def __post_init__(self):
+        for key in ("training", "robustness"):
+            value = getattr(self, key)
+            if isinstance(value, dict):
+                setattr(self, key, StartSettings(**value))
+            for noise in ("qpos_noise", "qvel_noise"):
+                setattr(getattr(self, key), noise, {int(i): float(s) for i, s in getattr(getattr(self, key), noise).items()})
+
+
+def spec_of(value) -> GymEnvSpec:
+    """``value`` (a spec, or its dict as configs and checkpoints hold it) as a ``GymEnvSpec``."""
+    if isinstance(value, GymEnvSpec):
+        return value
+    unknown = set(value) - set(GymEnvSpec.__dataclass_fields__)
+    if unknown or "id" not in value:
+        raise BMILError(f"model.env: {'unknown keys ' + ', '.join(sorted(unknown)) if unknown else 'no id'}. "
+                        f"An environment is given by the keys {', '.join(GymEnvSpec.__dataclass_fields__)} "
+                        "(docs/your-own-task.md), or as a domain name.")
+    return GymEnvSpec(**value)
+
+
+class GymDomain(Domain):
+    """A domain built from a ``GymEnvSpec``; it has no scripted expert (bring demonstrations)."""
+
+    terminates_on_success = True
+
+    def __init__(self, spec: GymEnvSpec):
+        self.spec = spec
+        self.name = spec.name or spec.id
+        env = _make(spec)
+        if not isinstance(env.action_space, gym.spaces.Box):
+            raise BMILError(f"{spec.id}: the action space is {env.action_space}; bmil's policies need a "
+                            "continuous (Box) action space.")
+        self.act_dim = int(np.prod(env.action_space.shape))
+        self.action_low, self.action_high = env.action_space.low.ravel(), env.action_space.high.ravel()
+        obs, _ = env.reset(seed=0)
+        self.obs_dim = len(flatten_obs(obs, spec.obs_keys, spec.id))
+        self.horizon = spec.horizon or (env.spec.max_episode_steps if env.spec else 0) or 0
+        if self.horizon <= 0:
+            raise BMILError(f"{spec.id} has no max_episode_steps: set model.env.horizon (steps per episode).")
+        if spec.success == "distance":
+            _check_distance_keys(obs, spec)
+        for kind in ("training", "robustness"):
+            settings: StartSettings = getattr(spec, kind)
+            if settings.perturb:
+                _import(settings.perturb, f"model.env.{kind}.perturb")
+            if settings.qpos_noise or settings.qvel_noise:
+                _check_noise_support(env.unwrapped, spec.id)
+        self.terminates_on_success = spec.terminates_on_success
+        self._starts: dict[tuple, np.ndarray] = {}  # drawn start lists, by (kind, n, seed)
+        env.close()
+
+    def make_env(self) -> gym.Env:
+        return _Starts(_make(self.spec, self.horizon), self.spec)
+
+    def training_starts(self, n: int, seed: int) -> np.ndarray:
+        return _draw_starts(self, "training", n, seed)
+
+    def robustness_starts(self, n: int, seed: int) -> np.ndarray:
+        return _draw_starts(self, "robustness", n, seed)
+
+    def make_expert(self, seed: int = 0):
+        raise BMILError(f"'{self.name}' has no scripted expert: bring demonstrations (model.demos.path: a "
+                        "Minari dataset, an HDF5 or .npz file; docs/your-own-task.md).")
+
+    def robustness_figure(self, result, demos=None):
+        i, j = self.spec.figure
+        first_obs = np.asarray(result.starts)[:, -self.obs_dim:]
+        fig, ax = plt.subplots(figsize=(5, 4.5))
+        ok = np.asarray(result.success, dtype=bool)
+        ax.scatter(first_obs[~ok, i], first_obs[~ok, j], s=6, c="tab:red", label="failure")
+        ax.scatter(first_obs[ok, i], first_obs[ok, j], s=6, c="tab:green", label="success")
+        ax.set_xlabel(f"first observation [{i}]")
+        ax.set_ylabel(f"first observation [{j}]")
+        lo, hi = result.ci
+        ax.set_title(f"{self.name}: {100 * result.rate:.1f}% of {result.episodes} starts "
+                     f"(95% CI {100 * lo:.1f}-{100 * hi:.1f}%)", fontsize=9)
+        ax.legend(loc="best", fontsize=8)
+        fig.tight_layout()
+        return fig
+
+    def __getstate__(self):  # workers get the spec, not the drawn start lists
+        return {**self.__dict__, "_starts": {}}
+
+
+class _Starts(gym.Wrapper):
+    """Resets to a start row, flattens the observation and reports success as ``is_success``."""
+
+    def __init__(self, env: gym.Env, spec: GymEnvSpec):
+        super().__init__(env)
+        self.spec_ = spec
+
+    def reset(self, *, seed=None, options=None):
+        row = (options or {}).get("start")
+        if row is None:
+            raise BMILError("bmil resets a configured env with options={'start': row}.")
+        obs, info = start_from(self.env, self.spec_, _kind_of(row), row)
+        return flatten_obs(obs, self.spec_.obs_keys, self.spec_.id), {**info, "is_success": self._success(obs, info, False)}
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        success = self._success(obs, info, terminated)
+        info = {**info, "is_success": success}
+        terminated = bool(terminated or (self.spec_.terminates_on_success and success))
+        return flatten_obs(obs, self.spec_.obs_keys, self.spec_.id), reward, terminated, truncated, info
+
+    def _success(self, obs, info, terminated) -> bool:
+        spec = self.spec_
+        if spec.success == "terminated":
+            return bool(terminated)
+        if spec.success == "distance":
+            a, b = (np.asarray(obs[k], dtype=np.float64) for k in spec.distance_keys)
+            return bool(np.linalg.norm(a - b) <= spec.distance_threshold)
+        return bool(info.get(spec.success_key, False))
+
+
+# A row: [kind flag, reset seed, choice, noise..., first observation...]. The flag (0 training,
+# 1 robustness) tells a worker's env which settings drew it.
+def _kind_of(row) -> str:
+    return "robustness" if row[0] > 0.5 else "training"
+
+
+def start_from(env: gym.Env, spec: GymEnvSpec, kind: str, row) -> tuple[Any, dict]:
+    """Reset ``env`` (the wrapped gymnasium env) to the start ``row`` drew."""
+    settings: StartSettings = getattr(spec, kind)
+    seed, choice = int(row[1]), int(row[2])
+    options = {**settings.options, **(settings.choices[choice] if settings.choices else {})}
+    options = {k: np.asarray(v) if isinstance(v, list) else v for k, v in options.items()}
+    obs, info = env.reset(seed=seed, options=options or None)
+    noise = np.asarray(row[3: 3 + len(settings.qpos_noise) + len(settings.qvel_noise)], dtype=np.float64)
+    if len(noise):
+        obs = _add_noise(env.unwrapped, settings, noise)
+    if settings.perturb:
+        obs = _import(settings.perturb, f"model.env.{kind}.perturb")(env.unwrapped, np.random.default_rng(seed))
+    return obs, info
+
+
+def _check_noise_support(env, env_id: str) -> None:
+    ok = hasattr(env, "set_state") and hasattr(env, "data")
+    try:
+        ok = ok and inspect.signature(env._get_obs).parameters == {}
+    except (AttributeError, ValueError):
+        ok = False
+    if not ok:
+        raise BMILError(f"{env_id}: qpos_noise/qvel_noise need a MuJoCo env with set_state and _get_obs() "
+                        "(gymnasium's MuJoCo envs); use model.env.<training|robustness>.perturb (your own "
+                        "function) or the env's reset options instead.")
+
+
+def _add_noise(env, settings: StartSettings, noise: np.ndarray):
+    qpos, qvel = env.data.qpos.copy(), env.data.qvel.copy()
+    k = len(settings.qpos_noise)
+    for (i, _), value in zip(settings.qpos_noise.items(), noise[:k]):
+        qpos[i] += value
+    for (i, _), value in zip(settings.qvel_noise.items(), noise[k:]):
+        qvel[i] += value
+    env.set_state(qpos, qvel)
+    mujoco.mj_forward(env.model, env.data)
+    return env._get_obs()
+
+
+def _draw_starts(domain: GymDomain, kind: str, n: int, seed: int) -> np.ndarray:
+    """``n`` seeded starts; each is reset once here to record its first observation, so the lists
+    are kept (an evaluation every few epochs draws the same ones)."""
+    if (kind, n, seed) not in domain._starts:
+        domain._starts[(kind, n, seed)] = _draw(domain, kind, n, seed)
+    return domain._starts[(kind, n, seed)].copy()
+
+
+def _draw(domain: GymDomain, kind: str, n: int, seed: int) -> np.ndarray:
+    settings: StartSettings = getattr(domain.spec, kind)
+    rng = np.random.default_rng([seed, 0 if kind == "training" else 1])
+    scales = np.array([*settings.qpos_noise.values(), *settings.qvel_noise.values()], dtype=np.float64)
+    rows = np.zeros((n, 3 + len(scales) + domain.obs_dim))
+    rows[:, 0] = 0.0 if kind == "training" else 1.0
+    rows[:, 1] = rng.integers(0, 2**31 - 1, n)
+    rows[:, 2] = rng.integers(0, len(settings.choices), n) if settings.choices else 0
+    rows[:, 3: 3 + len(scales)] = rng.uniform(-1.0, 1.0, (n, len(scales))) * scales
+    env = _make(domain.spec, domain.horizon)
+    for row in rows:  # the first observation, for the figure
+        obs, _ = start_from(env, domain.spec, kind, row)
+        row[3 + len(scales):] = flatten_obs(obs, domain.spec.obs_keys, domain.spec.id)
+    env.close()
+    return rows
+
+
+def flatten_obs(obs, keys: list[str], env_id: str) -> np.ndarray:
+    """The observation the policy sees: a Box observation flattened, or a dict's ``keys`` flattened
+    and concatenated in order."""
+    if isinstance(obs, dict):
+        if not keys:
+            raise BMILError(f"{env_id} observes a dict ({', '.join(obs)}): choose the keys the policy sees "
+                            f"with model.env.obs_keys, e.g. [{', '.join(obs)}].")
+        missing = [k for k in keys if k not in obs]
+        if missing:
+            raise BMILError(f"model.env.obs_keys: {', '.join(missing)} not in {env_id}'s observation "
+                            f"(its keys: {', '.join(obs)}).")
+        return np.concatenate([np.asarray(obs[k], dtype=np.float64).ravel() for k in keys])
+    if keys:
+        raise BMILError(f"model.env.obs_keys is set but {env_id} observes an array, not a dict: leave it empty.")
+    return np.asarray(obs, dtype=np.float64).ravel()
+
+
+def _check_distance_keys(obs, spec: GymEnvSpec) -> None:
+    if not isinstance(obs, dict) or len(spec.distance_keys) != 2 or any(k not in obs for k in spec.distance_keys):
+        have = ", ".join(obs) if isinstance(obs, dict) else "none (an array observation)"
+        raise BMILError(f"model.env.success 'distance' compares two observation keys (distance_keys, now "
+                        f"{spec.distance_keys}); {spec.id}'s keys: {have}.")
+
+
+def _make(spec: GymEnvSpec, horizon: int = 0) -> gym.Env:
+    extra = {"max_episode_steps": horizon} if horizon else {}
+    try:
+        return gym.make(spec.id, **spec.kwargs, **extra)
+    except gym.error.Error as e:
+        raise BMILError(f"model.env.id '{spec.id}': {e}. Give a registered gymnasium id, or "
+                        "'package.module:EnvId' to import the module that registers it.") from None
+    except TypeError as e:
+        raise BMILError(f"model.env.kwargs {spec.kwargs} do not fit {spec.id} ({e}).") from None
+
+
+def _import(path: str, setting: str):
+    module, _, attr = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise BMILError(f"{setting}: cannot import '{path}' ({e}); give 'package.module:function'.") from None

@@ -1,0 +1,182 @@
+"""A user's own task (issue 26): any gymnasium environment as a domain by its settings, and
+demonstrations in the field's formats (Minari, robomimic HDF5, .npz), each bad input one message."""
+
+import json
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from bmil.cli import main
+from bmil.demo_formats import read_demos
+from bmil.domains import get_domain
+from bmil.errors import BMILError
+from bmil.evaluation import Evaluator, RandomPolicy
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs" / "examples"))
+import pointmaze_demos  # noqa: E402  (the tutorial's demo writer)
+
+UMAZE = {"id": "PointMaze_UMaze-v3", "kwargs": {"continuing_task": False},
+         "obs_keys": ["observation", "desired_goal"], "success_key": "success", "horizon": 300,
+         "training": {"options": {"reset_cell": [3, 1], "goal_cell": [1, 1]}},
+         "robustness": {"options": {"goal_cell": [1, 1]},
+                        "choices": [{"reset_cell": [1, 3]}, {"reset_cell": [3, 3]}]}}
+
+
+@pytest.fixture(scope="module")
+def umaze():
+    return get_domain(UMAZE)
+
+
+@pytest.fixture(scope="module")
+def controller_episodes():
+    env = pointmaze_demos.make_env()
+    return [pointmaze_demos.controller_episode(env, seed) for seed in range(3)]
+
+
+def _arrays(record):
+    obs = np.stack([np.concatenate([o["observation"], o["desired_goal"]]) for o in record["observations"]])
+    return obs, np.stack(record["actions"])
+
+
+def test_a_configured_env_reads_observation_success_and_starts(umaze):
+    assert (umaze.name, umaze.obs_dim, umaze.act_dim, umaze.horizon) == ("PointMaze_UMaze-v3", 6, 2, 300)
+    starts = umaze.robustness_starts(40, 0)
+    assert np.array_equal(starts, umaze.robustness_starts(40, 0))  # seeded
+    assert not np.array_equal(starts, umaze.robustness_starts(40, 1))
+    env = umaze.make_env()
+    first_x = [env.reset(options={"start": row})[0][0] for row in starts[:5]]
+    assert np.allclose(first_x, starts[:5, -6])  # the row's first observation is the reset's
+    # Choices cells (1,3) and (3,3) are at x = 1, the goal cell (1,1) at (-1, 1) (+-0.25 of reset noise).
+    assert np.all(np.abs(starts[:, -6] - 1.0) <= 0.26) and np.all(np.abs(starts[:, -2:] - [-1.0, 1.0]) <= 0.26)
+    train = umaze.training_starts(5, 0)
+    assert np.all(np.abs(train[:, -6:-4] - [-1.0, -1.0]) <= 0.26)
+
+
+def test_success_ends_the_episode_and_workers_agree(umaze):
+    env = umaze.make_env()
+    env.reset(options={"start": umaze.training_starts(1, 0)[0]})
+    goal = env.unwrapped.maze.cell_rowcol_to_xy(np.array([1, 1]))
+    env.unwrapped.point_env.set_state(np.array([*goal, 0.0, 0.0])[:2], np.zeros(2))
+    _, _, terminated, _, info = env.step(np.zeros(2, dtype=np.float32))
+    assert info["is_success"] and terminated
+    results = []
+    for workers in (0, 2):
+        with Evaluator(umaze, workers) as evaluator:
+            results.append(evaluator.run(RandomPolicy(2), "robustness", 24, 0).success)
+    assert np.array_equal(*results)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"id": "NoSuchEnv-v0"}, "NoSuchEnv-v0"),
+    ({**UMAZE, "obs_keys": []}, "observes a dict (observation, achieved_goal, desired_goal)"),
+    ({**UMAZE, "obs_keys": ["position"]}, "position not in"),
+    ({**UMAZE, "robustness": {"qpos_noise": {0: 0.1}}}, "qpos_noise/qvel_noise need a MuJoCo env"),
+    ({**UMAZE, "robustness": {"perturb": "no.such.module:fn"}}, "cannot import 'no.such.module:fn'"),
+    ({"idd": "PointMaze_UMaze-v3"}, "unknown keys idd"),
+])
+def test_bad_env_settings_are_one_clear_message(spec, message):
+    with pytest.raises(BMILError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        get_domain(spec)
+
+
+def test_an_unknown_name_points_to_env_settings():
+    with pytest.raises(BMILError, match=r"Unknown environment 'PointMaze_UMaze-v3'.*model.env: \{id: PointMaze_UMaze-v3"):
+        get_domain("PointMaze_UMaze-v3")
+
+
+def test_noise_on_chosen_qpos_entries_of_a_mujoco_env():
+    hopper = get_domain({"id": "Hopper-v5", "success": "terminated",
+                         "robustness": {"qpos_noise": {2: 0.2}, "qvel_noise": {0: 0.5}}})
+    plain = get_domain({"id": "Hopper-v5", "success": "terminated"})
+    rows, base = hopper.robustness_starts(50, 0), plain.robustness_starts(50, 0)
+    noise = rows[:, 3:5]
+    assert np.all(np.abs(noise[:, 0]) <= 0.2) and np.all(np.abs(noise[:, 1]) <= 0.5) and noise.std(0).min() > 0.05
+    # The observation is qpos[1:] then qvel: qpos[2] is obs[1], qvel[0] is obs[5]; the rest is the reset's.
+    first, first_base = rows[:, -hopper.obs_dim:], base[:, -plain.obs_dim:]
+    assert np.allclose(first[:, 1] - first_base[:, 1], noise[:, 0])
+    assert np.allclose(first[:, 5] - first_base[:, 5], noise[:, 1])
+    untouched = [i for i in range(hopper.obs_dim) if i not in (1, 5)]
+    assert np.allclose(first[:, untouched], first_base[:, untouched])
+
+
+def _npz(path, controller_episodes, **change):
+    pairs = [_arrays(r) for r in controller_episodes]
+    data = {"obs": np.concatenate([o[:-1] for o, _ in pairs]), "actions": np.concatenate([a for _, a in pairs]),
+            "next_obs": np.concatenate([o[1:] for o, _ in pairs]),
+            "episode": np.concatenate([np.full(len(a), i) for i, (_, a) in enumerate(pairs)])}
+    data.update(change)
+    np.savez(path, **{k: v for k, v in data.items() if v is not None})
+    return path
+
+
+def test_npz_hdf5_and_minari_give_the_same_transitions(tmp_path, umaze, controller_episodes, monkeypatch):
+    npz, _ = read_demos(_npz(tmp_path / "d.npz", controller_episodes), umaze, 3)
+    ends = np.cumsum([len(r["actions"]) for r in controller_episodes])
+    by_ends, _ = read_demos(_npz(tmp_path / "e.npz", controller_episodes, episode=None, episode_ends=ends), umaze, 3)
+    with h5py.File(tmp_path / "d.hdf5", "w") as f:
+        for i, record in enumerate(controller_episodes):
+            obs, actions = _arrays(record)
+            group = f.create_group(f"data/demo_{i}")
+            group["obs/observation"] = np.stack([o["observation"] for o in record["observations"]])[:-1]
+            group["obs/desired_goal"] = np.stack([o["desired_goal"] for o in record["observations"]])[:-1]
+            group["next_obs/observation"] = np.stack([o["observation"] for o in record["observations"]])[1:]
+            group["next_obs/desired_goal"] = np.stack([o["desired_goal"] for o in record["observations"]])[1:]
+            group["actions"] = actions
+    hdf5, _ = read_demos(tmp_path / "d.hdf5", umaze, 3)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    pointmaze_demos.write_minari("test/umaze-v0", 3)
+    minari, meta = read_demos("minari:test/umaze-v0", umaze, 3)
+    by_folder, _ = read_demos(tmp_path / "minari" / "test" / "umaze-v0", umaze, 3)
+    assert meta["format"] == "minari" and meta["episodes"] == 3
+    for td in (by_ends, hdf5, minari, by_folder):
+        for key in npz.keys():
+            assert torch.equal(td[key], npz[key]), key
+    assert int(npz["done"].sum()) == 3 and npz["obs"].shape[1] == 6
+    assert torch.equal(npz["next_obs"][:-1][~npz["done"][:-1]], npz["obs"][1:][~npz["done"][:-1]])
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"episode": None}, "no episode boundaries: add 'episode'"),
+    ({"actions": None}, "has no actions array"),
+    ({"obs": "drop-goal"}, r"observations have shape \(\d+, 4\), but PointMaze_UMaze-v3 needs \(\d+, 6\)"),
+    ({"actions": "nan"}, "actions contain NaN or inf"),
+    ({"episode": "shuffled"}, "rows of an episode must be contiguous"),
+])
+def test_bad_npz_files_are_one_clear_message(tmp_path, umaze, controller_episodes, change, message):
+    pairs = [_arrays(r) for r in controller_episodes]
+    obs = np.concatenate([o[:-1] for o, _ in pairs])
+    actions = np.concatenate([a for _, a in pairs])
+    episode = np.concatenate([np.full(len(a), i) for i, (_, a) in enumerate(pairs)])
+    value = {"drop-goal": obs[:, :4], "nan": np.where(np.arange(len(actions))[:, None] == 5, np.nan, actions),
+             "shuffled": np.roll(episode, 7)}
+    key, what = next(iter(change.items()))
+    kwargs = {key: value[what] if isinstance(what, str) else what}
+    if key == "obs":
+        kwargs["next_obs"] = np.concatenate([o[1:] for o, _ in pairs])[:, :4]
+    with pytest.raises(BMILError, match=message):
+        read_demos(_npz(tmp_path / "bad.npz", controller_episodes, **kwargs), umaze, 3)
+
+
+def test_missing_datasets_are_errors_naming_the_fix(tmp_path, umaze, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    with pytest.raises(BMILError, match="Minari dataset 'minari:nobody/none-v0' not found locally.*downloads nothing"):
+        read_demos("minari:nobody/none-v0", umaze, 3)
+    with pytest.raises(BMILError, match=r"'.*typo.npz' not found.*bmil demos --env"):
+        read_demos(tmp_path / "typo.npz", umaze, 3)
+    (tmp_path / "x.csv").write_text("1,2")
+    with pytest.raises(BMILError, match="no demonstration format bmil reads"):
+        read_demos(tmp_path / "x.csv", umaze, 3)
+
+
+def test_a_mistyped_demo_path_is_an_error_not_a_new_dataset(tmp_path, capsys):
+    typo = tmp_path / "typo"
+    cfg = ["fit", "--model", "bmil.methods.BC", "--model.env", "push", "--model.demos.path", str(typo),
+           "--model.demos.num", "2", "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path),
+           "--robustness.final_episodes", "0"]
+    with pytest.raises(SystemExit):
+        main(cfg)
+    assert "not found" in capsys.readouterr().err and not typo.exists()
