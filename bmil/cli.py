@@ -54,6 +54,16 @@ def demos(
 
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "evaluate")
+COMMANDS = {
+    "fit": "train a method (BMIL, BC, VINS) on a task from a config: bmil fit --config conf/pickplace.yaml",
+    "evaluate": "robustness and training success of a checkpoint, the expert or a random policy (--json_out)",
+    "validate": "training success of a checkpoint (--ckpt_path) with the model.evaluation settings",
+    "test": "robustness of a checkpoint (--ckpt_path) with the model.evaluation settings",
+    "demos": "generate a built-in domain's expert demonstrations (bmil's folder format)",
+    "reproduce": "run one of the paper's studies (table1, ...) as parallel fits and tabulate it",
+}
+# The Trainer flags a bmil user reaches for; `bmil fit --help-all` lists all of Lightning's.
+TRAINER_FLAGS = ("max_epochs", "accelerator", "devices", "num_nodes", "default_root_dir", "logger")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -92,10 +102,13 @@ def _exit_interrupted() -> None:
 
 
 def _main(argv: list[str]) -> None:
-    commands = ("demos", "reproduce") + LIGHTNING_COMMANDS
+    commands = tuple(COMMANDS)
     try:
         if not argv or argv[0] in ("-h", "--help"):
-            print(f"usage: bmil {{{','.join(commands)}}} [--help]")
+            print(_overview())
+            return
+        if argv[0] in ("-V", "--version"):
+            print(f"bmil {_version()}")
             return
         if argv[0] == "demos":
             from jsonargparse import auto_cli
@@ -110,8 +123,16 @@ def _main(argv: list[str]) -> None:
         elif argv[0] in LIGHTNING_COMMANDS:
             from bmil.lightning_cli import BMILCLI
 
-            for path in _config_files(argv):
+            if {"-h", "--help", "--help-all"} & set(argv[1:2]):
+                print(_lightning_help(argv[0], full="--help-all" in argv[1:2]))
+                return
+            configs = _config_files(argv)
+            for path in configs:
                 _check_config_file(Path(path))
+            if argv[0] == "fit" and not configs and not any(a.split("=")[0] in ("--model", "--ckpt_path") for a in argv):
+                raise BMILError("bmil fit needs a config: --config conf/<run>.yaml. Shipped: "
+                                f"{', '.join(_shipped_configs())} (make fit runs conf/pickplace_quick.yaml; "
+                                "your own task: docs/your-own-task.md).")
             BMILCLI(argv)
         else:
             raise BMILError(f"unknown command '{argv[0]}'. Commands: {', '.join(commands)}.")
@@ -121,6 +142,86 @@ def _main(argv: list[str]) -> None:
             raise
         print(f"bmil: error: {cause}", file=sys.stderr)
         sys.exit(2)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bmil")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _overview() -> str:
+    width = len("-V, --version")
+    lines = [f"usage: bmil <command> [options]      (bmil <command> --help: its options)",
+             "",
+             f"Backwards Model-based Imitation Learning (Park & Wong, NeurIPS 2022), bmil {_version()}.",
+             "",
+             "commands:",
+             *(f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()),
+             "",
+             "options:",
+             f"  {'-h, --help':<{width}}  this overview",
+             f"  {'-V, --version':<{width}}  bmil's version",
+             "",
+             f"configs: {', '.join(_shipped_configs()) or 'conf/*.yaml'}",
+             "guide: README.md; your own task: docs/your-own-task.md"]
+    return "\n".join(lines)
+
+
+def _shipped_configs() -> list[str]:
+    conf = Path("conf")
+    return sorted(str(p) for p in conf.glob("*.yaml") if not p.name.startswith(("vins_", "bc", "fetch", "point_maze")))
+
+
+def _lightning_help(command: str, full: bool) -> str:
+    """jsonargparse's help for ``command`` with bmil's own options first: the config, the method
+    and the evaluation groups, then the Trainer flags people use; ``--help-all``: everything."""
+    import contextlib
+    import io
+
+    from bmil.lightning_cli import BMILCLI
+
+    def captured(args: list[str]) -> str:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+            BMILCLI(args)
+        return out.getvalue()
+
+    text = captured([command, "--help"])
+    if full:
+        return text
+    blocks = [b for b in text.split("\n\n") if b.strip()]
+    usage, description, options = blocks[0], blocks[1], blocks[2]
+    ours = [b for b in blocks if any(f"  --{g}." in b for g in ("training_success", "robustness", "validation"))]
+    method = captured([command, "--model.help", "BMIL"]).split("\n\n")
+    method_options = "\n\n".join(b for b in method if "  --model." in b and not b.startswith("usage:"))
+    trainer = next((b for b in blocks if "  --trainer." in b), "")
+    picked = [e for e in _entries(trainer) if any(e.lstrip().startswith(f"--trainer.{f} ") or
+                                                   e.lstrip().startswith(f"--trainer.{f}\n") for f in TRAINER_FLAGS)]
+    tail = [b for b in blocks if "  --ckpt_path" in b]
+    return "\n\n".join([
+        f"usage: bmil {command} --config conf/<run>.yaml [--<group>.<option> VALUE ...]",
+        description, options,
+        "The method (--model bmil.methods.BMIL, BC or VINS; the config sets it). BMIL's settings "
+        "(BC, VINS: bmil " + command + " --model.help BC|VINS):\n" + method_options,
+        *ours,
+        "The Trainer flags used most (Lightning's; all of them: bmil " + command + " --help-all):\n" + "\n".join(picked),
+        *tail,
+    ])
+
+
+def _entries(block: str) -> list[str]:
+    """The options of a help block: each an option line and its indented description."""
+    entries: list[str] = []
+    for line in block.splitlines()[1:]:
+        if line.startswith("  -"):
+            entries.append(line)
+        elif entries:
+            entries[-1] += "\n" + line
+    return entries
 
 
 def _config_files(argv: list[str]) -> list[str]:

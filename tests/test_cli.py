@@ -123,3 +123,26 @@ def test_sigterm_stops_a_fit_with_its_checkpoint_whole(tmp_path, push_demos):
     assert exit_code == 143 and seconds < 10 and left == [] and "bmil: interrupted (SIGTERM)" in err
     [ckpt] = tmp_path.glob("push_bc/version_0/checkpoints/last.ckpt")
     assert torch.load(ckpt, weights_only=False)["bmil"]["policy_step"] > 0
+
+
+def test_the_cli_explains_itself(capsys):
+    main(["--help"])
+    overview = capsys.readouterr().out
+    for command in ("fit", "evaluate", "validate", "test", "demos", "reproduce"):
+        assert f"\n  {command} " in overview
+    main(["--version"])
+    assert capsys.readouterr().out.strip() == "bmil 0.1.0"
+    with pytest.raises(SystemExit):
+        main(["fit", "--trainer.max_epochs", "1"])
+    assert "bmil fit needs a config: --config conf/<run>.yaml. Shipped: conf/pickplace.yaml" in capsys.readouterr().err
+
+
+def test_fit_help_leads_with_bmils_options_and_keeps_lightnings(capsys):
+    main(["fit", "--help"])
+    short = capsys.readouterr().out
+    first = {option: short.find(option) for option in ("--model.demo_ratio", "--model.env ", "--robustness.final_episodes",
+                                                       "--validation.every_n_epochs", "--trainer.max_epochs")}
+    assert all(i > 0 for i in first.values()) and first["--trainer.max_epochs"] == max(first.values())
+    assert "--trainer.gradient_clip_val" not in short
+    main(["fit", "--help-all"])
+    assert "--trainer.gradient_clip_val" in capsys.readouterr().out

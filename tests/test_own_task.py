@@ -180,3 +180,4 @@ def test_a_mistyped_demo_path_is_an_error_not_a_new_dataset(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(cfg)
     assert "not found" in capsys.readouterr().err and not typo.exists()
+

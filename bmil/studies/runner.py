@@ -79,6 +79,7 @@ _ADDED_SINCE_RECORDS = {
     ("model", "init_args", "policy", "lr_decay_to"): 0.0,
     ("model", "init_args", "traces", "keep_epochs"): 1,
     ("model", "init_args", "traces", "demo_bounds_margin"): None,
+    ("model", "init_args", "demos", "generate"): False,
 }
 
 
