@@ -10,7 +10,6 @@ Usage: python benchmarks/eval_throughput.py [--env pickplace] [--episodes 640] [
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import gymnasium as gym
@@ -19,7 +18,7 @@ import torch
 from torch import nn
 
 from bmil.domains import get_domain
-from bmil.evaluation import Evaluator
+from bmil.evaluation import Evaluator, usable_cores
 
 
 def raw_steps_per_second(env_id: str, seconds: float = 5.0) -> float:
@@ -47,7 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--env", default="pickplace")
     parser.add_argument("--episodes", type=int, default=640)
-    parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--workers", type=int, default=usable_cores())
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     domain = get_domain(args.env)

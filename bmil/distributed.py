@@ -5,18 +5,16 @@ Kept apart from ``bmil.evaluation``, which knows nothing about Lightning.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 
-from bmil.evaluation import Shard
+from bmil.evaluation import Shard, usable_cores
 
 
 def default_workers(trainer) -> int:
-    """Evaluation worker processes per rank: this machine's cores shared by its local ranks (0,
-    i.e. in-process, when that leaves one core per rank)."""
-    workers = max(1, (os.cpu_count() or 1) // max(1, trainer.num_devices))
+    """Evaluation worker processes per rank: the usable cores shared by the local ranks (0, i.e.
+    in-process, when that leaves one core per rank)."""
+    workers = max(1, usable_cores() // max(1, trainer.num_devices))
     return 0 if workers == 1 else workers
 
 

@@ -175,6 +175,14 @@ def write_record(path: str | Path, record: dict, indent: int | None = None) -> N
     os.replace(tmp, path)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (``taskset``, cgroups' cpusets), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def episode_seed(seed: int, index: int) -> int:
     """Seed of episode ``index`` of an evaluation seeded ``seed`` (env reset noise)."""
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
@@ -305,7 +313,7 @@ class Evaluator:
 
     def __init__(self, domain: "Domain", workers: int | None = None, batch_size: int = 16):
         self.domain = domain
-        self.workers = (os.cpu_count() or 1) if workers is None else workers
+        self.workers = usable_cores() if workers is None else workers
         self.batch_size = batch_size
         self._pool: ProcessPoolExecutor | None = None
 

@@ -13,6 +13,16 @@ from bmil.errors import BMILError, require
 
 
 class BMILTrainer(L.Trainer):
+    def fit(self, model, *args, **kwargs):
+        """Lightning's fit, with the run folder named before it starts and after its final test."""
+        folder = getattr(self.logger, "log_dir", None) if self.is_global_zero else None
+        if folder:
+            print(f"run folder: {folder}")
+        super().fit(model, *args, **kwargs)
+        if folder:
+            print(f"run folder: {folder} (checkpoints/, robustness_*.json, robustness/*.png; "
+                  f"TensorBoard: tensorboard --logdir {Path(folder).parent.parent})")
+
     def evaluate(
         self,
         model: L.LightningModule,
@@ -37,7 +47,7 @@ class BMILTrainer(L.Trainer):
             episodes: Robustness episodes, one per seeded start state (the paper: 10,000).
             training_episodes: Episodes from the training start.
             seed: Seed of the start-state list and episode noise.
-            workers: Worker processes (default: one per CPU core; 0 runs in this process).
+            workers: Worker processes (default: one per usable core; 0 runs in this process).
             success: Judge success at the final step (as the paper's Table 1) or at any step.
             plot: Save the robustness figure (PNG) here.
             plot_demos: A demo folder to draw over the figure (mazes), e.g. demos/point_umaze_n20_s0.

@@ -34,7 +34,7 @@ class _PolicyEvaluation(L.Callback):
             episodes: Episodes per evaluation, one per seeded start state.
             seed: Seed of the start-state list (the same starts at every evaluation).
             success: Judge success at the final step (the paper's Table 1) or at any step.
-            workers: Worker processes per rank (default: this machine's cores shared by its ranks).
+            workers: Worker processes per rank (default: the usable cores shared by its ranks).
         """
         group = self.group
         require(every_n_epochs >= 0, f"{group}.every_n_epochs", every_n_epochs, "0 (never) or more")
@@ -44,21 +44,23 @@ class _PolicyEvaluation(L.Callback):
         self.success, self.workers = success, workers
         self._evaluator: Evaluator | None = None
 
-    def evaluate(self, trainer, agent, episodes: int) -> EvalResult:
+    def evaluate(self, trainer, agent, episodes: int, progress: bool = False) -> EvalResult:
         if self._evaluator is None:
             workers = default_workers(trainer) if self.workers is None else self.workers
             self._evaluator = Evaluator(trainer.lightning_module.domain, workers)
-        return self._evaluator.run(agent, self.kind, episodes, self.seed, self.success, rank_shard(trainer))
+        return self._evaluator.run(agent, self.kind, episodes, self.seed, self.success, rank_shard(trainer),
+                                   progress=progress and trainer.is_global_zero)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self.every_n_epochs > 0 and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
             result = self.evaluate(trainer, pl_module.agent(), self.episodes)
-            pl_module.log_dict(result.metrics(self.metric), prog_bar=False, batch_size=1)
+            epoch = trainer.current_epoch + 1
+            _log(trainer, result.metrics(self.metric), epoch)
             pl_module.log(self.metric.split("/")[-1], result.rate, prog_bar=True, logger=False, batch_size=1)
-            self.on_result(trainer, result, f"epoch{trainer.current_epoch + 1:04d}")
+            self.on_result(trainer, result, f"epoch{epoch:04d}", epoch)
 
-    def on_result(self, trainer, result: EvalResult, tag: str) -> None:
-        pass
+    def on_result(self, trainer, result: EvalResult, tag: str, epoch: int) -> None:
+        """A finished evaluation after ``epoch`` epochs (the x axis of every logged curve)."""
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         if self._evaluator is not None:
@@ -90,7 +92,7 @@ class Robustness(_PolicyEvaluation):
             final_episodes: Episodes of the evaluation when fit ends (0: skip it).
             seed: Seed of the start-state list.
             success: Judge success at the final step (the paper's Table 1) or at any step.
-            workers: Worker processes per rank (default: this machine's cores shared by its ranks).
+            workers: Worker processes per rank (default: the usable cores shared by its ranks).
             figures: Log the robustness figure to TensorBoard and save it as PNG.
             draw_demos: Draw the demonstrations over the figure where it supports that (mazes).
         """
@@ -98,18 +100,22 @@ class Robustness(_PolicyEvaluation):
         require(final_episodes >= 0, "robustness.final_episodes", final_episodes, "0 (skip) or more")
         self.final_episodes, self.figures, self.draw_demos = final_episodes, figures, draw_demos
 
-    def on_result(self, trainer, result: EvalResult, tag: str) -> None:
+    def on_result(self, trainer, result: EvalResult, tag: str, epoch: int, which: str = "") -> None:
         if not (self.figures and trainer.is_global_zero):
             return
         demos = trainer.lightning_module.demo_data if self.draw_demos else None
         fig = self._evaluator.domain.robustness_figure(result, demos)
+        lo, hi = result.ci
+        fig.suptitle(f"{'final test' if tag in ('final', 'best') else 'robustness'}{f' ({which})' if which else ''}, "
+                     f"epoch {epoch}: {100 * result.rate:.1f}% of {result.episodes} starts "
+                     f"(95% CI {100 * lo:.1f}-{100 * hi:.1f}%)", fontsize=8)
         folder = _run_dir(trainer) / "robustness"
         folder.mkdir(parents=True, exist_ok=True)
         fig.savefig(folder / f"{tag}.png")
         experiment = getattr(trainer.logger, "experiment", None)
         if hasattr(experiment, "add_image"):
             name = "eval/best_robustness_figure" if tag == "best" else "eval/robustness_figure"
-            experiment.add_image(name, figure_to_array(fig), trainer.current_epoch, dataformats="HWC")
+            experiment.add_image(name, figure_to_array(fig), epoch, dataformats="HWC")
         plt.close(fig)
 
     def on_fit_start(self, trainer, pl_module) -> None:
@@ -125,7 +131,7 @@ class Robustness(_PolicyEvaluation):
             return
         validation = _validation(trainer)
         best = validation.best_agent(pl_module) if validation is not None else None
-        last = self.evaluate(trainer, pl_module.agent(), self.final_episodes)
+        last = self.evaluate(trainer, pl_module.agent(), self.final_episodes, progress=True)
         self._report(trainer, last, "final", "" if best is None else "the last policy")
         if best is None:
             return
@@ -134,13 +140,16 @@ class Robustness(_PolicyEvaluation):
             # Chosen at the last check with no optimizer step since: the same weights, the same outcomes.
             self._report(trainer, last, "best", f"{which}: the last policy")
         else:
-            self._report(trainer, self.evaluate(trainer, best, self.final_episodes), "best", which)
+            self._report(trainer, self.evaluate(trainer, best, self.final_episodes, progress=True), "best", which)
 
     def _report(self, trainer, result: EvalResult, tag: str, which: str) -> None:
-        self.on_result(trainer, result, tag)
+        epoch = trainer.current_epoch  # epochs done: the final test sits at the end of the epoch axis
+        self.on_result(trainer, result, tag, epoch, which)
+        metrics = result.metrics(f"eval/{tag}_robustness")
+        if tag == "final":  # TensorBoard's HParams tab compares runs by hp_metric
+            metrics["hp_metric"] = result.rate
+        _log(trainer, metrics, epoch)
         if trainer.is_global_zero:
-            if trainer.logger is not None:
-                trainer.logger.log_metrics(result.metrics(f"eval/{tag}_robustness"), step=trainer.global_step)
             write_record(_run_dir(trainer) / f"robustness_{tag}.json", result.record())
             print(f"{tag} robustness{f' ({which})' if which else ''}: {result.summary()}")
             text = self._evaluator.domain.describe(result)
@@ -164,7 +173,7 @@ class Validation(_PolicyEvaluation):
             episodes: Validation episodes, one per seeded start state.
             seed: Seed of the validation starts; must differ from robustness.seed.
             success: Judge success at the final step or at any step.
-            workers: Worker processes per rank (default: this machine's cores shared by its ranks).
+            workers: Worker processes per rank (default: the usable cores shared by its ranks).
         """
         super().__init__(every_n_epochs, episodes, seed, success, workers)
         self.history: list[dict] = []  # every check; the best is the first with the highest rate
@@ -179,9 +188,9 @@ class Validation(_PolicyEvaluation):
     def best_epoch(self) -> int:
         return self.best["epoch"]
 
-    def on_result(self, trainer, result: EvalResult, tag: str) -> None:
+    def on_result(self, trainer, result: EvalResult, tag: str, epoch: int) -> None:
         lo, hi = result.ci
-        check = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step, "rate": result.rate,
+        check = {"epoch": epoch, "step": trainer.global_step, "rate": result.rate,
                  "ci": [lo, hi], "episodes": result.episodes}
         if result.rate > self.best["rate"]:
             self._best_agent = copy.deepcopy(trainer.lightning_module.agent()).cpu()
@@ -189,7 +198,7 @@ class Validation(_PolicyEvaluation):
             self.best_path = str((folder / "best.ckpt").resolve())
             trainer.save_checkpoint(self.best_path, weights_only=True)  # every rank: a collective under DDP
         self.history.append(check)
-        trainer.lightning_module.log("eval/val_best_robustness", self.best["rate"], batch_size=1)
+        _log(trainer, {"eval/val_best_robustness": self.best["rate"]}, epoch)
         if trainer.is_global_zero:
             write_record(_run_dir(trainer) / "validation.json",
                          {"best_epoch": self.best_epoch, "best_rate": self.best["rate"], "seed": self.seed,
@@ -207,6 +216,13 @@ class Validation(_PolicyEvaluation):
 
     def load_state_dict(self, state: dict) -> None:
         self.history, self.best_path = list(state["history"]), state["best_path"]
+
+
+def _log(trainer, metrics: dict[str, float], epoch: int) -> None:
+    """Evaluation scalars at x = epochs done (the epoch of the prints, figures and validation.json),
+    not at Lightning's step; loggers write on rank 0 only."""
+    if trainer.logger is not None:
+        trainer.logger.log_metrics(metrics, step=epoch)
 
 
 def _validation(trainer) -> Validation | None:

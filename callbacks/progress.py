@@ -25,7 +25,7 @@ class EpochProgressBar(ProgressBar):
     def on_train_start(self, trainer, pl_module) -> None:
         if self._enabled and trainer.is_global_zero:
             self._bar = tqdm(total=trainer.max_epochs, initial=trainer.current_epoch,
-                             desc=f"fit {pl_module.hparams.get('env', '')}", unit="epoch",
+                             desc=f"fit {pl_module.domain.name}", unit="epoch",
                              file=sys.stdout, dynamic_ncols=True, mininterval=0)  # epochs are slow enough to draw each
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:

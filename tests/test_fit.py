@@ -63,9 +63,15 @@ def test_fit_trains_logs_and_evaluates(tmp_path, push_demos, capsys):
     final = json.loads((run / "robustness_final.json").read_text())
     assert final["episodes"] == 12 and len(final["success"]) == 12
     assert (run / "robustness" / "epoch0002.png").is_file() and (run / "robustness" / "final.png").is_file()
-    events = list(run.glob("events.out.tfevents.*"))
-    assert events and events[0].stat().st_size > 1000
-    assert "final robustness" in capsys.readouterr().out
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run)).Reload()
+    # Every evaluation on the epoch axis, the final test at the end of it; hp_metric is its rate.
+    assert [e.step for e in events.Scalars("eval/robustness")] == [2]
+    assert [(e.step, e.value) for e in events.Scalars("eval/final_robustness")] == [(3, pytest.approx(final["success_rate"]))]
+    assert events.Scalars("hp_metric")[-1].value == pytest.approx(final["success_rate"])
+    out = capsys.readouterr().out
+    assert "final robustness" in out and out.count(f"run folder: {run}") == 2
 
 
 @pytest.mark.slow
@@ -211,9 +217,9 @@ def test_unknown_config_key_is_named(tmp_path, push_demos, capsys):
 
 
 @pytest.mark.slow
-def test_missing_demos_are_generated(tmp_path, push_demos):
+def test_missing_demos_are_generated_where_asked(tmp_path, push_demos):
     demos = tmp_path / "fresh_demos"
-    main(["fit", "--config", str(_config(tmp_path, demos)), "--trainer.max_epochs", "1"])
+    main(["fit", "--config", str(_config(tmp_path, demos)), "--trainer.max_epochs", "1", "--model.demos.generate", "true"])
     assert (demos / "bmil_demos.json").is_file()
 
 

@@ -166,9 +166,7 @@ class GymDomain(Domain):
         ax.scatter(first_obs[ok, i], first_obs[ok, j], s=6, c="tab:green", label="success")
         ax.set_xlabel(f"first observation [{i}]")
         ax.set_ylabel(f"first observation [{j}]")
-        lo, hi = result.ci
-        ax.set_title(f"{self.name}: {100 * result.rate:.1f}% of {result.episodes} starts "
-                     f"(95% CI {100 * lo:.1f}-{100 * hi:.1f}%)", fontsize=9)
+        ax.set_title(f"{self.name}: success by start", fontsize=9)
         ax.legend(loc="best", fontsize=8)
         fig.tight_layout()
         return fig

@@ -4,13 +4,13 @@ parts: ``catalog`` (which runs), ``runner`` (processes, locks, resume) and ``rep
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Optional
 
 from bmil.domains import get_domain
 from bmil.errors import BMILError
+from bmil.evaluation import usable_cores
 from bmil.studies.catalog import make_study, split_args, with_extra
 from bmil.studies.report import write_results
 from bmil.studies.runner import run_study
@@ -53,7 +53,7 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
     folder = Path(out or Path("results") / study)
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    run_study(plan, folder, jobs or os.cpu_count() or 1, methods=chosen)
+    run_study(plan, folder, jobs or usable_cores(), methods=chosen)
     path = write_results(plan, folder)
     print(path.read_text())
     print(f"{path} written; this invocation took {time.perf_counter() - t0:.0f} s")
