@@ -1,0 +1,10 @@
+"""bmil: Backwards Model-based Imitation Learning (Park & Wong, NeurIPS 2022). The command is
+``bmil`` (bmil/cli.py); from Python, ``bmil.load_policy`` loads a policy ``bmil export`` wrote."""
+
+
+def __getattr__(name: str):
+    if name == "load_policy":  # imported on use: `import bmil` stays light
+        from bmil.export import load_policy
+
+        return load_policy
+    raise AttributeError(f"module 'bmil' has no attribute '{name}'")

@@ -53,12 +53,32 @@ def demos(
     )
 
 
+def export(ckpt_path: str, out: str = "policy.pt") -> None:
+    """Export a checkpoint's policy as TorchScript, with a JSON record of its layout beside it.
+
+    The policy file holds everything from an observation to the env's action (the network, VINS's
+    selection, the action rescaling); bmil.load_policy(out) loads it with torch only.
+
+    Args:
+        ckpt_path: A checkpoint bmil fit wrote (checkpoints/last.ckpt or best.ckpt).
+        out: The policy file (its record: the same name with .json).
+    """
+    from bmil.export import export_policy, record_path
+
+    record = export_policy(ckpt_path, out)
+    layout = ", ".join(f"{name} ({size})" for name, size in record["observation"]["layout"])
+    print(f"exported {record['method'].rsplit('.', 1)[-1]} on {record['domain']} (after epoch {record['epochs']}) to {out}; "
+          f"record {record_path(Path(out))}\nobservation ({record['observation']['dim']}): {layout}\n"
+          f"action ({record['action']['dim']}): within {record['action']['low']} .. {record['action']['high']}")
+
+
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "evaluate")
 COMMANDS = {
     "fit": "train a method (BMIL, BC, VINS) on a task from a config: bmil fit --config conf/pickplace.yaml",
     "evaluate": "robustness and training success of a checkpoint, the expert or a random policy (--json_out)",
     "validate": "training success of a checkpoint (--ckpt_path) with the model.evaluation settings",
     "test": "robustness of a checkpoint (--ckpt_path) with the model.evaluation settings",
+    "export": "write a checkpoint's policy as TorchScript for use without bmil (bmil.load_policy)",
     "demos": "generate a built-in domain's expert demonstrations (bmil's folder format)",
     "reproduce": "run one of the paper's studies (table1, ...) as parallel fits and tabulate it",
 }
@@ -110,10 +130,10 @@ def _main(argv: list[str]) -> None:
         if argv[0] in ("-V", "--version"):
             print(f"bmil {_version()}")
             return
-        if argv[0] == "demos":
+        if argv[0] in ("demos", "export"):
             from jsonargparse import auto_cli
 
-            auto_cli({"demos": demos}, args=argv, as_positional=False)
+            auto_cli({"demos": demos, "export": export}, args=argv, as_positional=False)
         elif argv[0] == "reproduce":
             from jsonargparse import auto_cli
 

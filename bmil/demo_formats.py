@@ -59,6 +59,8 @@ def read_demos(source: str | Path, domain, num: int) -> tuple[TensorDict, dict]:
     episodes = episodes[:num]
     for i, (obs, action, next_obs) in enumerate(episodes):
         _check_episode(text, i, obs, action, next_obs, domain)
+    if hasattr(domain, "to_unit_actions"):  # the policy's [-1, 1] from the env's action bounds
+        episodes = [(o, _unit_actions(text, i, a, domain), n) for i, (o, a, n) in enumerate(episodes)]
     td = _transitions(episodes)
     return td, {"format": fmt, "source": text, "episodes": num, "transitions": td.batch_size[0]}
 
@@ -85,6 +87,16 @@ def _check_episode(source: str, i: int, obs, action, next_obs, domain) -> None:
                             "Check model.env (its obs_keys) against how the demonstrations were recorded.")
         if not np.isfinite(value).all():
             raise BMILError(f"{where}: {key} contain NaN or inf; clean the dataset.")
+
+
+def _unit_actions(source: str, i: int, actions: np.ndarray, domain) -> np.ndarray:
+    unit = domain.to_unit_actions(actions)
+    if np.abs(unit).max() > 1.0 + 1e-5:
+        worst = np.unravel_index(np.abs(unit).argmax(), unit.shape)
+        raise BMILError(f"'{source}', episode {i}: action {actions[worst]:.4g} (step {worst[0]}, dimension "
+                        f"{worst[1]}) lies outside {domain.name}'s action bounds [{domain.action_low[worst[1]]:.4g}, "
+                        f"{domain.action_high[worst[1]]:.4g}].")
+    return unit
 
 
 def _numeric(value, what: str) -> np.ndarray:

@@ -181,3 +181,59 @@ def test_a_mistyped_demo_path_is_an_error_not_a_new_dataset(tmp_path, capsys):
         main(cfg)
     assert "not found" in capsys.readouterr().err and not typo.exists()
 
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["BMIL", "VINS"])
+def test_an_exported_policy_acts_as_the_checkpoint_without_lightning(tmp_path, push_demos, method, capsys):
+    import bmil
+    from bmil.methods import BMIL, VINS
+    from test_fit import _config
+
+    init = {"vins": {"value_steps": 2, "model_steps": 2, "candidates": 16}} if method == "VINS" else {}
+    main(["fit", "--config", str(_config(tmp_path, push_demos, method="VINS" if method == "VINS" else "BMIL", **init))])
+    ckpt, out = tmp_path / "ckpt" / "last.ckpt", tmp_path / "export" / "policy.pt"
+    main(["export", "--ckpt_path", str(ckpt), "--out", str(out)])
+    assert f"exported {method} on push (after epoch 3)" in capsys.readouterr().out
+    policy = bmil.load_policy(out)
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["observation"]["dim"] == 25 and record["observation"]["layout"][0] == ["grip_pos", 3]
+    assert record["action"] == {"dim": 4, "low": [-1.0] * 4, "high": [1.0] * 4}
+    agent = {"BMIL": BMIL, "VINS": VINS}[method].load_from_checkpoint(ckpt, map_location="cpu").agent()
+    obs = torch.randn(8, 25, generator=torch.Generator().manual_seed(0))  # any rows of the right width
+    if method == "VINS":
+        agent.reset(8, 5)
+        policy.reset(5)
+    with torch.no_grad():
+        expected = agent(obs).numpy()
+    assert np.array_equal(policy(obs.numpy()), expected)
+    assert np.array_equal(policy(obs[0].numpy()).shape, (4,))
+    with pytest.raises(BMILError, match=r"takes observations of 25 numbers"):
+        policy(np.zeros(24))
+
+
+def test_exported_policies_that_are_missing_or_corrupt_are_named(tmp_path):
+    import bmil
+
+    with pytest.raises(BMILError, match="not found; write one with: bmil export"):
+        bmil.load_policy(tmp_path / "none.pt")
+    (tmp_path / "p.pt").write_bytes(b"not a policy")
+    with pytest.raises(BMILError, match="record .* is missing or corrupt"):
+        bmil.load_policy(tmp_path / "p.pt")
+
+
+def test_actions_are_rescaled_between_the_policy_and_an_envs_bounds(tmp_path):
+    hopper = get_domain({"id": "Hopper-v5", "success": "terminated"})  # bounds [-1, 1]: unchanged
+    assert not hopper.rescales
+    pusher = get_domain({"id": "Pusher-v5", "success": "terminated"})  # bounds [-2, 2]
+    assert pusher.rescales and np.allclose(pusher.to_unit_actions(np.full((1, 7), 2.0)), 1.0)
+    env = pusher.make_env()
+    env.reset(options={"start": pusher.training_starts(1, 0)[0]})
+    sent = []
+    env.env.step = lambda action: sent.append(action) or (None, 0.0, False, False, {})
+    env.step(np.array([-1.0, -0.5, 0, 0.5, 1.0, 0, 0]))
+    assert np.allclose(sent[0], [-2.0, -1.0, 0, 1.0, 2.0, 0, 0])
+    actions = np.full((3, 7), 2.5)
+    np.savez(tmp_path / "d.npz", obs=np.zeros((3, pusher.obs_dim)), actions=actions, episode=np.zeros(3))
+    with pytest.raises(BMILError, match=r"action 2.5 .* outside Pusher-v5's action bounds \[-2, 2\]"):
+        read_demos(tmp_path / "d.npz", pusher, 1)

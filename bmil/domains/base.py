@@ -42,6 +42,9 @@ class Domain(ABC):
         """The paper's picture of which starts succeeded (``demos``: the loaded demos, or any
         mapping with "obs" and "episode", to draw over it where the picture supports that)."""
 
+    # [name, size] of each part of the observation, in order (bmil export's record, docs/domains.md).
+    observation_layout: tuple[tuple[str, int], ...] = ()
+
     # Per-cell evaluation (mazes): starts fall into groups whose rates are averaged unweighted.
     obs_bounds: tuple[np.ndarray, np.ndarray] | None = None  # where a state can be (None: anywhere)
     num_groups: int = 0

@@ -126,9 +126,16 @@ class GymDomain(Domain):
             raise BMILError(f"{spec.id}: the action space is {env.action_space}; bmil's policies need a "
                             "continuous (Box) action space.")
         self.act_dim = int(np.prod(env.action_space.shape))
-        self.action_low, self.action_high = env.action_space.low.ravel(), env.action_space.high.ravel()
+        # The policy acts in [-1, 1] (tanh); the env gets actions rescaled to its bounds.
+        self.action_low = env.action_space.low.ravel().astype(np.float64)
+        self.action_high = env.action_space.high.ravel().astype(np.float64)
+        if not (np.isfinite(self.action_low).all() and np.isfinite(self.action_high).all()):
+            raise BMILError(f"{spec.id}'s action space {env.action_space} is unbounded; bmil's policies act in "
+                            "a bounded box: wrap the env so that its actions are bounded.")
+        self.rescales = bool(np.any(self.action_low != -1) or np.any(self.action_high != 1))
         obs, _ = env.reset(seed=0)
         self.obs_dim = len(flatten_obs(obs, spec.obs_keys, spec.id))
+        self.obs_part_sizes = [int(np.size(obs[k])) for k in spec.obs_keys] if isinstance(obs, dict) else []
         self.horizon = spec.horizon or (env.spec.max_episode_steps if env.spec else 0) or 0
         if self.horizon <= 0:
             raise BMILError(f"{spec.id} has no max_episode_steps: set model.env.horizon (steps per episode).")
@@ -145,7 +152,14 @@ class GymDomain(Domain):
         env.close()
 
     def make_env(self) -> gym.Env:
-        return _Starts(_make(self.spec, self.horizon), self.spec)
+        bounds = (self.action_low, self.action_high) if self.rescales else None
+        return _Starts(_make(self.spec, self.horizon), self.spec, bounds)
+
+    def to_unit_actions(self, actions: np.ndarray) -> np.ndarray:
+        """Demonstrated env actions as the policy's [-1, 1] actions."""
+        if not self.rescales:
+            return actions
+        return 2.0 * (actions - self.action_low) / (self.action_high - self.action_low) - 1.0
 
     def training_starts(self, n: int, seed: int) -> np.ndarray:
         return _draw_starts(self, "training", n, seed)
@@ -178,9 +192,9 @@ class GymDomain(Domain):
 class _Starts(gym.Wrapper):
     """Resets to a start row, flattens the observation and reports success as ``is_success``."""
 
-    def __init__(self, env: gym.Env, spec: GymEnvSpec):
+    def __init__(self, env: gym.Env, spec: GymEnvSpec, bounds: tuple[np.ndarray, np.ndarray] | None):
         super().__init__(env)
-        self.spec_ = spec
+        self.spec_, self.bounds = spec, bounds  # bounds: rescale the policy's [-1, 1] to them
 
     def reset(self, *, seed=None, options=None):
         row = (options or {}).get("start")
@@ -190,6 +204,10 @@ class _Starts(gym.Wrapper):
         return flatten_obs(obs, self.spec_.obs_keys, self.spec_.id), {**info, "is_success": self._success(obs, info, False)}
 
     def step(self, action):
+        if self.bounds is not None:
+            low, high = self.bounds
+            action = (low + (np.asarray(action, dtype=np.float64) + 1.0) * 0.5 * (high - low)).astype(
+                self.env.action_space.dtype).reshape(self.env.action_space.shape)
         obs, reward, terminated, truncated, info = self.env.step(action)
         success = self._success(obs, info, terminated)
         info = {**info, "is_success": success}

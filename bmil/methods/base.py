@@ -325,6 +325,10 @@ class ImitationMethod(L.LightningModule):
         """What acts in evaluations (VINS adds value-based action selection)."""
         return self.acting_policy
 
+    def export_module(self) -> torch.nn.Module:
+        """What ``bmil export`` scripts: the agent's computation, TorchScript-compatible."""
+        return self.acting_policy
+
     # ---- bmil validate / bmil test ---------------------------------------------------------------
     def val_dataloader(self) -> DataLoader:
         # During fit the callbacks evaluate (periodically, in worker processes): no val loop.

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from bmil.errors import require
 from bmil.methods.base import ImitationMethod, as_settings
-from bmil.models.vins import DynamicsModel, ValueFunction, VINSAgent
+from bmil.models.vins import DynamicsModel, ValueFunction, VINSAgent, VINSSelection
 
 
 @dataclass
@@ -136,6 +136,10 @@ class VINS(ImitationMethod):
     def agent(self) -> torch.nn.Module:
         return VINSAgent(self.acting_policy, self.dynamics, self.value, self.vins_cfg.candidates,
                          self.vins_cfg.action_noise)
+
+    def export_module(self) -> torch.nn.Module:
+        return VINSSelection(self.acting_policy, self.dynamics, self.value, self.vins_cfg.candidates,
+                             self.vins_cfg.action_noise)
 
     def setup_method(self) -> None:
         self.demo_done = self.demo_data["done"]

@@ -51,16 +51,40 @@ class DynamicsModel(nn.Module):
         return (self._z(obs, action).clamp(-5, 5) - target).pow(2).mean(-1).sqrt().mean()
 
 
-class VINSAgent(nn.Module):
+class VINSSelection(nn.Module):
     """Acts with the best of ``candidates`` perturbed BC actions by V(f(s, a)) (docs/original-code.md); the
-    unperturbed BC action is not a candidate, as in the original. A batch policy for the evaluator:
-    ``reset(num_envs, seed)`` seeds the candidate noise."""
+    unperturbed BC action is not a candidate, as in the original. Its noise comes from torch's global
+    generator (``torch.manual_seed``), so it scripts and saves as TorchScript (``bmil export``)."""
+
+    stochastic = True
 
     def __init__(self, policy: nn.Module, dynamics: DynamicsModel, value: ValueFunction,
                  candidates: int, action_noise: float):
         super().__init__()
         self.policy, self.dynamics, self.value = policy, dynamics, value
         self.candidates, self.action_noise = candidates, action_noise
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        prior = self.policy(obs)
+        return self.select(obs, prior, torch.rand((obs.shape[0], self.candidates, prior.shape[-1])))
+
+    def select(self, obs: torch.Tensor, prior: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The best candidate prior + action_noise * (2 noise - 1) (clamped) by V(f(s, a))."""
+        n, k = obs.shape[0], self.candidates
+        actions = (prior[:, None] + self.action_noise * (2 * noise - 1)).clamp(-1.0, 1.0)
+        states = obs[:, None].expand(n, k, obs.shape[-1])
+        scores = self.value(self.dynamics(states.reshape(n * k, -1), actions.reshape(n * k, -1))).view(n, k)
+        best = scores.argmax(1)
+        return actions[torch.arange(n), best]
+
+
+class VINSAgent(VINSSelection):
+    """``VINSSelection`` as a batch policy for the evaluator: ``reset(num_envs, seed)`` seeds its own
+    candidate noise (the same stream as ``torch.manual_seed(seed)`` gives the exported policy)."""
+
+    def __init__(self, policy: nn.Module, dynamics: DynamicsModel, value: ValueFunction,
+                 candidates: int, action_noise: float):
+        super().__init__(policy, dynamics, value, candidates, action_noise)
         self.generator = torch.Generator().manual_seed(0)
 
     def reset(self, num_envs: int, seed: int) -> None:
@@ -68,11 +92,6 @@ class VINSAgent(nn.Module):
 
     @torch.no_grad()
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        n, k = len(obs), self.candidates
         prior = self.policy(obs)  # (n, act)
-        noise = torch.rand((n, k, prior.shape[-1]), generator=self.generator).to(obs.device)
-        actions = (prior[:, None] + self.action_noise * (2 * noise - 1)).clamp(-1.0, 1.0)
-        states = obs[:, None].expand(n, k, obs.shape[-1])
-        scores = self.value(self.dynamics(states.reshape(n * k, -1), actions.reshape(n * k, -1))).view(n, k)
-        best = scores.argmax(1)
-        return actions[torch.arange(n), best]
+        noise = torch.rand((len(obs), self.candidates, prior.shape[-1]), generator=self.generator).to(obs.device)
+        return self.select(obs, prior, noise)

@@ -17,6 +17,10 @@ class FetchDomain(Domain):
     """A Fetch task (see ``bmil.domains.Domain`` for the contract)."""
 
     obs_dim, act_dim, horizon, terminates_on_success = OBS_DIM, ACT_DIM, HORIZON, False
+    # gymnasium-robotics' Fetch "observation" (positions in m, velocities in m per env step of 0.04 s).
+    observation_layout = (("grip_pos", 3), ("object_pos", 3), ("object_rel_pos", 3), ("gripper_state", 2),
+                          ("object_rot", 3), ("object_velp", 3), ("object_velr", 3), ("grip_velp", 3),
+                          ("gripper_vel", 2))
 
     def __init__(self, name: str, env_id: str, goal_height: float, expert: type):
         self.name, self.env_id, self.goal_height, self.expert = name, env_id, goal_height, expert

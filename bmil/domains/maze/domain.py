@@ -21,6 +21,7 @@ class PointMazeDomain(Domain):
         self.name, self.maze, self.horizon, self.time_feature = name, maze, horizon, time_feature
         self.layout = make_layout(maze)
         self.obs_dim = 5 if time_feature else 4
+        self.observation_layout = (("x", 1), ("y", 1), ("vx", 1), ("vy", 1)) + ((("0.001 t", 1),) if time_feature else ())
 
     def make_env(self) -> PointMazeTask:
         return PointMazeTask(self.layout, self.horizon, self.time_feature)
