@@ -143,12 +143,19 @@ def _default_strategy(trainer_cfg) -> None:
 
 def _refuse_other_task(path, saved: dict, model, named: bool) -> None:
     """The checkpoint's domain must be the config's, and its method too where the config names one."""
-    made = (_method(saved.get("_class_path", "?")), saved.get("env", "?"))
-    asked = (_method(model.class_path) if named else made[0], model.init_args.env)
+    env = model.init_args.env
+    made = (_method(saved.get("_class_path", "?")), _plain(saved.get("env", "?")))
+    asked = (_method(model.class_path) if named else made[0], _plain(env.as_dict() if hasattr(env, "as_dict") else env))
     if made != asked:
-        raise BMILError(f"'{path}' was made by {made[0]} on {made[1]}, but the config asks for {asked[0]} on "
-                        f"{asked[1]}. Use the checkpoint with its own run's config.yaml (beside it in the run "
-                        "folder), or a checkpoint of this method and domain.")
+        raise BMILError(f"'{path}' was made by {made[0]} on {_env_name(made[1])}, but the config asks for {asked[0]} "
+                        f"on {_env_name(asked[1])}. Use the checkpoint with its own run's config.yaml (beside it in "
+                        "the run folder), or a checkpoint of this method and domain.")
+
+
+def _env_name(env) -> str:
+    """A domain's name, or a configured environment's (its name or id, "with other settings" when
+    only they differ)."""
+    return env if isinstance(env, str) else f"{env.get('name') or env.get('id')} (configured)"
 
 
 def _refuse_other_settings(path, saved: dict, asked: dict) -> None:

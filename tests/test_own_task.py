@@ -237,3 +237,37 @@ def test_actions_are_rescaled_between_the_policy_and_an_envs_bounds(tmp_path):
     np.savez(tmp_path / "d.npz", obs=np.zeros((3, pusher.obs_dim)), actions=actions, episode=np.zeros(3))
     with pytest.raises(BMILError, match=r"action 2.5 .* outside Pusher-v5's action bounds \[-2, 2\]"):
         read_demos(tmp_path / "d.npz", pusher, 1)
+
+
+@pytest.mark.slow
+def test_the_tutorial_end_to_end(tmp_path, monkeypatch, capsys):
+    """docs/your-own-task.md on a budget: Minari demos of PointMaze_UMaze-v3 (a task bmil does not
+    ship), BMIL and BC fits with robustness, export, load and act as the checkpoint does."""
+    import bmil
+    from bmil.methods import BMIL
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    pointmaze_demos.write_minari("pointmaze/umaze-bmil-v0", 10)
+    config = str(Path(__file__).resolve().parents[1] / "conf" / "examples" / "pointmaze_umaze.yaml")
+    budget = ["--trainer.max_epochs", "3", "--model.policy.steps_per_epoch", "20", "--validation.every_n_epochs", "3",
+              "--validation.episodes", "10", "--robustness.every_n_epochs", "0", "--robustness.final_episodes", "20",
+              "--training_success.every_n_epochs", "0", "--validation.workers", "0", "--robustness.workers", "0",
+              "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")]
+    main(["fit", "--config", config, *budget, "--checkpoint.dirpath", str(tmp_path / "bmil")])
+    main(["fit", "--config", config, "--config", "conf/bc.yaml", *budget, "--checkpoint.dirpath", str(tmp_path / "bc")])
+    out = capsys.readouterr().out
+    assert out.count("final robustness (the last policy): PointMaze_UMaze-v3: success") == 2 and "95% CI" in out
+    ckpt = tmp_path / "bmil" / "best.ckpt"
+    main(["evaluate", "--config", config, "--ckpt_path", str(ckpt), "--episodes", "20", "--workers", "0"])
+    assert "[trained] robustness      PointMaze_UMaze-v3: success" in capsys.readouterr().out
+    main(["export", "--ckpt_path", str(ckpt), "--out", str(tmp_path / "policy.pt")])
+    policy = bmil.load_policy(tmp_path / "policy.pt")
+    assert policy.record["observation"]["layout"] == [["observation", 4], ["desired_goal", 2]]
+    agent = BMIL.load_from_checkpoint(ckpt, map_location="cpu").agent()
+    env = get_domain(policy.record["env"]).make_env()
+    obs, _ = env.reset(options={"start": get_domain(policy.record["env"]).robustness_starts(1, 0)[0]})
+    for _ in range(20):
+        action = policy(obs)
+        with torch.no_grad():
+            assert np.array_equal(action, agent(torch.as_tensor(obs[None], dtype=torch.float32))[0].numpy())
+        obs, *_ = env.step(action)
