@@ -256,7 +256,7 @@ _WORKER_ENVS: dict[str, list] = {}
 
 
 def _envs_for(domain: "Domain", n: int) -> list:
-    envs = _WORKER_ENVS.setdefault(domain.name, [])
+    envs = _WORKER_ENVS.setdefault(domain.key, [])
     while len(envs) < n:
         envs.append(domain.make_env())
     return envs

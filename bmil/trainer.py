@@ -37,6 +37,8 @@ class BMILTrainer(L.Trainer):
         plot_demos: Optional[str] = None,
         json_out: Optional[str] = None,
         weights_only: Optional[bool] = None,
+        video: int = 0,
+        video_dir: str = "videos",
     ) -> dict:
         """Measure training success and robustness (success from unseen start states).
 
@@ -55,24 +57,45 @@ class BMILTrainer(L.Trainer):
             weights_only: How to unpickle the checkpoint (torch.load's flag; default: Lightning's).
                 Accepted here so that a run's saved ``config.yaml`` (written by fit) works as
                 ``bmil evaluate --config``.
+            video: Replay this many robustness episodes, failures and successes alternately, as
+                GIFs (offscreen; MUJOCO_GL=egl is set on Linux when unset) and TensorBoard images.
+            video_dir: Where the GIFs go (start<index>_<success|failure>.gif).
         """
         from bmil.evaluation import Evaluator, write_record
 
         require(episodes >= 1, "--episodes", episodes, "at least 1")
         require(training_episodes >= 1, "--training_episodes", training_episodes, "at least 1")
         require(workers is None or workers >= 0, "--workers", workers, "0 (in-process) or more")
+        require(video >= 0, "--video", video, "0 (none) or more episodes")
         agent = _agent(model, policy, ckpt_path, seed, weights_only)
         t0 = time.perf_counter()
         with Evaluator(model.domain, workers) as evaluator:
             train = evaluator.run(agent, "training", training_episodes, seed, success)
             robust = evaluator.run(agent, "robustness", episodes, seed, success, progress=True)
+            batch = evaluator.batch_size  # videos replay an episode in its batch
         seconds = time.perf_counter() - t0
         _report(model.domain, policy, train, robust, seconds, plot, plot_demos)
+        if video:
+            self._videos(model.domain, agent, robust, video, seed, success, video_dir, batch)
         record = {"policy": policy, "ckpt_path": ckpt_path, "training": train.to_dict(),
                   "robustness": robust.to_dict(), "seconds": seconds}
         if json_out:
             write_record(json_out, {**record, **robust.outcomes()})
         return record
+
+
+    def _videos(self, domain, agent, result, n: int, seed: int, success: str, folder: str, batch: int) -> None:
+        from bmil.video import gif_summary, record_videos
+
+        t0 = time.perf_counter()
+        paths = record_videos(domain, agent, result, n, seed, folder, success_mode=success, batch_size=batch)
+        experiment = getattr(self.logger, "experiment", None)
+        if hasattr(experiment, "file_writer"):  # TensorBoard: the GIFs, animated, in the Images tab
+            for k, path in enumerate(paths):
+                experiment.file_writer.add_summary(gif_summary(f"eval/video/{path.stem}", path, k))
+            experiment.flush()
+        print(f"{len(paths)} videos in {folder}/ ({time.perf_counter() - t0:.1f} s): "
+              + ", ".join(p.name for p in paths))
 
 
 def _agent(model, policy: str, ckpt_path: Optional[str], seed: int, weights_only: Optional[bool]):

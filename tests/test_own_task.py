@@ -56,6 +56,7 @@ def test_a_configured_env_reads_observation_success_and_starts(umaze):
     assert np.all(np.abs(train[:, -6:-4] - [-1.0, -1.0]) <= 0.26)
 
 
+@pytest.mark.slow
 def test_success_ends_the_episode_and_workers_agree(umaze):
     env = umaze.make_env()
     env.reset(options={"start": umaze.training_starts(1, 0)[0]})
@@ -271,3 +272,37 @@ def test_the_tutorial_end_to_end(tmp_path, monkeypatch, capsys):
         with torch.no_grad():
             assert np.array_equal(action, agent(torch.as_tensor(obs[None], dtype=torch.float32))[0].numpy())
         obs, *_ = env.step(action)
+
+
+def test_videos_alternate_failures_and_successes():
+    from bmil.evaluation import EvalResult
+    from bmil.video import pick_episodes
+
+    result = EvalResult("d", np.zeros((6, 2)), np.array([True, True, False, True, False, False]), np.zeros(6))
+    assert pick_episodes(result, 4) == [2, 0, 4, 1]
+    assert pick_episodes(result, 10) == [2, 0, 4, 1, 5, 3]
+
+
+@pytest.mark.slow
+def test_evaluate_renders_videos_of_the_episodes_it_measured(tmp_path):
+    import subprocess
+
+    import imageio.v3 as iio
+
+    cmd = [sys.executable, "-m", "bmil.cli", "evaluate", "--model.env", "push", "--policy", "random",
+           "--episodes", "6", "--training_episodes", "1", "--workers", "0", "--video", "2",
+           "--video_dir", str(tmp_path / "videos"), "--json_out", str(tmp_path / "r.json"),
+           "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
+                          env={k: v for k, v in __import__("os").environ.items() if k != "MUJOCO_GL"})
+    if "MuJoCo cannot render here" in done.stderr:
+        pytest.skip("no offscreen OpenGL (EGL) on this machine")
+    assert done.returncode == 0, done.stderr[-2000:]
+    success = json.loads((tmp_path / "r.json").read_text())["success"]
+    gifs = sorted((tmp_path / "videos").glob("*.gif"))
+    assert len(gifs) == 2 and "2 videos in" in done.stdout
+    for gif in gifs:  # each named by the start it replays and the outcome the evaluation measured
+        index, outcome = int(gif.stem[5:10]), gif.stem.split("_")[1]
+        assert outcome == ("success" if success[index] else "failure")
+        frames = iio.imread(gif, index=None)
+        assert frames.shape[1:3] == (240, 320) and frames.std() > 1.0  # rendered, not blank

@@ -44,10 +44,19 @@ class Domain(ABC):
 
     # [name, size] of each part of the observation, in order (bmil export's record, docs/domains.md).
     observation_layout: tuple[tuple[str, int], ...] = ()
+    # MuJoCo free-camera settings of rollout videos (lookat, distance, azimuth, elevation); None:
+    # MuJoCo's default view of the whole model.
+    render_camera: dict | None = None
 
     # Per-cell evaluation (mazes): starts fall into groups whose rates are averaged unweighted.
     obs_bounds: tuple[np.ndarray, np.ndarray] | None = None  # where a state can be (None: anywhere)
     num_groups: int = 0
+
+    @property
+    def key(self) -> str:
+        """What tells this domain from any other in one process (worker processes cache envs by
+        it): its name, unless one name can carry different settings."""
+        return self.name
 
     def start_groups(self, starts: np.ndarray) -> np.ndarray | None:
         """Group id (e.g. maze cell) of every start row; None when results are not grouped."""

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -113,6 +114,11 @@ def spec_of(value) -> GymEnvSpec:
     return GymEnvSpec(**value)
 
 
+def spec_key(spec: GymEnvSpec) -> str:
+    """Two configured environments are the same domain only if every setting is the same."""
+    return "gym:" + json.dumps(asdict(spec), sort_keys=True, default=str)
+
+
 class GymDomain(Domain):
     """A domain built from a ``GymEnvSpec``; it has no scripted expert (bring demonstrations)."""
 
@@ -150,6 +156,10 @@ class GymDomain(Domain):
         self.terminates_on_success = spec.terminates_on_success
         self._starts: dict[tuple, np.ndarray] = {}  # drawn start lists, by (kind, n, seed)
         env.close()
+
+    @property
+    def key(self) -> str:
+        return spec_key(self.spec)
 
     def make_env(self) -> gym.Env:
         bounds = (self.action_low, self.action_high) if self.rescales else None

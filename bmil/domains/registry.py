@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import json
-from dataclasses import asdict
 from importlib import metadata
 from typing import Callable, Union
 
@@ -59,10 +57,10 @@ def get_domain(env) -> Domain:
 
 
 def _configured(env) -> Domain:
-    from bmil.domains.from_gym import GymDomain, spec_of
+    from bmil.domains.from_gym import GymDomain, spec_key, spec_of
 
     spec = spec_of(env)
-    key = "gym:" + json.dumps(asdict(spec), sort_keys=True, default=str)
+    key = spec_key(spec)
     if key not in _INSTANCES:
         _INSTANCES[key] = GymDomain(spec)
     return _INSTANCES[key]
