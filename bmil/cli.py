@@ -32,6 +32,7 @@ def demos(
     out: Optional[str] = None,
     stop_on_success: bool = False,
     max_attempts: Optional[int] = None,
+    minari: Optional[str] = None,
 ) -> None:
     """Generate expert demonstrations from the training start and save them atomically.
 
@@ -43,8 +44,10 @@ def demos(
         stop_on_success: End each demo at its first success, as the original code did (default:
             run the full horizon so the demos also show holding the goal).
         max_attempts: Give up after this many episodes (default 5 * num + 10).
+        minari: Also write them as the Minari dataset with this id (e.g. bmil/pickplace-expert-v0,
+            under MINARI_DATASETS_PATH; read back with model.demos.path minari:<id>).
     """
-    from bmil.demos import generate_demos
+    from bmil.demos import generate_demos, load_demos
 
     meta = generate_demos(env, num, seed, out, stop_on_success, max_attempts)
     print(
@@ -52,6 +55,12 @@ def demos(
         f"{meta['path']} in {meta['seconds']:.1f} s; expert success "
         f"{meta['episodes']}/{meta['attempts']} = {100 * meta['expert_success_rate']:.1f}%"
     )
+    if minari:
+        from bmil.demo_formats import write_minari
+        from bmil.domains import get_domain
+
+        folder = write_minari(load_demos(meta["path"], env)[0], minari, get_domain(env))
+        print(f"and as Minari dataset {minari} ({folder})")
 
 
 def export(ckpt_path: str, out: str = "policy.pt") -> None:

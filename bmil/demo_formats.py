@@ -217,3 +217,36 @@ def _minari_episodes(source: str, domain) -> list:
             obs = _numeric(obs, f"'{source}': observations")
         episodes.append(_split(obs, _numeric(episode.actions, f"'{source}': actions"), None))
     return episodes
+
+
+def write_minari(td: TensorDict, dataset_id: str, domain, description: str = "") -> Path:
+    """Write bmil transitions as the Minari dataset ``dataset_id`` (under MINARI_DATASETS_PATH).
+
+    bmil's demonstrations have no rewards: Minari's reward field is zeros. An episode ends
+    terminated where the domain ends episodes at success, else truncated (the horizon)."""
+    import warnings
+
+    import gymnasium as gym
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    warnings.filterwarnings("ignore", module="minari")  # its reminders to fill in author, permalink, ...
+    buffers = []
+    for i in range(int(td["episode"].max()) + 1):
+        rows = td[td["episode"] == i]
+        n = len(rows)
+        obs = np.concatenate([rows["obs"].numpy(), rows["next_obs"][-1:].numpy()])
+        ends = np.zeros(n, dtype=bool)
+        ends[-1] = True
+        terminal = bool(domain.terminates_on_success)
+        buffers.append(EpisodeBuffer(id=i, observations=obs, actions=rows["action"].numpy(),
+                                     rewards=np.zeros(n), terminations=ends & terminal, truncations=ends & (not terminal)))
+    box = lambda dim: gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)  # noqa: E731
+    try:
+        dataset = minari.create_dataset_from_buffers(
+            dataset_id, buffers, action_space=gym.spaces.Box(-1.0, 1.0, (domain.act_dim,), np.float32),
+            observation_space=box(domain.obs_dim), algorithm_name="bmil scripted expert",
+            description=description or f"bmil demonstrations of {domain.name}")
+    except ValueError as e:
+        raise BMILError(f"Minari cannot write '{dataset_id}' ({e}); choose another id (namespace/name-v0).") from None
+    return Path(dataset.spec.data_path).parent

@@ -306,3 +306,24 @@ def test_evaluate_renders_videos_of_the_episodes_it_measured(tmp_path):
         assert outcome == ("success" if success[index] else "failure")
         frames = iio.imread(gif, index=None)
         assert frames.shape[1:3] == (240, 320) and frames.std() > 1.0  # rendered, not blank
+
+
+def test_bmil_demos_written_as_minari_read_back_the_same(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    main(["demos", "--env", "push", "--num", "2", "--out", str(tmp_path / "d"), "--minari", "bmil/push-test-v0"])
+    assert "and as Minari dataset bmil/push-test-v0" in capsys.readouterr().out
+    from bmil.demos import load_demos
+
+    ours, _ = load_demos(tmp_path / "d", "push")
+    theirs, meta = read_demos("minari:bmil/push-test-v0", get_domain("push"), 2)
+    assert meta["format"] == "minari"
+    for key in ("obs", "action", "next_obs", "done", "episode", "step"):
+        assert torch.equal(ours[key], theirs[key]), key
+
+
+def test_workers_default_to_the_cores_the_process_may_use():
+    import subprocess
+
+    probe = "from bmil.evaluation import usable_cores; print(usable_cores())"
+    one = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", probe], capture_output=True, text=True)
+    assert one.stdout.strip() == "1"
