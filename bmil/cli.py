@@ -16,7 +16,6 @@ Problems the user can fix end in one ``bmil: error:`` line, without a traceback.
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from pathlib import Path
@@ -101,8 +100,6 @@ def main(argv: list[str] | None = None) -> None:
     if argv is None:
         _stop_cleanly_on_signals()
     argv = sys.argv[1:] if argv is None else argv
-    if "--video" in argv and not os.environ.get("MUJOCO_GL") and sys.platform.startswith("linux"):
-        os.environ["MUJOCO_GL"] = "egl"  # offscreen rendering; MuJoCo reads it when first imported
     try:
         _main(argv)
     except KeyboardInterrupt:

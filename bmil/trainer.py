@@ -58,7 +58,7 @@ class BMILTrainer(L.Trainer):
                 Accepted here so that a run's saved ``config.yaml`` (written by fit) works as
                 ``bmil evaluate --config``.
             video: Replay this many robustness episodes, failures and successes alternately, as
-                GIFs (offscreen; MUJOCO_GL=egl is set on Linux when unset) and TensorBoard images.
+                GIFs (offscreen: MUJOCO_GL=egl unless set) and TensorBoard images.
             video_dir: Where the GIFs go (start<index>_<success|failure>.gif).
         """
         from bmil.evaluation import Evaluator, write_record
@@ -85,15 +85,11 @@ class BMILTrainer(L.Trainer):
 
 
     def _videos(self, domain, agent, result, n: int, seed: int, success: str, folder: str, batch: int) -> None:
-        from bmil.video import gif_summary, record_videos
+        from bmil.video import log_gifs, offscreen
 
         t0 = time.perf_counter()
-        paths = record_videos(domain, agent, result, n, seed, folder, success_mode=success, batch_size=batch)
-        experiment = getattr(self.logger, "experiment", None)
-        if hasattr(experiment, "file_writer"):  # TensorBoard: the GIFs, animated, in the Images tab
-            for k, path in enumerate(paths):
-                experiment.file_writer.add_summary(gif_summary(f"eval/video/{path.stem}", path, k))
-            experiment.flush()
+        paths = offscreen(domain, agent, result, n, seed, folder, success_mode=success, batch_size=batch)
+        log_gifs(self.logger, "eval/video", paths, 0)
         print(f"{len(paths)} videos in {folder}/ ({time.perf_counter() - t0:.1f} s): "
               + ", ".join(p.name for p in paths))
 

@@ -1,12 +1,17 @@
-"""Rollout videos, rendered offscreen with MuJoCo's renderer (``MUJOCO_GL=egl`` on a machine
-without a display; ``bmil evaluate --video`` sets it on Linux when unset).
+"""Rollout videos, rendered offscreen with MuJoCo's renderer.
 
 ``record_videos`` replays chosen episodes of an evaluation (the same starts and episode seeds, so
-the same outcomes) and writes one GIF per episode, named by its start and outcome.
+the same outcomes) and writes one GIF per episode, named by its start and outcome. ``offscreen``
+runs it in a fresh process whose MuJoCo renders with EGL (``MUJOCO_GL=egl``, unless the user chose
+a backend): MuJoCo reads that setting when first imported, and this process has imported it already.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +29,19 @@ def pick_episodes(result: EvalResult, n: int) -> list[int]:
             if pool and len(picked) < n:
                 picked.append(int(pool.pop(0)))
     return picked
+
+
+def offscreen(domain, policy, result: EvalResult, n: int, seed: int, folder: str | Path, **kwargs) -> list[Path]:
+    """``record_videos`` in a fresh process set up for offscreen rendering."""
+    chosen = os.environ.get("MUJOCO_GL")
+    if not chosen and sys.platform.startswith("linux"):
+        os.environ["MUJOCO_GL"] = "egl"  # inherited by the spawned process only when it starts
+    try:
+        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+            return pool.submit(record_videos, domain, policy, result, n, seed, folder, **kwargs).result()
+    finally:
+        if chosen is None:
+            os.environ.pop("MUJOCO_GL", None)
 
 
 def record_videos(domain, policy, result: EvalResult, n: int, seed: int, folder: str | Path,
@@ -44,8 +62,8 @@ def record_videos(domain, policy, result: EvalResult, n: int, seed: int, folder:
         seeds = [episode_seed(seed, lo + i) for i in range(len(starts))]
         frames, success = _episode_frames(domain, policy, starts, seeds, index - lo, width, height, success_mode)
         if success != bool(result.success[index]):  # a replay is the same episode: say so if it is not
-            raise BMILError(f"replaying start {index} gave another outcome than the evaluation; the policy "
-                            "or environment is not deterministic given its seed.")
+            print(f"note: start {index} replayed as a {'success' if success else 'failure'}, measured otherwise "
+                  "(the policy or env is not deterministic given its seed, or its batch differed: DDP)")
         path = folder / f"start{index:05d}_{'success' if success else 'failure'}.gif"
         iio.imwrite(path, np.stack(frames), duration=1000 // 25, loop=0)
         paths.append(path)
@@ -63,8 +81,9 @@ def _episode_frames(domain, policy, starts, seeds: list[int], position: int, wid
     try:
         renderer = mujoco.Renderer(model, height, width)
     except Exception as e:  # mujoco raises FatalError or RuntimeError without a GL context
-        raise BMILError(f"MuJoCo cannot render here ({type(e).__name__}: {e}). On a machine without a "
-                        "display run with MUJOCO_GL=egl (or osmesa).") from None
+        raise BMILError(f"MuJoCo cannot render here with MUJOCO_GL={os.environ.get('MUJOCO_GL')} "
+                        f"({type(e).__name__}: {e}); set MUJOCO_GL to a backend this machine has (egl, "
+                        "osmesa or glfw).") from None
     camera = _camera(model, getattr(domain, "render_camera", None))
     frames = []
 
@@ -127,12 +146,17 @@ def _camera(model, settings: dict | None):
     return camera
 
 
-def gif_summary(tag: str, path: Path, step: int):
-    """A TensorBoard summary that shows the GIF at ``path`` (animated) in the Images tab."""
-    import imageio.v3 as iio
+def log_gifs(logger, tag: str, paths: list[Path], step: int) -> None:
+    """The GIFs as TensorBoard images (animated in the Images tab), one tag per episode."""
     from tensorboard.compat.proto.summary_pb2 import Summary
+    import imageio.v3 as iio
 
-    frames = iio.imread(path, index=None)
-    image = Summary.Image(height=frames.shape[1], width=frames.shape[2], colorspace=3,
-                          encoded_image_string=path.read_bytes())
-    return Summary(value=[Summary.Value(tag=tag, image=image)])
+    experiment = getattr(logger, "experiment", None)
+    if not hasattr(experiment, "file_writer"):
+        return
+    for path in paths:
+        frames = iio.imread(path, index=None)
+        image = Summary.Image(height=frames.shape[1], width=frames.shape[2], colorspace=3,
+                              encoded_image_string=path.read_bytes())
+        experiment.file_writer.add_summary(Summary(value=[Summary.Value(tag=f"{tag}/{path.stem}", image=image)]), step)
+    experiment.flush()

@@ -84,7 +84,8 @@ class Robustness(_PolicyEvaluation):
 
     def __init__(self, every_n_epochs: int = 20, episodes: int = 500, final_episodes: int = 10000,
                  seed: int = 0, success: Literal["final", "any"] = "final",
-                 workers: Optional[int] = None, figures: bool = True, draw_demos: bool = True):
+                 workers: Optional[int] = None, figures: bool = True, draw_demos: bool = True,
+                 videos: int = 0):
         """
         Args:
             every_n_epochs: Evaluate after every this many epochs (0: never during fit).
@@ -95,10 +96,14 @@ class Robustness(_PolicyEvaluation):
             workers: Worker processes per rank (default: the usable cores shared by its ranks).
             figures: Log the robustness figure to TensorBoard and save it as PNG.
             draw_demos: Draw the demonstrations over the figure where it supports that (mazes).
+            videos: Replay this many final-test episodes (failures and successes alternately) as
+                GIFs in videos/<final|best>/ and TensorBoard, rendered offscreen.
         """
         super().__init__(every_n_epochs, episodes, seed, success, workers)
         require(final_episodes >= 0, "robustness.final_episodes", final_episodes, "0 (skip) or more")
+        require(videos >= 0, "robustness.videos", videos, "0 (none) or more")
         self.final_episodes, self.figures, self.draw_demos = final_episodes, figures, draw_demos
+        self.videos = videos
 
     def on_result(self, trainer, result: EvalResult, tag: str, epoch: int, which: str = "") -> None:
         if not (self.figures and trainer.is_global_zero):
@@ -131,18 +136,20 @@ class Robustness(_PolicyEvaluation):
             return
         validation = _validation(trainer)
         best = validation.best_agent(pl_module) if validation is not None else None
-        last = self.evaluate(trainer, pl_module.agent(), self.final_episodes, progress=True)
-        self._report(trainer, last, "final", "" if best is None else "the last policy")
+        agent = pl_module.agent()
+        last = self.evaluate(trainer, agent, self.final_episodes, progress=True)
+        self._report(trainer, last, "final", "" if best is None else "the last policy", agent)
         if best is None:
             return
         which = f"the best by validation, epoch {validation.best_epoch}"
         if validation.best.get("step") == trainer.global_step:
             # Chosen at the last check with no optimizer step since: the same weights, the same outcomes.
-            self._report(trainer, last, "best", f"{which}: the last policy")
+            self._report(trainer, last, "best", f"{which}: the last policy", agent)
         else:
-            self._report(trainer, self.evaluate(trainer, best, self.final_episodes, progress=True), "best", which)
+            result = self.evaluate(trainer, best, self.final_episodes, progress=True)
+            self._report(trainer, result, "best", which, best)
 
-    def _report(self, trainer, result: EvalResult, tag: str, which: str) -> None:
+    def _report(self, trainer, result: EvalResult, tag: str, which: str, agent) -> None:
         epoch = trainer.current_epoch  # epochs done: the final test sits at the end of the epoch axis
         self.on_result(trainer, result, tag, epoch, which)
         metrics = result.metrics(f"eval/{tag}_robustness")
@@ -155,6 +162,17 @@ class Robustness(_PolicyEvaluation):
             text = self._evaluator.domain.describe(result)
             if text:
                 print(text)
+            if self.videos:
+                self._record(trainer, result, tag, agent, epoch)
+
+    def _record(self, trainer, result: EvalResult, tag: str, agent, epoch: int) -> None:
+        from bmil.video import log_gifs, offscreen
+
+        folder = _run_dir(trainer) / "videos" / tag
+        paths = offscreen(self._evaluator.domain, agent, result, self.videos, self.seed, folder,
+                          success_mode=self.success, batch_size=self._evaluator.batch_size)
+        log_gifs(trainer.logger, f"eval/{tag}_video", paths, epoch)
+        print(f"{len(paths)} videos of the {tag} test in {folder}")
 
 
 class Validation(_PolicyEvaluation):

@@ -327,3 +327,24 @@ def test_workers_default_to_the_cores_the_process_may_use():
     probe = "from bmil.evaluation import usable_cores; print(usable_cores())"
     one = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", probe], capture_output=True, text=True)
     assert one.stdout.strip() == "1"
+
+
+@pytest.mark.slow
+def test_a_fit_can_end_with_videos_of_its_final_test(tmp_path, push_demos, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from test_fit import _config
+
+    groups = {"robustness": {"every_n_epochs": 0, "final_episodes": 4, "workers": 0, "videos": 1}}
+    try:
+        main(["fit", "--config", str(_config(tmp_path, push_demos, method="BC", groups=groups))])
+    except SystemExit:
+        if "MuJoCo cannot render here" in capsys.readouterr().err:
+            pytest.skip("no offscreen OpenGL (EGL) on this machine")
+        raise
+    out = capsys.readouterr().out
+    run = tmp_path / "runs" / "t" / "version_0"
+    [gif] = (run / "videos" / "final").glob("start*.gif")
+    assert "1 videos of the final test" in out
+    tags = EventAccumulator(str(run)).Reload().Tags()["images"]
+    assert f"eval/final_video/{gif.stem}" in tags
