@@ -348,3 +348,14 @@ def test_a_fit_can_end_with_videos_of_its_final_test(tmp_path, push_demos, capsy
     assert "1 videos of the final test" in out
     tags = EventAccumulator(str(run)).Reload().Tags()["images"]
     assert f"eval/final_video/{gif.stem}" in tags
+
+
+def test_a_domain_named_by_an_installed_entry_point_is_found(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    from bmil.domains import domain_names, registry
+
+    point = EntryPoint("my_push", "bmil.domains.fetch.domain:push", "bmil.domains")
+    monkeypatch.setattr(registry.metadata, "entry_points", lambda group: [point] if group == "bmil.domains" else [])
+    monkeypatch.setattr(registry, "_INSTANCES", {})
+    assert "my_push" in domain_names() and get_domain("my_push").obs_dim == 25
