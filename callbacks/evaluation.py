@@ -9,6 +9,7 @@ every rank logs the same full result.
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -105,15 +106,18 @@ class Robustness(_PolicyEvaluation):
         self.final_episodes, self.figures, self.draw_demos = final_episodes, figures, draw_demos
         self.videos = videos
 
-    def on_result(self, trainer, result: EvalResult, tag: str, epoch: int, which: str = "") -> None:
+    def on_result(self, trainer, result: EvalResult, tag: str, epoch: int) -> None:
         if not (self.figures and trainer.is_global_zero):
             return
         demos = trainer.lightning_module.demo_data if self.draw_demos else None
         fig = self._evaluator.domain.robustness_figure(result, demos)
         lo, hi = result.ci
-        fig.suptitle(f"{'final test' if tag in ('final', 'best') else 'robustness'}{f' ({which})' if which else ''}, "
-                     f"epoch {epoch}: {100 * result.rate:.1f}% of {result.episodes} starts "
+        label = {"final": "final test, last policy", "best": "final test, best policy by validation"}.get(tag, "robustness")
+        fig.suptitle(f"{label}, epoch {epoch}\n{100 * result.rate:.1f}% of {result.episodes} starts "
                      f"(95% CI {100 * lo:.1f}-{100 * hi:.1f}%)", fontsize=8)
+        with warnings.catch_warnings():  # some figures' axes (colour bars) do not fit tight_layout
+            warnings.simplefilter("ignore")
+            fig.tight_layout(rect=(0, 0, 1, 0.92))  # room for the two title lines
         folder = _run_dir(trainer) / "robustness"
         folder.mkdir(parents=True, exist_ok=True)
         fig.savefig(folder / f"{tag}.png")
@@ -151,7 +155,7 @@ class Robustness(_PolicyEvaluation):
 
     def _report(self, trainer, result: EvalResult, tag: str, which: str, agent) -> None:
         epoch = trainer.current_epoch  # epochs done: the final test sits at the end of the epoch axis
-        self.on_result(trainer, result, tag, epoch, which)
+        self.on_result(trainer, result, tag, epoch)
         metrics = result.metrics(f"eval/{tag}_robustness")
         if tag == "final":  # TensorBoard's HParams tab compares runs by hp_metric
             metrics["hp_metric"] = result.rate
