@@ -80,6 +80,7 @@ _ADDED_SINCE_RECORDS = {
     ("model", "init_args", "traces", "keep_epochs"): 1,
     ("model", "init_args", "traces", "demo_bounds_margin"): None,
     ("model", "init_args", "demos", "generate"): False,
+    ("robustness", "videos"): 0,
 }
 
 
