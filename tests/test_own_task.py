@@ -359,3 +359,20 @@ def test_a_domain_named_by_an_installed_entry_point_is_found(monkeypatch):
     monkeypatch.setattr(registry.metadata, "entry_points", lambda group: [point] if group == "bmil.domains" else [])
     monkeypatch.setattr(registry, "_INSTANCES", {})
     assert "my_push" in domain_names() and get_domain("my_push").obs_dim == 25
+
+
+def _lift_torso(env, rng):
+    """A user's start function (model.env.robustness.perturb): the torso raised by U(0.1, 0.2)."""
+    qpos = env.data.qpos.copy()
+    qpos[1] += rng.uniform(0.1, 0.2)
+    env.set_state(qpos, env.data.qvel.copy())
+    return env._get_obs()
+
+
+def test_a_users_start_function_moves_the_robustness_starts():
+    plain = get_domain({"id": "Hopper-v5", "success": "terminated"})
+    lifted = get_domain({"id": "Hopper-v5", "success": "terminated",
+                         "robustness": {"perturb": "test_own_task:_lift_torso"}})
+    rise = lifted.robustness_starts(20, 0)[:, -lifted.obs_dim] - plain.robustness_starts(20, 0)[:, -plain.obs_dim]
+    assert np.all((rise >= 0.1) & (rise <= 0.2)) and rise.std() > 0.01  # obs[0] is the torso height, qpos[1]
+    assert np.array_equal(lifted.training_starts(5, 0), plain.training_starts(5, 0))  # training starts untouched
