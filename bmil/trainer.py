@@ -14,7 +14,6 @@ from bmil.errors import BMILError, require
 
 class BMILTrainer(L.Trainer):
     def fit(self, model, *args, **kwargs):
-        """Lightning's fit, with the run folder named before it starts and after its final test."""
         folder = getattr(self.logger, "log_dir", None) if self.is_global_zero else None
         if folder:
             print(f"run folder: {folder}")
@@ -22,6 +21,11 @@ class BMILTrainer(L.Trainer):
         if folder:
             print(f"run folder: {folder} (checkpoints/, robustness_*.json, robustness/*.png; "
                   f"TensorBoard: tensorboard --logdir {Path(folder).parent.parent})")
+
+    # Lightning's docstring (its Args document --ckpt_path) under bmil's description of `bmil fit`.
+    fit.__doc__ = ("Train the config's method on its demonstrations, evaluating as the evaluation groups say; "
+                   "the run folder is printed when training starts and after the final test."
+                   + (L.Trainer.fit.__doc__ or "").partition("\n")[2])
 
     def evaluate(
         self,
