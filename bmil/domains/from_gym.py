@@ -98,8 +98,9 @@ class GymEnvSpec:
             value = getattr(self, key)
             if isinstance(value, dict):
                 setattr(self, key, StartSettings(**value))
-            for noise in ("qpos_noise", "qvel_noise"):
-                setattr(getattr(self, key), noise, {int(i): float(s) for i, s in getattr(getattr(self, key), noise).items()})
+            settings = getattr(self, key)
+            for noise in ("qpos_noise", "qvel_noise"):  # YAML and JSON may give the indices as strings
+                setattr(settings, noise, {int(i): float(s) for i, s in getattr(settings, noise).items()})
 
 
 def spec_of(value) -> GymEnvSpec:
@@ -121,8 +122,6 @@ def spec_key(spec: GymEnvSpec) -> str:
 
 class GymDomain(Domain):
     """A domain built from a ``GymEnvSpec``; it has no scripted expert (bring demonstrations)."""
-
-    terminates_on_success = True
 
     def __init__(self, spec: GymEnvSpec):
         self.spec = spec
@@ -147,12 +146,14 @@ class GymDomain(Domain):
             raise BMILError(f"{spec.id} has no max_episode_steps: set model.env.horizon (steps per episode).")
         if spec.success == "distance":
             _check_distance_keys(obs, spec)
+        if len(spec.figure) != 2 or not all(0 <= k < self.obs_dim for k in spec.figure):
+            raise BMILError(f"model.env.figure {spec.figure}: two observation indices in 0..{self.obs_dim - 1}.")
         for kind in ("training", "robustness"):
             settings: StartSettings = getattr(spec, kind)
             if settings.perturb:
                 _import(settings.perturb, f"model.env.{kind}.perturb")
             if settings.qpos_noise or settings.qvel_noise:
-                _check_noise_support(env.unwrapped, spec.id)
+                _check_noise_support(env.unwrapped, spec.id, settings, kind)
         self.terminates_on_success = spec.terminates_on_success
         self._starts: dict[tuple, np.ndarray] = {}  # drawn start lists, by (kind, n, seed)
         env.close()
@@ -255,7 +256,7 @@ def start_from(env: gym.Env, spec: GymEnvSpec, kind: str, row) -> tuple[Any, dic
     return obs, info
 
 
-def _check_noise_support(env, env_id: str) -> None:
+def _check_noise_support(env, env_id: str, settings: StartSettings, kind: str) -> None:
     ok = hasattr(env, "set_state") and hasattr(env, "data")
     try:
         ok = ok and inspect.signature(env._get_obs).parameters == {}
@@ -265,6 +266,10 @@ def _check_noise_support(env, env_id: str) -> None:
         raise BMILError(f"{env_id}: qpos_noise/qvel_noise need a MuJoCo env with set_state and _get_obs() "
                         "(gymnasium's MuJoCo envs); use model.env.<training|robustness>.perturb (your own "
                         "function) or the env's reset options instead.")
+    for name, size in (("qpos_noise", env.data.qpos.size), ("qvel_noise", env.data.qvel.size)):
+        bad = [i for i in getattr(settings, name) if not 0 <= i < size]
+        if bad:
+            raise BMILError(f"model.env.{kind}.{name}: indices {bad} outside {env_id}'s {name[:4]} (0..{size - 1}).")
 
 
 def _add_noise(env, settings: StartSettings, noise: np.ndarray):
