@@ -76,9 +76,10 @@ def test_demos_refuse_a_foreign_folder_before_generating_and_fill_an_empty_one(t
     assert (empty / "bmil_demos.json").is_file()
 
 
-def _stop(cmd, signum, to_group, wait_s):
-    """Start ``cmd`` in its own process group, let it work ``wait_s`` seconds, send ``signum``;
-    returns (exit code, seconds to exit, processes of the group left 3 s later, stderr)."""
+def _stop(cmd, signum, to_group, wait_s, after=None):
+    """Start ``cmd`` in its own process group, let it work ``wait_s`` seconds (and until the path
+    ``after`` exists, within 120 s: on a loaded machine a fit's first epoch can take long), send
+    ``signum``; returns (exit code, seconds to exit, processes of the group left 3 s later, stderr)."""
     import os
     import signal
     import subprocess
@@ -88,6 +89,9 @@ def _stop(cmd, signum, to_group, wait_s):
     proc = subprocess.Popen([sys.executable, "-m", "bmil.cli", *cmd], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     time.sleep(wait_s)
+    deadline = time.monotonic() + 120
+    while after is not None and not any(after.parent.glob(after.name)) and time.monotonic() < deadline:
+        time.sleep(0.5)
     t0 = time.monotonic()
     (os.killpg if to_group else os.kill)(proc.pid, signum)
     code = proc.wait(timeout=60)
@@ -119,9 +123,9 @@ def test_sigterm_stops_a_fit_with_its_checkpoint_whole(tmp_path, push_demos):
     cmd = ["fit", "--config", "conf/push.yaml", "--config", "conf/bc.yaml", "--model.demos.path", str(push_demos),
            "--model.demos.num", "2", "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.max_epochs", "100000",
            "--training_success.every_n_epochs", "0", "--robustness.every_n_epochs", "0", "--robustness.final_episodes", "0"]
-    exit_code, seconds, left, err = _stop(cmd, signal.SIGTERM, False, wait_s=12)
+    ckpt = tmp_path / "push_bc" / "version_0" / "checkpoints" / "last.ckpt"
+    exit_code, seconds, left, err = _stop(cmd, signal.SIGTERM, False, wait_s=12, after=ckpt)
     assert exit_code == 143 and seconds < 10 and left == [] and "bmil: interrupted (SIGTERM)" in err
-    [ckpt] = tmp_path.glob("push_bc/version_0/checkpoints/last.ckpt")
     assert torch.load(ckpt, weights_only=False)["bmil"]["policy_step"] > 0
 
 
