@@ -39,9 +39,11 @@ def offscreen(domain, policy, result: EvalResult, n: int, seed: int, folder: str
     try:
         with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
             return pool.submit(record_videos, domain, policy, result, n, seed, folder, **kwargs).result()
-    finally:
+    finally:  # this process's environment as it was
         if chosen is None:
             os.environ.pop("MUJOCO_GL", None)
+        else:
+            os.environ["MUJOCO_GL"] = chosen
 
 
 def record_videos(domain, policy, result: EvalResult, n: int, seed: int, folder: str | Path,
