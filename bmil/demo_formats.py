@@ -19,6 +19,7 @@ episodes are used.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -157,10 +158,10 @@ def _robomimic_episodes(path: Path, domain) -> list:
     except OSError as e:
         raise BMILError(f"'{path}' is not a readable HDF5 file ({e}).") from None
     with f:
-        if "data" not in f or not any(k.startswith("demo") for k in f["data"]):
+        names = sorted((k for k in f.get("data", {}) if re.fullmatch(r"demo_\d+", k)), key=lambda k: int(k[5:]))
+        if not names:
             raise BMILError(f"'{path}' has no data/demo_<i> groups (robomimic's layout); it has: "
                             f"{', '.join(f.keys()) or 'nothing'}.")
-        names = sorted((k for k in f["data"] if k.startswith("demo")), key=lambda k: int(k.split("_")[-1]))
         keys = getattr(getattr(domain, "spec", None), "obs_keys", [])
         episodes = []
         for name in names:
