@@ -47,7 +47,7 @@ def test_family_and_domain_layers_give_the_original_hyper_parameters():
 
 @pytest.mark.parametrize("base, overlay, changed", [
     *[(f"{d}.yaml", "overlays/fetch_ablation_eval.yaml", {"robustness", "validation"}) for d in ("pickplace", "push")],
-    *[(f"point_{m}.yaml", "overlays/maze_table1_eval.yaml", {"robustness", "training_success"})
+    *[(f"point_{m}.yaml", "overlays/maze_table1_eval.yaml", {"robustness", "training_success", "validation"})
       for m in ("umaze", "room5x11", "corridor7x7")],
     ("point_umaze.yaml", "overlays/maze_quick.yaml", {"trainer", "robustness", "training_success", "model"}),
     ("pickplace.yaml", "pickplace_quick.yaml", {"trainer", "robustness", "training_success"}),
