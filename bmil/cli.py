@@ -224,7 +224,7 @@ def _lightning_help(command: str, full: bool) -> str:
     if full:
         return text
     blocks = [b for b in text.split("\n\n") if b.strip()]
-    usage, description, options = blocks[0], blocks[1], blocks[2]
+    description, options = blocks[1], blocks[2]  # blocks[0], the usage, is rewritten below
     ours = [b for b in blocks if any(f"  --{g}." in b for g in ("training_success", "robustness", "validation"))]
     method = captured([command, "--model.help", "BMIL"]).split("\n\n")
     method_options = "\n\n".join(b for b in method if "  --model." in b and not b.startswith("usage:"))

@@ -23,10 +23,9 @@ import re
 from pathlib import Path
 
 import numpy as np
-import torch
 from tensordict import TensorDict
 
-from bmil.demos import META_FILE, load_demos
+from bmil.demos import META_FILE, load_demos, to_tensordict
 from bmil.errors import BMILError
 
 MINARI_PREFIX = "minari:"
@@ -62,18 +61,8 @@ def read_demos(source: str | Path, domain, num: int) -> tuple[TensorDict, dict]:
         _check_episode(text, i, obs, action, next_obs, domain)
     if hasattr(domain, "to_unit_actions"):  # the policy's [-1, 1] from the env's action bounds
         episodes = [(o, _unit_actions(text, i, a, domain), n) for i, (o, a, n) in enumerate(episodes)]
-    td = _transitions(episodes)
+    td = to_tensordict([{"obs": o, "action": a, "next_obs": n} for o, a, n in episodes])
     return td, {"format": fmt, "source": text, "episodes": num, "transitions": td.batch_size[0]}
-
-
-def _transitions(episodes) -> TensorDict:
-    lengths = torch.tensor([len(a) for _, a, _ in episodes])
-    done = torch.zeros(int(lengths.sum()), dtype=torch.bool)
-    done[lengths.cumsum(0) - 1] = True
-    cat = lambda i: torch.as_tensor(np.concatenate([e[i] for e in episodes]), dtype=torch.float32)  # noqa: E731
-    return TensorDict({"obs": cat(0), "action": cat(1), "next_obs": cat(2), "done": done,
-                       "episode": torch.repeat_interleave(torch.arange(len(episodes)), lengths),
-                       "step": torch.cat([torch.arange(int(n)) for n in lengths])}, batch_size=[len(done)])
 
 
 def _check_episode(source: str, i: int, obs, action, next_obs, domain) -> None:

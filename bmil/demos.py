@@ -64,7 +64,7 @@ def generate_demos(
     expert = domain.make_expert(seed)
     episodes, attempts = _successful_episodes(domain, expert, num, seed, stop_on_success,
                                               max_attempts or 5 * num + 10, progress)
-    td = _to_tensordict(episodes)
+    td = to_tensordict(episodes)
     meta = {
         "format": FORMAT_VERSION, "env": domain.name, "expert": type(expert).__name__, "seed": seed,
         "episodes": num, "attempts": attempts, "expert_success_rate": num / attempts,
@@ -102,7 +102,8 @@ def _successful_episodes(domain, expert, num: int, seed: int, stop_on_success: b
     return episodes, attempts
 
 
-def _to_tensordict(episodes: list[dict]) -> TensorDict:
+def to_tensordict(episodes: list[dict]) -> TensorDict:
+    """Episodes (dicts of obs, action, next_obs arrays) as bmil's transitions."""
     lengths = [len(e["action"]) for e in episodes]
     cat = {k: torch.as_tensor(np.concatenate([e[k] for e in episodes])) for k in episodes[0]}
     episode = torch.repeat_interleave(torch.arange(len(episodes)), torch.tensor(lengths))

@@ -87,7 +87,6 @@ class BMILTrainer(L.Trainer):
             write_record(json_out, {**record, **robust.outcomes()})
         return record
 
-
     def _videos(self, domain, agent, result, n: int, seed: int, success: str, folder: str, batch: int) -> None:
         from bmil.video import log_gifs, offscreen
 
