@@ -203,7 +203,7 @@ def _overview() -> str:
 
 def _shipped_configs() -> list[str]:
     conf = Path("conf")
-    return sorted(str(p) for p in conf.glob("*.yaml") if not p.name.startswith(("vins_", "bc", "fetch", "point_maze")))
+    return sorted(str(p) for p in conf.glob("*.yaml") if not p.name.startswith(("vins_", "bc", "fetch", "point_maze", "ant_maze")))
 
 
 def _lightning_help(command: str, full: bool) -> str:

@@ -22,7 +22,7 @@ import multiprocessing as mp
 import os
 import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Literal
@@ -86,12 +86,14 @@ class EvalResult:
     success_mode: str = "final"
     groups: np.ndarray | None = None  # (N,) int group id of every start, or None
     num_groups: int = 0
+    flags: dict = field(default_factory=dict)  # name -> (N,) bool: the domain's episode flags at the end
 
     @classmethod
-    def of(cls, domain: "Domain", starts, success, steps, success_mode: str = "final") -> "EvalResult":
+    def of(cls, domain: "Domain", starts, success, steps, success_mode: str = "final",
+           flags: dict | None = None) -> "EvalResult":
         """A result grouped the way ``domain`` groups its starts (per maze cell, or not at all)."""
         return cls(domain.name, starts, success, steps, success_mode, domain.start_groups(starts),
-                   domain.num_groups)
+                   domain.num_groups, flags or {})
 
     @property
     def episodes(self) -> int:
@@ -131,10 +133,11 @@ class EvalResult:
             used = n[n > 0]
             per = f"{used.min()}" if used.min() == used.max() else f"{used.min()}-{used.max()}"
             over = f"mean over {len(used)} cells ({per} episodes each, {self.episodes} in all)"
+        flags = "".join(f"; {name} at the end: {int(v.sum())} ({100 * v.mean():.1f}%)" for name, v in self.flags.items())
         return (
             f"{self.domain}: success {100 * self.rate:.1f}% "
             f"(95% CI {100 * lo:.2f}-{100 * hi:.2f}%) {over} "
-            f"[judged at the {'final step' if self.success_mode == 'final' else 'best step'}]"
+            f"[judged at the {'final step' if self.success_mode == 'final' else 'best step'}]{flags}"
         )
 
     def to_dict(self) -> dict:
@@ -150,6 +153,8 @@ class EvalResult:
         if self.groups is not None:
             s, n = self.group_counts()
             record.update(group_successes=s.tolist(), group_episodes=n.tolist())
+        if self.flags:
+            record["flags"] = {name: int(v.sum()) for name, v in self.flags.items()}
         return record
 
     def outcomes(self) -> dict:
@@ -197,21 +202,28 @@ def run_episodes(
     success_mode: SuccessMode = "final",
     stop_on_success: bool = False,
     record: bool = False,
+    flags: dict | None = None,
 ):
     """Run one episode per start in lockstep over ``envs`` (at least ``len(starts)`` of them).
 
     Returns ``(success, steps, transitions)``; ``transitions`` (only with ``record``) is a list per
     episode of dicts of arrays ``obs, action, next_obs``. ``stop_on_success`` ends an episode at its
-    first success (envs that terminate on success end there anyway).
+    first success (envs that terminate on success end there anyway). ``flags``: a dict whose keys
+    are info keys; each gets the (n,) bool array of that key's value at every episode's end.
     """
     n = len(starts)
     if success_mode not in ("final", "any"):
         raise BMILError(f"success must be 'final' or 'any', got '{success_mode}'.")
     obs, success_now = [], np.zeros(n, dtype=bool)
+    flags = {} if flags is None else flags
+    for key in flags:
+        flags[key] = np.zeros(n, dtype=bool)
     for i in range(n):
         o, info = envs[i].reset(seed=seeds[i], options={"start": starts[i]})
         obs.append(o)
         success_now[i] = bool(info.get("is_success", False))
+        for key in flags:
+            flags[key][i] = bool(info.get(key, False))
     obs = np.stack(obs)
     ever = success_now.copy()
     active = ~(success_now & stop_on_success)  # started at the goal: over before its first step
@@ -226,6 +238,8 @@ def run_episodes(
         for i in np.flatnonzero(active):
             o, _, terminated, truncated, info = envs[i].step(actions[i])
             success_now[i] = bool(info.get("is_success", False))
+            for key in flags:
+                flags[key][i] = bool(info.get(key, False))
             ever[i] |= success_now[i]
             steps[i] += 1
             if record:
@@ -281,16 +295,17 @@ def _die_with_parent() -> None:
 
 
 def _run_batches(domain, policy, starts, batch_ids, *, batch_size, seed, success_mode):
-    """Run the given batches of the start list; returns (batch_id, success, steps) per batch."""
+    """Run the given batches of the start list; returns (batch_id, success, steps, flags) per batch."""
     envs = _envs_for(domain, batch_size)
     out = []
     for b in batch_ids:
         lo = b * batch_size
         rows = starts[lo : lo + batch_size]
         seeds = [episode_seed(seed, lo + i) for i in range(len(rows))]
+        flags = dict.fromkeys(domain.episode_flags)
         success, steps, _ = run_episodes(envs, policy, rows, seeds, domain.horizon, success_mode,
-                                         stop_on_success=domain.terminates_on_success)
-        out.append((b, success, steps))
+                                         stop_on_success=domain.terminates_on_success, flags=flags)
+        out.append((b, success, steps, flags))
     return out
 
 
@@ -355,8 +370,10 @@ class Evaluator:
         results.sort(key=lambda r: r[0])
         success_arr = np.concatenate([r[1] for r in results]) if results else np.zeros(0, bool)
         steps = np.concatenate([r[2] for r in results]) if results else np.zeros(0, np.int64)
+        flags = {key: np.concatenate([r[3][key] for r in results]) if results else np.zeros(0, bool)
+                 for key in self.domain.episode_flags}
         assert len(success_arr) == len(starts), "every start must give exactly one episode"
-        return EvalResult.of(self.domain, starts, success_arr, steps, success)
+        return EvalResult.of(self.domain, starts, success_arr, steps, success, flags)
 
     def run(self, policy: Policy, kind: StartsKind, episodes: int, seed: int = 0,
             success: SuccessMode = "final", shard: Shard | None = None, progress: bool = False) -> EvalResult:
@@ -373,7 +390,8 @@ class Evaluator:
         bounds = np.linspace(0, len(starts), shard.world + 1).astype(int)
         mine = self.evaluate(policy, starts[bounds[shard.rank]: bounds[shard.rank + 1]], seed, success, progress)
         outcome, steps = shard.gather(mine.success, mine.steps, np.diff(bounds))
-        return EvalResult.of(self.domain, starts, outcome, steps, success)
+        flags = {key: shard.gather(value, mine.steps, np.diff(bounds))[0] for key, value in mine.flags.items()}
+        return EvalResult.of(self.domain, starts, outcome, steps, success, flags)
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:

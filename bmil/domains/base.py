@@ -48,6 +48,9 @@ class Domain(ABC):
     # MuJoCo's default view of the whole model.
     render_camera: dict | None = None
 
+    # Info keys (bool) counted at the end of every evaluation episode, e.g. ("flipped",) for the ant.
+    episode_flags: tuple[str, ...] = ()
+
     # Per-cell evaluation (mazes): starts fall into groups whose rates are averaged unweighted.
     obs_bounds: tuple[np.ndarray, np.ndarray] | None = None  # where a state can be (None: anywhere)
     num_groups: int = 0

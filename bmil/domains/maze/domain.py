@@ -1,5 +1,7 @@
-"""The point-maze domains: UMaze, Room5x11 and Corridor7x7, each also with the original's time
-feature (``point_<maze>_time``). Robustness is reported per cell, as the paper does."""
+"""The maze domains: UMaze, Room5x11 and Corridor7x7, walked by a point (``point_<maze>``) or by the
+original's ant (``ant_<maze>``), each also with the original's time feature (``<agent>_<maze>_time``).
+Robustness is reported per cell, as the paper does; maps, starts, per-cell evaluation and figures
+are the same for both agents."""
 
 from __future__ import annotations
 
@@ -8,32 +10,20 @@ from functools import partial
 import numpy as np
 
 from bmil.domains.base import Domain
+from bmil.domains.maze import ant
 from bmil.domains.maze.env import MAX_SPEED, RESET_NOISE, TIME_SCALE, PointMazeTask
 from bmil.domains.maze.layout import make_layout
 
 
-class PointMazeDomain(Domain):
-    """A point maze (see ``bmil.domains.Domain``); starts are grouped by cell."""
+class MazeDomain(Domain):
+    """A maze (see ``bmil.domains.Domain``): start rows ``[row, col, x, y]``, grouped by cell; the
+    agent subclasses make the env, the expert and the bounds of the observation."""
 
-    act_dim, terminates_on_success = 2, True
+    terminates_on_success = True
 
     def __init__(self, name: str, maze: str, horizon: int, time_feature: bool = False):
         self.name, self.maze, self.horizon, self.time_feature = name, maze, horizon, time_feature
         self.layout = make_layout(maze)
-        self.obs_dim = 5 if time_feature else 4
-        self.observation_layout = (("x", 1), ("y", 1), ("vx", 1), ("vy", 1)) + ((("0.001 t", 1),) if time_feature else ())
-
-    def make_env(self) -> PointMazeTask:
-        return PointMazeTask(self.layout, self.horizon, self.time_feature)
-
-    @property
-    def obs_bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """Where a state can be: the free space for xy, the speed clip for velocities."""
-        (x0, y0), (x1, y1) = self.layout.xy_bounds
-        low, high = [x0, y0, -MAX_SPEED, -MAX_SPEED], [x1, y1, MAX_SPEED, MAX_SPEED]
-        if self.time_feature:
-            low, high = low + [0.0], high + [TIME_SCALE * self.horizon]
-        return np.array(low, np.float32), np.array(high, np.float32)
 
     def training_starts(self, n: int, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
@@ -59,10 +49,14 @@ class PointMazeDomain(Domain):
     def num_groups(self) -> int:
         return len(self.layout.free_cells)
 
-    def make_expert(self, seed: int = 0):
-        from bmil.domains.maze.expert import MazeExpert
-
-        return MazeExpert(self.layout, seed=seed)
+    def _bounds(self, low: list, high: list) -> tuple[np.ndarray, np.ndarray]:
+        """Where a state can be: xy in the free space, then ``low``/``high`` for the agent's other
+        entries, then the time feature's range."""
+        (x0, y0), (x1, y1) = self.layout.xy_bounds
+        low, high = [x0, y0, *low], [x1, y1, *high]
+        if self.time_feature:
+            low, high = low + [0.0], high + [TIME_SCALE * self.horizon]
+        return np.array(low, np.float32), np.array(high, np.float32)
 
     def robustness_figure(self, result, demos=None):
         from bmil.domains.maze.figure import maze_heatmap
@@ -75,6 +69,61 @@ class PointMazeDomain(Domain):
         return maze_text_grid(result, self.layout)
 
 
+class PointMazeDomain(MazeDomain):
+    """gymnasium-robotics' point (a force-driven ball) in a maze (bmil/domains/maze/env.py)."""
+
+    act_dim = 2
+
+    def __init__(self, name: str, maze: str, horizon: int, time_feature: bool = False):
+        super().__init__(name, maze, horizon, time_feature)
+        self.obs_dim = 5 if time_feature else 4
+        self.observation_layout = (("x", 1), ("y", 1), ("vx", 1), ("vy", 1)) + ((("0.001 t", 1),) if time_feature else ())
+
+    def make_env(self) -> PointMazeTask:
+        return PointMazeTask(self.layout, self.horizon, self.time_feature)
+
+    @property
+    def obs_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The free space for xy, the speed clip for velocities."""
+        return self._bounds([-MAX_SPEED, -MAX_SPEED], [MAX_SPEED, MAX_SPEED])
+
+    def make_expert(self, seed: int = 0):
+        from bmil.domains.maze.expert import MazeExpert
+
+        return MazeExpert(self.layout, seed=seed)
+
+
+class AntMazeDomain(MazeDomain):
+    """The original's ant in a maze (bmil/domains/maze/ant.py)."""
+
+    act_dim = 8
+    episode_flags = ("flipped",)  # no unhealthy termination: count the episodes that end upside down
+    observation_layout_base = (("torso x, y, z", 3), ("torso quaternion w, x, y, z", 4),
+                               ("hip_1, ankle_1, ..., hip_4, ankle_4 angles", 8),
+                               ("torso velocity (linear xyz, angular xyz)", 6), ("joint velocities", 8))
+
+    def __init__(self, name: str, maze: str, horizon: int, time_feature: bool = False):
+        super().__init__(name, maze, horizon, time_feature)
+        self.obs_dim = ant.NQ + ant.NV + (1 if time_feature else 0)
+        self.observation_layout = self.observation_layout_base + ((("0.001 t", 1),) if time_feature else ())
+        self.render_camera = {"lookat": [0.0, 0.0, 0.0], "distance": 1.6 * self.layout.scaling * max(self.layout.walls.shape),
+                              "azimuth": 90.0, "elevation": -90.0}
+
+    def make_env(self) -> ant.AntMazeTask:
+        return ant.AntMazeTask(self.layout, self.horizon, self.time_feature)
+
+    @property
+    def obs_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The free space for xy and nothing else, as the original's bounded_obs."""
+        others = self.obs_dim - 2 - (1 if self.time_feature else 0)
+        return self._bounds([-np.inf] * others, [np.inf] * others)
+
+    def make_expert(self, seed: int = 0):
+        from bmil.domains.maze.ant_expert import AntMazeExpert
+
+        return AntMazeExpert(self.layout, seed=seed)
+
+
 # 400 steps, the original's: the planner needs at most 282 (UMaze), 224 (Room5x11) and 217
 # (Corridor7x7) steps from any cell (measured over 20 starts per cell), so there is >= 1.4x slack.
 HORIZON = 400
@@ -84,3 +133,11 @@ point_corridor7x7 = partial(PointMazeDomain, "point_corridor7x7", "corridor7x7",
 point_umaze_time = partial(PointMazeDomain, "point_umaze_time", "umaze", HORIZON, True)
 point_room5x11_time = partial(PointMazeDomain, "point_room5x11_time", "room5x11", HORIZON, True)
 point_corridor7x7_time = partial(PointMazeDomain, "point_corridor7x7_time", "corridor7x7", HORIZON, True)
+
+ANT_HORIZON = {"umaze": 800, "room5x11": 800, "corridor7x7": 800}
+ant_umaze = partial(AntMazeDomain, "ant_umaze", "umaze", ANT_HORIZON["umaze"])
+ant_room5x11 = partial(AntMazeDomain, "ant_room5x11", "room5x11", ANT_HORIZON["room5x11"])
+ant_corridor7x7 = partial(AntMazeDomain, "ant_corridor7x7", "corridor7x7", ANT_HORIZON["corridor7x7"])
+ant_umaze_time = partial(AntMazeDomain, "ant_umaze_time", "umaze", ANT_HORIZON["umaze"], True)
+ant_room5x11_time = partial(AntMazeDomain, "ant_room5x11_time", "room5x11", ANT_HORIZON["room5x11"], True)
+ant_corridor7x7_time = partial(AntMazeDomain, "ant_corridor7x7_time", "corridor7x7", ANT_HORIZON["corridor7x7"], True)
