@@ -106,8 +106,9 @@ class AntMazeDomain(MazeDomain):
         super().__init__(name, maze, horizon, time_feature)
         self.obs_dim = ant.NQ + ant.NV + (1 if time_feature else 0)
         self.observation_layout = self.observation_layout_base + ((("0.001 t", 1),) if time_feature else ())
-        self.render_camera = {"lookat": [0.0, 0.0, 0.0], "distance": 1.6 * self.layout.scaling * max(self.layout.walls.shape),
-                              "azimuth": 90.0, "elevation": -90.0}
+        # Videos follow the torso (MuJoCo's tracking camera on body 1) from above and behind: the
+        # whole maze from above would show the ant a few pixels wide.
+        self.render_camera = {"type": 1, "trackbodyid": 1, "distance": 14.0, "azimuth": 90.0, "elevation": -55.0}
 
     def make_env(self) -> ant.AntMazeTask:
         return ant.AntMazeTask(self.layout, self.horizon, self.time_feature)
