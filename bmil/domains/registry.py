@@ -23,6 +23,8 @@ Factory = Union[str, Callable[[], Domain]]
 _FACTORIES: dict[str, Factory] = {
     "push": "bmil.domains.fetch.domain:push",
     "pickplace": "bmil.domains.fetch.domain:pickplace",
+    "relocate": "bmil.domains.adroit.domain:relocate",
+    "relocate_object_noise": "bmil.domains.adroit.domain:relocate_object_noise",
     **{f"{agent}_{maze}{suffix}": f"bmil.domains.maze.domain:{agent}_{maze}{suffix}"
        for agent in ("point", "ant") for maze in ("umaze", "room5x11", "corridor7x7") for suffix in ("", "_time")},
 }
