@@ -9,7 +9,8 @@ import yaml
 from bmil.lightning_cli import fit_settings
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-DOMAINS = ["pickplace", "push", "point_umaze", "point_room5x11", "point_corridor7x7"]
+DOMAINS = ["pickplace", "push", "point_umaze", "point_room5x11", "point_corridor7x7",
+           "ant_umaze", "ant_room5x11", "ant_corridor7x7", "relocate"]
 
 
 def _settings(*configs: str) -> dict:
@@ -43,6 +44,24 @@ def test_family_and_domain_layers_give_the_original_hyper_parameters():
     assert room["model"]["init_args"]["traces"]["selection_coef"] == 1.0
     assert umaze["model"]["init_args"]["traces"]["bound_states"] and umaze["trainer"]["max_epochs"] == 800
     assert (umaze["robustness"]["final_episodes"], room["robustness"]["final_episodes"]) == (1300, 5100)
+    # The original's Ant rows (docs/original-code.md): M, p_d and SC per maze, 400 epochs, L to 9.
+    ants = [_settings(f"ant_{m}.yaml") for m in ("umaze", "room5x11", "corridor7x7")]
+    assert [(a["model"]["init_args"]["policy"]["steps_per_epoch"], a["model"]["init_args"]["demo_ratio"],
+             a["model"]["init_args"]["traces"]["selection_coef"]) for a in ants] == [
+        (250, 0.95, 40.0), (500, 0.9, 10.0), (500, 0.95, 10.0)]
+    for a in ants:
+        init = a["model"]["init_args"]
+        assert a["trainer"]["max_epochs"] == 400 and init["demos"]["num"] == 20 and init["policy"]["batch_size"] == 256
+        assert init["traces"]["length"] == [1, 10] and init["traces"]["length_epochs"] == [100, 400]
+        assert init["traces"]["bound_states"]
+    vins_ant = _settings("ant_umaze.yaml", "vins_ant_umaze.yaml")["model"]["init_args"]["vins"]
+    assert (vins_ant["perturb_scale"], vins_ant["ns_penalty"], vins_ant["perturb_dims"]) == (0.3, 0.01, [0, 1])
+    relocate = _settings("relocate.yaml")
+    init = relocate["model"]["init_args"]
+    assert (init["demos"]["num"], init["policy"]["batch_size"], init["policy"]["steps_per_epoch"],
+            relocate["trainer"]["max_epochs"], init["demo_ratio"], init["traces"]["selection_coef"]) == (20, 64, 50, 600, 0.8, 3.0)
+    assert init["traces"]["length_epochs"] == [100, 600] and not init["traces"]["bound_states"]
+    assert relocate["robustness"]["final_episodes"] == 1000
 
 
 @pytest.mark.parametrize("base, overlay, changed", [
@@ -50,6 +69,10 @@ def test_family_and_domain_layers_give_the_original_hyper_parameters():
     *[(f"point_{m}.yaml", "overlays/maze_table1_eval.yaml", {"robustness", "training_success", "validation"})
       for m in ("umaze", "room5x11", "corridor7x7")],
     ("point_umaze.yaml", "overlays/maze_quick.yaml", {"trainer", "robustness", "training_success", "model"}),
+    *[(f"ant_{m}.yaml", "overlays/ant_table1_eval.yaml", {"robustness", "training_success", "validation"})
+      for m in ("umaze", "room5x11", "corridor7x7")],
+    ("ant_umaze.yaml", "overlays/ant_quick.yaml", {"trainer", "robustness", "training_success", "validation", "model"}),
+    ("relocate.yaml", "overlays/relocate_quick.yaml", {"trainer", "robustness", "training_success", "validation", "model"}),
     ("pickplace.yaml", "pickplace_quick.yaml", {"trainer", "robustness", "training_success"}),
 ])
 def test_overlays_change_only_their_groups(base, overlay, changed):
