@@ -39,7 +39,7 @@ def relocate_figure(result, model, title: str = ""):
     ax.scatter(*TARGET_POS[:2], s=80, c="blue", label="target (z 0.25)")
     ax.set(xlabel="palm start x (m)", ylabel="palm start y (m)")
     ax.set_aspect("equal")
-    ax.legend(loc="lower right", fontsize=6)
+    ax.legend(loc="upper left", fontsize=6)  # the palm starts fill the lower half
 
     distance = 100 * np.linalg.norm(palm - home, axis=1)
     edges = np.unique(np.quantile(distance, np.linspace(0, 1, 11)))
