@@ -115,9 +115,16 @@ class RelocateExpert:
         q_cmd[joints] = q[joints] + IK_STEP * J.T @ np.linalg.solve(J @ J.T + IK_DAMPING * np.eye(3), error)
         ctrl = np.empty(NQ_HAND)
         ctrl[:6] = (ARM_KP * q_cmd[:6] + gravity[:6] - ARM_KD * qdot[:6]) / ARM_GAIN
-        closed = 0.0 if phase < CLOSE else min(1.0, self.phase_steps[i] / self.close_steps[i]) if phase == CLOSE else 1.0
-        ctrl[6:] = closed * CLOSED[6:]
+        ctrl[6:] = self._closed(i) * CLOSED[6:]
         return (ctrl - self.act_mean) / self.act_half
+
+    def _closed(self, i: int) -> float:
+        """How far env ``i``'s fingers are closed: 0 before the grasp, a ramp while closing, then 1."""
+        if self.phase[i] < CLOSE:
+            return 0.0
+        if self.phase[i] == CLOSE:
+            return min(1.0, self.phase_steps[i] / self.close_steps[i])
+        return 1.0
 
     def _jacobian_and_gravity(self, q, qdot) -> tuple[np.ndarray, np.ndarray]:
         """The palm's position Jacobian (3 x 30) and the bias forces at the hand's state."""
