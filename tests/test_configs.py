@@ -72,6 +72,7 @@ def test_family_and_domain_layers_give_the_original_hyper_parameters():
     *[(f"ant_{m}.yaml", "overlays/ant_table1_eval.yaml", {"robustness", "training_success", "validation"})
       for m in ("umaze", "room5x11", "corridor7x7")],
     ("ant_umaze.yaml", "overlays/ant_quick.yaml", {"trainer", "robustness", "training_success", "validation", "model"}),
+    ("relocate.yaml", "overlays/relocate_table1_eval.yaml", {"robustness", "training_success", "validation"}),
     ("relocate.yaml", "overlays/relocate_quick.yaml", {"trainer", "robustness", "training_success", "validation", "model"}),
     ("pickplace.yaml", "pickplace_quick.yaml", {"trainer", "robustness", "training_success"}),
 ])
