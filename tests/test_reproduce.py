@@ -496,3 +496,16 @@ def test_tables_show_the_last_and_the_best_by_validation_policy_and_curves(tmp_p
     assert "| push | 30.0 ± 127.1 (n=2) | 70.0 ± 127.1 (n=2) | 2.33 | - | - |" in best_part
     assert "| push | BMIL | 30.0 / 60.0 (ep. 30) | 40.0 / 80.0 (ep. 40) |" in best_part
     assert sorted(p.name for p in (tmp_path / "curves").iterdir()) == ["push__BC.png", "push__BMIL.png"]
+
+
+def test_the_table_reports_how_often_episodes_end_flagged(tmp_path, monkeypatch):
+    study, out = _fake_study(tmp_path, monkeypatch, [0, 1], wait=0)
+    run_study(study, out, jobs=2, progress=lambda message: None)
+    assert "ended flagged" not in write_results(study, out).read_text()  # no domain flags: no section
+    for run, flipped in zip(study.runs, (2, 4)):  # 20% and 40% of 10 episodes ended flipped
+        path = run_dir(out, run) / "robustness_final.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "flags": {"flipped": flipped}}))
+    table = write_results(study, out).read_text()
+    assert "| domain | method | flipped at the end (%) |" in table and "| push | BC | 30.0 |" in table
+    assert [row["flag_flipped"] for row in collect(study, out)] == [0.2, 0.4]
+    assert "flag_flipped" in (out / "results.csv").read_text().splitlines()[0]

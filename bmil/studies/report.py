@@ -7,13 +7,14 @@ their validation curves (``curves/<domain>__<method>.png``, seeds overlaid)."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 
 from bmil.studies.catalog import Study
-from bmil.studies.runner import is_done, read_result
+from bmil.studies.runner import is_done, read_result, run_dir
 
 # Two-sided 95% Student-t quantiles t_{0.975, df}, df = 1..30.
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
@@ -34,8 +35,34 @@ def t_interval(values) -> tuple[float, float]:
 
 
 def collect(study: Study, out: Path) -> list[dict]:
-    """The results of the study's finished runs, in study order."""
-    return [read_result(out, r) for r in study.runs if is_done(out, r)]
+    """The results of the study's finished runs, in study order, each with the fraction of its final
+    test's episodes that ended with each of its domain's flags (e.g. ``flag_flipped``)."""
+    return [{**read_result(out, r), **_flag_rates(run_dir(out, r))} for r in study.runs if is_done(out, r)]
+
+
+def _flag_rates(folder: Path) -> dict:
+    final = folder / "robustness_final.json"
+    if not final.is_file():
+        return {}
+    record = json.loads(final.read_text())
+    return {f"flag_{name}": count / record["episodes"] for name, count in record.get("flags", {}).items()}
+
+
+def flags_table(rows: list[dict]) -> str:
+    """Per domain and method, the mean over seeds of the % of final-test episodes ending with each
+    flag; "" when no run has flags."""
+    keys = sorted({key for r in rows for key in r if key.startswith("flag_")})
+    if not keys:
+        return ""
+    body = []
+    for domain, method in dict.fromkeys((r["domain"], r["method"]) for r in rows):
+        runs = [r for r in rows if (r["domain"], r["method"]) == (domain, method)]
+        cells = []
+        for key in keys:
+            values = [r[key] for r in runs if key in r]
+            cells.append(f"{100 * np.mean(values):.1f}" if values else "-")
+        body.append([domain, method, *cells])
+    return _markdown(["domain", "method", *[f"{key[5:]} at the end (%)" for key in keys]], body)
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -43,6 +70,7 @@ def write_csv(rows: list[dict], path: Path) -> None:
                "robustness_ci_high", "episodes", "training_success", "seconds", "config", "overrides",
                "extra", "best_robustness", "best_robustness_ci_low", "best_robustness_ci_high", "best_epoch",
                "best_validation"]
+    columns += sorted({key for row in rows for key in row if key.startswith("flag_")})
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, columns, extrasaction="ignore")
         writer.writeheader()
@@ -201,10 +229,7 @@ def per_seed_table(rows: list[dict]) -> str:
 
 def plot_curves(study: Study, out: Path) -> list[Path]:
     """Validation robustness against epoch, one PNG per domain and method with every seed's curve."""
-    import json
-
     from bmil.plots import plt
-    from bmil.studies.runner import run_dir
 
     groups: dict[tuple[str, str], list] = {}
     for run in study.runs:
@@ -242,6 +267,9 @@ def write_results(study: Study, out: Path) -> Path:
                  f"of the run; tested on the same test starts):\n\n{markdown_table(study, best_rows(validated))}\n"
                  f"\nPer seed, the last policy / the best by validation (%):\n\n{per_seed_table(validated)}\n")
         plot_curves(study, out)
+    flags = flags_table(rows)
+    if flags:
+        text += f"\nEpisodes of the final test that ended flagged by their domain (e.g. the ant upside down), mean over seeds:\n\n{flags}\n"
     paper = paper_table(study, list(dict.fromkeys(r.domain for r in study.runs)))
     if paper:
         text += (f"\nThe paper's numbers (its {study.name.replace('table', 'Table ')}; other experts and, on "
