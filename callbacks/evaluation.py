@@ -113,7 +113,9 @@ class Robustness(_PolicyEvaluation):
         fig = self._evaluator.domain.robustness_figure(result, demos)
         lo, hi = result.ci
         label = {"final": "final test, last policy", "best": "final test, best policy by validation"}.get(tag, "robustness")
-        fig.suptitle(f"{label}, epoch {epoch}\n{100 * result.rate:.1f}% of {result.episodes} starts "
+        # The title names the epoch the policy is from (the best's is earlier than the final test).
+        policy_epoch = _validation(trainer).best_epoch if tag == "best" else epoch
+        fig.suptitle(f"{label}, epoch {policy_epoch}\n{100 * result.rate:.1f}% of {result.episodes} starts "
                      f"(95% CI {100 * lo:.1f}-{100 * hi:.1f}%)", fontsize=8)
         with warnings.catch_warnings():  # some figures' axes (colour bars) do not fit tight_layout
             warnings.simplefilter("ignore")

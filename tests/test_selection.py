@@ -66,7 +66,11 @@ def test_averaged_weights_act_and_leave_training_unchanged(tmp_path, push_demos)
 
 
 @pytest.mark.slow
-def test_the_best_policy_by_validation_is_kept_tested_and_survives_a_resume(tmp_path, push_demos, capsys):
+def test_the_best_policy_by_validation_is_kept_tested_and_survives_a_resume(tmp_path, push_demos, capsys, monkeypatch):
+    from matplotlib.figure import Figure
+
+    titles, suptitle = [], Figure.suptitle  # the figures' titles, as drawn
+    monkeypatch.setattr(Figure, "suptitle", lambda self, text, **kw: titles.append(text) or suptitle(self, text, **kw))
     groups = {"validation": {"every_n_epochs": 1, "episodes": 4, "workers": 0},
               "robustness": {"every_n_epochs": 0, "final_episodes": 6, "workers": 0}}
     full = tmp_path / "full"
@@ -82,6 +86,9 @@ def test_the_best_policy_by_validation_is_kept_tested_and_survives_a_resume(tmp_
     out = capsys.readouterr().out
     assert "final robustness (the last policy)" in out
     assert f"best robustness (the best by validation, epoch {record['best_epoch']})" in out
+    # Each figure's title names the epoch its policy is from: the best's, not the test's at epoch 3.
+    assert any(t.startswith("final test, last policy, epoch 3\n") for t in titles)
+    assert any(t.startswith(f"final test, best policy by validation, epoch {record['best_epoch']}\n") for t in titles)
     # best.ckpt holds the best epoch's policy: evaluating it gives robustness_best.json's outcomes.
     report = tmp_path / "best.json"
     main(["evaluate", "--config", str(_config(full, push_demos, groups=groups)), "--ckpt_path",
