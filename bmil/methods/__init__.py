@@ -1,7 +1,7 @@
 """Methods, one class (and file) each on a shared base, selected in configs by ``class_path``:
 
     model:
-      class_path: bmil.methods.BMIL      # or bmil.methods.BC, bmil.methods.NoiseBC, bmil.methods.VINS, your own
+      class_path: bmil.methods.BMIL      # or BC, NoiseBC, CCIL, VINS (bmil.methods.<name>), your own
       init_args: {...}
 
 Add a method: subclass ``ImitationMethod`` in a new file, give it its networks, ``make_optimizers``
@@ -11,9 +11,10 @@ and a ``training_step`` (and ``policy_batch`` or ``agent`` where it differs), an
 from bmil.methods.base import DemoSettings, EvalSettings, ImitationMethod, PolicySettings
 from bmil.methods.bc import BC
 from bmil.methods.bmil import BMIL, ModelSettings
+from bmil.methods.ccil import CCIL, CCILSettings
 from bmil.methods.noise_bc import NoiseBC, NoiseSettings
 from bmil.methods.vins import VINS, VINSSettings
 from bmil.traces import TraceSettings
 
-__all__ = ["BC", "BMIL", "NoiseBC", "VINS", "DemoSettings", "EvalSettings", "ImitationMethod", "ModelSettings",
+__all__ = ["BC", "BMIL", "CCIL", "NoiseBC", "VINS", "CCILSettings", "DemoSettings", "EvalSettings", "ImitationMethod", "ModelSettings",
            "NoiseSettings", "PolicySettings", "TraceSettings", "VINSSettings"]
