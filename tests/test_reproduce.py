@@ -55,6 +55,12 @@ def test_studies_plan_the_papers_comparisons():
     # Every run's settings resolve, with its method's class.
     classes = {r.method: r.settings["model"]["class_path"] for r in table1.runs}
     assert classes == {"BC": "bmil.methods.BC", "VINS": "bmil.methods.VINS", "BMIL": "bmil.methods.BMIL"}
+    baselines = make_study("baselines", ["push"], [0])
+    classes = {r.method: r.settings["model"]["class_path"] for r in baselines.runs}
+    assert classes == {"BC": "bmil.methods.BC", "NoiseBC": "bmil.methods.NoiseBC", "CCIL": "bmil.methods.CCIL",
+                       "VINS": "bmil.methods.VINS", "BMIL": "bmil.methods.BMIL"}
+    policy = {r.method: r.settings["model"]["init_args"]["policy"] for r in baselines.runs}
+    assert all(p == policy["BC"] for p in policy.values())  # one policy budget for every method
     with pytest.raises(Exception, match="unknown study"):
         make_study("table9", ["push"], [0])
 

@@ -22,7 +22,7 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
     """Run a study of the paper as independent ``bmil fit`` runs and tabulate the results.
 
     Args:
-        study: table1, table2, fig5a, fig5b, fig6 or table6.
+        study: table1, table2, fig5a, fig5b, fig6, table6 (the paper's), stability, selection or baselines.
         domains: Comma-separated environment names (each needs conf/<env>.yaml and, for table1,
             conf/vins_<env>.yaml).
         seeds: Seeds 0..seeds-1 per configuration.

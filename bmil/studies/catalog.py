@@ -9,6 +9,7 @@ configs plus overrides (docs/reproducing.md). Nothing here runs anything.
   table6  model first, then policy vs alternating (Algorithm 1)
   stability  what calms BMIL's robustness from epoch to epoch (EMA, LR decay, kept traces, ...)
   selection  BC and BMIL as a user gets them: the last and the best-by-validation policy
+  baselines  BC, NoiseBC, CCIL, VINS and BMIL on one protocol (issue 29)
 
 Add a study: a name in ``STUDIES`` and its runs in ``make_study``.
 """
@@ -79,15 +80,19 @@ TABLES = {
                   ("BMIL demo box", "bmil", ("--model.traces.demo_bounds_margin", "0.1"))],
     # The configs as they are (validation on by default for Fetch): the last and the best policy.
     "selection": [("BC", "bc", ()), ("BMIL", "bmil", ())],
+    # Issue 29: the methods that compete with BMIL, each on the domain's demos and policy budget.
+    "baselines": [("BC", "bc", ()), ("NoiseBC", "noise_bc", ()), ("CCIL", "ccil", ()), ("VINS", "vins", ()),
+                  ("BMIL", "bmil", ())],
     "table6": [("BC", "bc", ()), ("BMIL (model first)", "bmil", ("--model.model.schedule", "first")),
                ("BMIL (alternating)", "bmil", ())],
 }
-STUDIES = ("table1", "table2", "fig5a", "fig5b", "fig6", "table6", "stability", "selection")
+STUDIES = ("table1", "table2", "fig5a", "fig5b", "fig6", "table6", "stability", "selection", "baselines")
 
 
 def method_configs(configs: str, domain: str, method: str) -> tuple[str, ...]:
     """A method on a domain: the domain's config (BMIL), then the method's layer over it."""
-    layer = {"bmil": (), "bc": ("bc.yaml",), "vins": (f"vins_{domain}.yaml",)}[method]
+    layer = {"bmil": (), "bc": ("bc.yaml",), "noise_bc": ("noise_bc.yaml",), "ccil": ("ccil.yaml",),
+             "vins": (f"vins_{domain}.yaml",)}[method]
     return tuple(str(Path(configs) / name) for name in (f"{domain}.yaml", *layer))
 
 
