@@ -505,12 +505,16 @@ def test_tables_show_the_last_and_the_best_by_validation_policy_and_curves(tmp_p
 
 
 def test_the_table_reports_how_often_episodes_end_flagged(tmp_path, monkeypatch):
+    import sys
+
     study, out = _fake_study(tmp_path, monkeypatch, [0, 1], wait=0)
     run_study(study, out, jobs=2, progress=lambda message: None)
     assert "ended flagged" not in write_results(study, out).read_text()  # no domain flags: no section
-    for run, flipped in zip(study.runs, (2, 4)):  # 20% and 40% of 10 episodes ended flipped
-        path = run_dir(out, run) / "robustness_final.json"
-        path.write_text(json.dumps({**json.loads(path.read_text()), "flags": {"flipped": flipped}}))
+    # Fits whose final test counts flips: 20% (seed 0) and 40% (seed 1) of 10 episodes.
+    flagged = _FAKE_FIT.replace('"episodes": 10}', '"episodes": 10, "flags": {"flipped": 2 if "__s0" in folder else 4}}')
+    monkeypatch.setattr(runner, "_command", lambda out, run: [sys.executable, "-c", flagged, str(run_dir(out, run)), "0"])
+    out = tmp_path / "flagged"
+    run_study(study, out, jobs=2, progress=lambda message: None)
     table = write_results(study, out).read_text()
     assert "| domain | method | flipped at the end (%) |" in table and "| push | BC | 30.0 |" in table
     assert [row["flag_flipped"] for row in collect(study, out)] == [0.2, 0.4]

@@ -35,22 +35,13 @@ def t_interval(values) -> tuple[float, float]:
 
 
 def collect(study: Study, out: Path) -> list[dict]:
-    """The results of the study's finished runs, in study order, each with the fraction of its final
-    test's episodes that ended with each of its domain's flags (e.g. ``flag_flipped``)."""
-    return [{**read_result(out, r), **_flag_rates(run_dir(out, r))} for r in study.runs if is_done(out, r)]
-
-
-def _flag_rates(folder: Path) -> dict:
-    final = folder / "robustness_final.json"
-    if not final.is_file():
-        return {}
-    record = json.loads(final.read_text())
-    return {f"flag_{name}": count / record["episodes"] for name, count in record.get("flags", {}).items()}
+    """The results of the study's finished runs, in study order."""
+    return [read_result(out, r) for r in study.runs if is_done(out, r)]
 
 
 def flags_table(rows: list[dict]) -> str:
     """Per domain and method, the mean over seeds of the % of final-test episodes ending with each
-    flag; "" when no run has flags."""
+    flag (the runs' ``flag_<name>`` rates); "" when no run has flags."""
     keys = sorted({key for r in rows for key in r if key.startswith("flag_")})
     if not keys:
         return ""

@@ -247,9 +247,15 @@ def _fit(out: Path, run: Run, folder: Path, lock: int, fits: _Fits) -> dict:
               "robustness_ci_high": final["ci95"][1], "episodes": final["episodes"],
               "training_success": _last_scalar(folder, "eval/training_success"),
               "seconds": seconds, "resumed": resumed, "extra": shlex.join(run.extra), "signature": sig,
-              **_best_result(folder)}
+              **_flag_rates(final), **_best_result(folder)}
     write_record(folder / "result.json", result, indent=1)
     return result
+
+
+def _flag_rates(final: dict) -> dict:
+    """The share of the final test's episodes that ended with each of the domain's flags
+    (``flag_flipped`` for the ant)."""
+    return {f"flag_{name}": count / final["episodes"] for name, count in final.get("flags", {}).items()}
 
 
 def _best_result(folder: Path) -> dict:
