@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import partial
 
+import mujoco
 import numpy as np
 
 from bmil.domains.base import Domain
@@ -17,13 +18,17 @@ from bmil.domains.maze.layout import make_layout
 
 class MazeDomain(Domain):
     """A maze (see ``bmil.domains.Domain``): start rows ``[row, col, x, y]``, grouped by cell; the
-    agent subclasses make the env, the expert and the bounds of the observation."""
+    agent subclasses name their observation (``agent_layout``, x and y first) and make the env,
+    the expert and the bounds of the observation."""
 
     terminates_on_success = True
+    agent_layout: tuple[tuple[str, int], ...] = ()
 
     def __init__(self, name: str, maze: str, horizon: int, time_feature: bool = False):
         self.name, self.maze, self.horizon, self.time_feature = name, maze, horizon, time_feature
         self.layout = make_layout(maze)
+        self.observation_layout = self.agent_layout + ((("0.001 t", 1),) if time_feature else ())
+        self.obs_dim = sum(size for _, size in self.observation_layout)
 
     def training_starts(self, n: int, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
@@ -73,11 +78,7 @@ class PointMazeDomain(MazeDomain):
     """gymnasium-robotics' point (a force-driven ball) in a maze (bmil/domains/maze/env.py)."""
 
     act_dim = 2
-
-    def __init__(self, name: str, maze: str, horizon: int, time_feature: bool = False):
-        super().__init__(name, maze, horizon, time_feature)
-        self.obs_dim = 5 if time_feature else 4
-        self.observation_layout = (("x", 1), ("y", 1), ("vx", 1), ("vy", 1)) + ((("0.001 t", 1),) if time_feature else ())
+    agent_layout = (("x", 1), ("y", 1), ("vx", 1), ("vy", 1))
 
     def make_env(self) -> PointMazeTask:
         return PointMazeTask(self.layout, self.horizon, self.time_feature)
@@ -98,17 +99,13 @@ class AntMazeDomain(MazeDomain):
 
     act_dim = 8
     episode_flags = ("flipped",)  # no unhealthy termination: count the episodes that end upside down
-    observation_layout_base = (("torso x, y, z", 3), ("torso quaternion w, x, y, z", 4),
-                               ("hip_1, ankle_1, ..., hip_4, ankle_4 angles", 8),
-                               ("torso velocity (linear xyz, angular xyz)", 6), ("joint velocities", 8))
-
-    def __init__(self, name: str, maze: str, horizon: int, time_feature: bool = False):
-        super().__init__(name, maze, horizon, time_feature)
-        self.obs_dim = ant.NQ + ant.NV + (1 if time_feature else 0)
-        self.observation_layout = self.observation_layout_base + ((("0.001 t", 1),) if time_feature else ())
-        # Videos follow the torso (MuJoCo's tracking camera on body 1) from above and behind: the
-        # whole maze from above would show the ant a few pixels wide.
-        self.render_camera = {"type": 1, "trackbodyid": 1, "distance": 14.0, "azimuth": 90.0, "elevation": -55.0}
+    agent_layout = (("torso x, y, z", 3), ("torso quaternion w, x, y, z", 4),
+                    ("hip_1, ankle_1, ..., hip_4, ankle_4 angles", 8),
+                    ("torso velocity (linear xyz, angular xyz)", 6), ("joint velocities", 8))
+    # Videos follow the torso (MuJoCo's tracking camera on body 1, the torso) from above and behind:
+    # the whole maze from above would show the ant a few pixels wide.
+    render_camera = {"type": mujoco.mjtCamera.mjCAMERA_TRACKING, "trackbodyid": 1, "distance": 14.0,
+                     "azimuth": 90.0, "elevation": -55.0}
 
     def make_env(self) -> ant.AntMazeTask:
         return ant.AntMazeTask(self.layout, self.horizon, self.time_feature)
@@ -116,7 +113,7 @@ class AntMazeDomain(MazeDomain):
     @property
     def obs_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """The free space for xy and nothing else, as the original's bounded_obs."""
-        others = self.obs_dim - 2 - (1 if self.time_feature else 0)
+        others = ant.NQ + ant.NV - 2
         return self._bounds([-np.inf] * others, [np.inf] * others)
 
     def make_expert(self, seed: int = 0):
