@@ -42,10 +42,9 @@ class AntMazeExpert:
 
     def __init__(self, layout: MazeLayout, noise: float = 0.05, seed: int = 0):
         self.layout, self.noise = layout, noise
-        self.paths = _paths_to_goal(layout)
-        s = layout.scaling
-        self.walls = np.concatenate([layout.cell_centre(np.argwhere(layout.walls)) - s / 2,
-                                     layout.cell_centre(np.argwhere(layout.walls)) + s / 2], 1)
+        self.paths, self.path_ends = _paths_to_goal(layout)
+        centres = layout.cell_centre(np.argwhere(layout.walls))
+        self.walls = np.concatenate([centres - layout.scaling / 2, centres + layout.scaling / 2], 1)
         self.reset(1, seed)
 
     def reset(self, num_envs: int, seed: int) -> None:
@@ -79,9 +78,7 @@ class AntMazeExpert:
         layout = self.layout
         cell = layout.free_cell_of(xy)
         points = self.paths[cell[:, 0], cell[:, 1]] + self.offset[:, None]  # (B, P, 2), NaN-padded
-        goal_row = np.isnan(points[:, :, 0]).argmax(1) - 1  # last real entry: the goal point
-        goal_row[~np.isnan(points[:, :, 0]).any(1)] = points.shape[1] - 1
-        points[np.arange(len(xy)), goal_row] = layout.goal_point
+        points[np.arange(len(xy)), self.path_ends[cell[:, 0], cell[:, 1]]] = layout.goal_point  # not offset
         visible = self._clear(xy, points) & ~np.isnan(points[:, :, 0])
         visible[:, 0] |= ~visible.any(1)  # none visible: the next cell's centre
         farthest = points.shape[1] - 1 - visible[:, ::-1].argmax(1)
@@ -104,9 +101,10 @@ class AntMazeExpert:
         return ~hits.any(-1)
 
 
-def _paths_to_goal(layout: MazeLayout) -> np.ndarray:
+def _paths_to_goal(layout: MazeLayout) -> tuple[np.ndarray, np.ndarray]:
     """(rows, cols, P, 2): for every free cell the centres of the cells after it on its shortest
-    path to the goal (the goal cell last; the goal cell itself lists only itself), NaN-padded."""
+    path to the goal (the goal cell last; the goal cell itself lists only itself), NaN-padded; and
+    (rows, cols): the index of each path's last entry, the goal cell."""
     paths, longest = {}, 1
     for i, j in layout.free_cells:
         cells, cell = [], (i, j)
@@ -116,6 +114,8 @@ def _paths_to_goal(layout: MazeLayout) -> np.ndarray:
         paths[i, j] = cells or [cell]
         longest = max(longest, len(paths[i, j]))
     table = np.full((*layout.walls.shape, longest, 2), np.nan)
+    ends = np.zeros(layout.walls.shape, dtype=np.int64)
     for (i, j), cells in paths.items():
         table[i, j, :len(cells)] = layout.cell_centre(np.array(cells))
-    return table
+        ends[i, j] = len(cells) - 1
+    return table, ends
