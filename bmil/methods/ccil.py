@@ -144,9 +144,8 @@ class CCIL(ImitationMethod):
         for _ in range(s.model_steps):
             idx = torch.randint(n, (s.model_batch_size,), generator=self._rng).to(self.device)
             obs, action, next_obs = self.demo_rows_at(idx)
-            z = self.dynamics.in_norm(torch.cat([obs, action], -1)).clamp(-5, 5)
             loss = self.dynamics.loss(obs, action, next_obs) + s.lipschitz_weight * lipschitz_penalty(
-                self.dynamics.net, z, s.lipschitz, s.lipschitz_eps, self._rng)
+                self.dynamics.net, self.dynamics.inputs(obs, action), s.lipschitz, s.lipschitz_eps, self._rng)
             self.step(opt, loss)
             total += loss.item()
         if s.model_steps:

@@ -40,8 +40,12 @@ class DynamicsModel(nn.Module):
         self.in_norm.fit(torch.cat([obs, action], -1))
         self.delta_norm.fit(next_obs - obs)
 
+    def inputs(self, obs, action) -> torch.Tensor:
+        """The network's input: (s, a) standardised and clipped to ±5."""
+        return self.in_norm(torch.cat([obs, action], -1)).clamp(-5, 5)
+
     def _z(self, obs, action) -> torch.Tensor:
-        return self.net(self.in_norm(torch.cat([obs, action], -1)).clamp(-5, 5))
+        return self.net(self.inputs(obs, action))
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return obs + self.delta_norm.inverse(self._z(obs, action))
