@@ -83,7 +83,7 @@ def export(ckpt_path: str, out: str = "policy.pt") -> None:
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "evaluate")
 COMMANDS = {
-    "fit": "train a method (BMIL, BC, VINS) on a task from a config: bmil fit --config conf/pickplace.yaml",
+    "fit": "train a method (BMIL, BC, NoiseBC, CCIL, VINS) on a task from a config: bmil fit --config conf/pickplace.yaml",
     "evaluate": "robustness and training success of a checkpoint, the expert or a random policy (--json_out)",
     "validate": "training success of a checkpoint (--ckpt_path) with the model.evaluation settings",
     "test": "robustness of a checkpoint (--ckpt_path) with the model.evaluation settings",
@@ -159,7 +159,7 @@ def _main(argv: list[str]) -> None:
             configs = _config_files(argv)
             for path in configs:
                 _check_config_file(Path(path))
-            if argv[0] == "fit" and not configs and not any(a.split("=")[0] in ("--model", "--ckpt_path") for a in argv):
+            if argv[0] == "fit" and not configs and not any(a.split("=")[0] in ("--model", "--ckpt_path", "--model.help") for a in argv):
                 raise BMILError("bmil fit needs a config: --config conf/<run>.yaml. Shipped: "
                                 f"{', '.join(_shipped_configs())} (make fit runs conf/pickplace_quick.yaml; "
                                 "your own task: docs/your-own-task.md).")
@@ -235,8 +235,8 @@ def _lightning_help(command: str, full: bool) -> str:
     return "\n\n".join([
         f"usage: bmil {command} --config conf/<run>.yaml [--<group>.<option> VALUE ...]",
         description, options,
-        "The method (--model bmil.methods.BMIL, BC or VINS; the config sets it). BMIL's settings "
-        "(BC, VINS: bmil " + command + " --model.help BC|VINS):\n" + method_options,
+        "The method (--model bmil.methods.BMIL, BC, NoiseBC, CCIL or VINS; the config sets it). BMIL's "
+        "settings (the others: bmil " + command + " --model.help BC|NoiseBC|CCIL|VINS):\n" + method_options,
         *ours,
         "The Trainer flags used most (Lightning's; all of them: bmil " + command + " --help-all):\n" + "\n".join(picked),
         *tail,

@@ -153,3 +153,12 @@ def test_fit_help_leads_with_bmils_options_and_keeps_lightnings(capsys):
     assert "--trainer.gradient_clip_val" not in short
     main(["fit", "--help-all"])
     assert "--trainer.gradient_clip_val" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("method, option", [("NoiseBC", "--model.noise.scale"), ("CCIL", "--model.ccil.tolerance")])
+def test_method_help_named_in_fit_help_works_without_a_config(capsys, method, option):
+    main(["fit", "--help"])
+    assert "--model.help BC|NoiseBC|CCIL|VINS" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--model.help", method])
+    assert exit_.value.code == 0 and option in capsys.readouterr().out
