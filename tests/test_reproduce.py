@@ -519,3 +519,59 @@ def test_the_table_reports_how_often_episodes_end_flagged(tmp_path, monkeypatch)
     assert "| domain | method | flipped at the end (%) |" in table and "| push | BC | 30.0 |" in table
     assert [row["flag_flipped"] for row in collect(study, out)] == [0.2, 0.4]
     assert "flag_flipped" in (out / "results.csv").read_text().splitlines()[0]
+
+
+def test_the_search_gives_every_tuned_method_the_same_budget_and_never_tests(tmp_path):
+    from bmil.studies.catalog import SEARCH
+
+    study = make_study("search", ["push", "point_umaze", "ant_umaze", "relocate"], [0, 1])
+    tuned = {m: len(c) for m, c in SEARCH.items() if m != "bc"}
+    assert set(tuned.values()) == {4} and set(tuned) == {"noise_bc", "ccil", "bmil"}
+    assert len(study.runs) == 4 * 2 * 13 and len({r.run_id for r in study.runs}) == len(study.runs)
+    for run in (r for r in study.runs if r.seed == 0 and r.method in ("BC", "NoiseBC scale 0.3", "CCIL L 0.5 d 5.0",
+                                                                       "BMIL p_d 0.9")):
+        settings = run.settings
+        assert settings["robustness"]["final_episodes"] == 0 and settings["robustness"]["every_n_epochs"] == 0
+        assert settings["validation"]["every_n_epochs"] > 0 and settings["validation"]["episodes"] == 200
+        init = settings["model"]["init_args"]
+        assert {"NoiseBC scale 0.3": lambda: init["noise"]["scale"] == 0.3, "BC": lambda: True,
+                "CCIL L 0.5 d 5.0": lambda: (init["ccil"]["lipschitz"], init["ccil"]["max_distance"]) == (0.5, 5.0),
+                "BMIL p_d 0.9": lambda: init["demo_ratio"] == 0.9}[run.method]()
+    epochs = {r.domain: r.settings["trainer"]["max_epochs"] for r in study.runs if r.method == "BC" and r.seed == 0}
+    assert epochs == {"push": 50, "point_umaze": 200, "ant_umaze": 100, "relocate": 100}
+    (tmp_path / "mine.yaml").write_text("model: {init_args: {env: push}}\n")
+    with pytest.raises(BMILError, match="no budget for domain 'push'.*search_fetch.yaml"):
+        make_study("search", ["push"], [0], configs=str(tmp_path))
+
+
+def test_baselines_use_the_family_settings_the_search_chose(tmp_path):
+    tmp_path = shutil.copytree("conf", tmp_path / "conf")
+    (tmp_path / "noise_bc_fetch.yaml").write_text("config: noise_bc.yaml\nmodel.init_args.noise.scale: 0.3\n")
+    runs = make_study("baselines", ["push", "point_umaze"], [0], configs=str(tmp_path)).runs
+    layers = {(r.domain, r.method): r.configs[-1].rsplit("/", 1)[-1] for r in runs}
+    assert layers[("push", "NoiseBC")] == "noise_bc_fetch.yaml" and layers[("push", "CCIL")] == "ccil.yaml"
+    assert layers[("point_umaze", "NoiseBC")] == "noise_bc.yaml"  # no point-maze choice: the defaults
+    noise = next(r for r in runs if (r.domain, r.method) == ("push", "NoiseBC")).settings["model"]["init_args"]["noise"]
+    assert noise["scale"] == 0.3
+
+
+def test_a_search_run_records_its_late_validation_score_and_no_test(tmp_path, monkeypatch):
+    import sys
+
+    study, out = _fake_study(tmp_path, monkeypatch, [0, 1], wait=0)
+    # Fits that skip the final test and validate at epochs 10..40: the score averages epochs 30 and
+    # 40; candidate b's last check is 20 points above a's.
+    last = "(0.4 if '__s0' in folder else 0.6) + (0.2 if 'NoiseBC_b' in folder else 0.0)"
+    history = f"[{{'epoch': 10 * (i + 1), 'rate': r}} for i, r in enumerate([0.9, 0.0, 0.2, {last}])]"
+    validating = _FAKE_FIT.splitlines()[:-1] + [
+        f"json.dump({{'best_epoch': 10, 'best_rate': 0.9, 'history': {history}}}, open(os.path.join(folder, 'validation.json'), 'w'))"]
+    monkeypatch.setattr(runner, "_command", lambda out, run: [sys.executable, "-c", "\n".join(validating),
+                                                               str(run_dir(out, run)), "0"])
+    study = Study("search", [replace(r, method=m, family="noise_bc") for m in ("NoiseBC a", "NoiseBC b") for r in study.runs])
+    run_study(study, out, jobs=2, progress=lambda message: None)
+    rows = collect(study, out)
+    assert [r["robustness"] for r in rows] == [None] * 4 and {r["episodes"] for r in rows} == {0}
+    assert [r["validation_late"] for r in rows] == pytest.approx([0.3, 0.4, 0.4, 0.5])
+    table = write_results(study, out).read_text()
+    assert "| push | NoiseBC a | 35.0 | 30.0 | 40.0 | 0.00 |" in table  # (seed 0, seed 1; a few ms of fits)
+    assert "| push | **NoiseBC b** | **45.0** | 40.0 | 50.0 |  |" in table  # the method's choice

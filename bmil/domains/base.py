@@ -48,6 +48,10 @@ class Domain(ABC):
     # MuJoCo's default view of the whole model.
     render_camera: dict | None = None
 
+    # Domains that share hyper-parameters (conf/<method>_<family>.yaml, chosen by ``bmil reproduce
+    # search``); "" for none.
+    family: str = ""
+
     # Info keys (bool) counted at the end of every evaluation episode, e.g. ("flipped",) for the ant.
     episode_flags: tuple[str, ...] = ()
 

@@ -51,8 +51,8 @@ class CCILSettings:
     lipschitz: float = 3.0
     lipschitz_weight: float = 1.0
     lipschitz_eps: float = 0.05
-    iterations: int = 20
-    tolerance: float = 0.05
+    iterations: int = 100
+    tolerance: float = 0.2
     noisy_labels: int = 2
     action_noise: float = 0.1
     max_distance: float = 2.0

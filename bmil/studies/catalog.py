@@ -9,7 +9,9 @@ configs plus overrides (docs/reproducing.md). Nothing here runs anything.
   table6  model first, then policy vs alternating (Algorithm 1)
   stability  what calms BMIL's robustness from epoch to epoch (EMA, LR decay, kept traces, ...)
   selection  BC and BMIL as a user gets them: the last and the best-by-validation policy
-  baselines  BC, NoiseBC, CCIL, VINS and BMIL on one protocol (issue 29)
+  baselines  BC, NoiseBC, CCIL, VINS and BMIL on one protocol (issue 29), each with its family's
+             settings (conf/<method>_<family>.yaml) where the search chose them
+  search  the settings search behind those: every method's candidates on validation starts only
 
 Add a study: a name in ``STUDIES`` and its runs in ``make_study``.
 """
@@ -86,13 +88,31 @@ TABLES = {
     "table6": [("BC", "bc", ()), ("BMIL (model first)", "bmil", ("--model.model.schedule", "first")),
                ("BMIL (alternating)", "bmil", ())],
 }
-STUDIES = ("table1", "table2", "fig5a", "fig5b", "fig6", "table6", "stability", "selection", "baselines")
+STUDIES = ("table1", "table2", "fig5a", "fig5b", "fig6", "table6", "stability", "selection", "baselines",
+           "search")
+
+# The settings search (issue 29): the same number of candidates (4) for every method with settings
+# of its own, each a row label and its ``bmil fit`` overrides; BC, with none, is the reference.
+SEARCH = {
+    "bc": [("BC", ())],
+    "noise_bc": [(f"NoiseBC scale {v}", ("--model.noise.scale", str(v))) for v in (0.03, 0.1, 0.3, 1.0)],
+    "ccil": [(f"CCIL L {lip} d {d}", ("--model.ccil.lipschitz", str(lip), "--model.ccil.max_distance", str(d)))
+             for lip, d in ((0.5, 2.0), (0.5, 5.0), (3.0, 2.0), (3.0, 5.0))],
+    "bmil": [(f"BMIL p_d {p}", ("--model.demo_ratio", str(p))) for p in (0.5, 0.8, 0.9, 0.95)],
+}
 
 
-def method_configs(configs: str, domain: str, method: str) -> tuple[str, ...]:
-    """A method on a domain: the domain's config (BMIL), then the method's layer over it."""
+def method_configs(configs: str, domain: str, method: str, tuned: bool = False) -> tuple[str, ...]:
+    """A method on a domain: the domain's config (BMIL), then the method's layer over it; with
+    ``tuned``, NoiseBC's and CCIL's layer is the domain family's (``<method>_<family>.yaml``, the
+    search's choice) where one exists."""
+    from bmil.domains import get_domain
+
     layer = {"bmil": (), "bc": ("bc.yaml",), "noise_bc": ("noise_bc.yaml",), "ccil": ("ccil.yaml",),
              "vins": (f"vins_{domain}.yaml",)}[method]
+    family = get_domain(domain).family if tuned and method in ("noise_bc", "ccil") else ""
+    if family and (Path(configs) / f"{method}_{family}.yaml").is_file():
+        layer = (f"{method}_{family}.yaml",)
     return tuple(str(Path(configs) / name) for name in (f"{domain}.yaml", *layer))
 
 
@@ -100,7 +120,7 @@ def make_study(name: str, domains: list[str], seeds: list[int], configs: str = "
     """The runs of a named study over ``domains`` and ``seeds``, from the configs in ``configs``."""
 
     def conf(domain: str, method: str = "bmil") -> tuple[str, ...]:
-        return method_configs(configs, domain, method)
+        return method_configs(configs, domain, method, tuned=name == "baselines")
 
     if name in TABLES:  # one row per method, each a config stack and its overrides
         return Study(name, [Run(d, label, s, conf(d, method), overrides)
@@ -135,6 +155,21 @@ def make_study(name: str, domains: list[str], seeds: list[int], configs: str = "
                     add(Run(d, f"BC {mult}x", s, conf(d, "bc"), steps, x=mult, family="BC"))
                 add(Run(d, "BMIL", s, conf(d)))
         return Study(name, runs, baseline="BC 1x", plot="line", xlabel="BC policy steps (x the original)")
+    if name == "search":  # the family's short training, scored on validation starts only
+        from bmil.domains import get_domain
+
+        for d in domains:
+            family = get_domain(d).family
+            budget = Path(configs) / "overlays" / f"search_{family}.yaml"
+            if not budget.is_file():
+                raise BMILError(f"study 'search': no budget for domain '{d}' (family '{family or d}'): "
+                                f"write {budget} (see conf/overlays/search_fetch.yaml).")
+            for s in seeds:
+                for method, candidates in SEARCH.items():
+                    for label, overrides in candidates:
+                        domain_config, *layer = conf(d, method)  # the budget before the method's layer
+                        add(Run(d, label, s, (domain_config, str(budget), *layer), overrides, family=method))
+        return Study(name, runs, baseline="BC")
     raise BMILError(f"unknown study '{name}'. Studies: {', '.join(STUDIES)}.")
 
 

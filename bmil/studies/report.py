@@ -60,7 +60,7 @@ def write_csv(rows: list[dict], path: Path) -> None:
     columns = ["run_id", "domain", "method", "seed", "x", "robustness", "robustness_ci_low",
                "robustness_ci_high", "episodes", "training_success", "seconds", "config", "overrides",
                "extra", "best_robustness", "best_robustness_ci_low", "best_robustness_ci_high", "best_epoch",
-               "best_validation"]
+               "best_validation", "validation_late", "validation_checks"]
     columns += sorted({key for row in rows for key in row if key.startswith("flag_")})
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, columns, extrasaction="ignore")
@@ -246,11 +246,45 @@ def plot_curves(study: Study, out: Path) -> list[Path]:
     return paths
 
 
+def search_table(rows: list[dict]) -> str:
+    """The settings search: per domain and candidate, the validation score (the mean validation
+    robustness over the second half of training, %) per seed and its mean over seeds; each method's
+    highest mean in bold (its choice), and the method's core-hours over all its candidates."""
+    seeds = sorted({r["seed"] for r in rows})
+    body = []
+    for domain in dict.fromkeys(r["domain"] for r in rows):
+        here = [r for r in rows if r["domain"] == domain]
+        for family in dict.fromkeys(r["family"] for r in here):
+            runs = [r for r in here if r["family"] == family]
+            labels = list(dict.fromkeys(r["method"] for r in runs))
+            scores = {m: [100 * r["validation_late"] for r in runs if r["method"] == m and "validation_late" in r]
+                      for m in labels}
+            means = {m: float(np.mean(v)) for m, v in scores.items() if v}
+            chosen = max(means, key=means.get) if means else None
+            hours = sum(r["seconds"] for r in runs) / 3600
+            for m in labels:
+                by_seed = {r["seed"]: r for r in runs if r["method"] == m}
+                cells = [f"{100 * by_seed[s]['validation_late']:.1f}" if "validation_late" in by_seed.get(s, {}) else "-"
+                         for s in seeds]
+                mean = f"{means[m]:.1f}" if m in means else "-"
+                body.append([domain, f"**{m}**" if m == chosen else m, f"**{mean}**" if m == chosen else mean,
+                             *cells, f"{hours:.2f}" if m == labels[0] else ""])
+    return _markdown(["domain", "candidate", "score (%)", *[f"seed {s}" for s in seeds], "core-h (method)"], body)
+
+
 def write_results(study: Study, out: Path) -> Path:
     rows = collect(study, out)
     write_csv(rows, out / "results.csv")
-    table = markdown_table(study, rows) if rows else "(no finished runs)"
     done = f"{len(rows)} of {len(study.runs)} runs finished"
+    if study.name == "search":
+        text = (f"# search\n\nEach candidate's validation score: the mean validation robustness over the checks "
+                f"in the second half of training (no test starts are used); {done}. Each method's "
+                f"choice in bold.\n\n{search_table(rows) if rows else '(no finished runs)'}\n")
+        (out / "table.md").write_text(text)
+        plot_curves(study, out)
+        return out / "table.md"
+    rows = [r for r in rows if r["robustness"] is not None]  # (runs that skipped the final test)
+    table = markdown_table(study, rows) if rows else "(no finished runs)"
     text = f"# {study.name}\n\nRobustness (%), mean ± 95% t-interval over seeds; {done}.\n\n{table}\n"
     validated = [r for r in rows if r.get("best_robustness") is not None]
     if validated:

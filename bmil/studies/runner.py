@@ -240,16 +240,38 @@ def _fit(out: Path, run: Run, folder: Path, lock: int, fits: _Fits) -> dict:
     seconds = clock.seconds
     if returncode != 0:
         return _failed(run, f"FAILED (exit code {returncode}), see {folder / 'fit.log'}")
-    final = json.loads((folder / "robustness_final.json").read_text())
     record = {k: v for k, v in asdict(run).items() if k != "configs"}
     result = {**record, "config": " ".join(run.configs), "overrides": " ".join(run.overrides), "run_id": run.run_id,
-              "robustness": final["success_rate"], "robustness_ci_low": final["ci95"][0],
-              "robustness_ci_high": final["ci95"][1], "episodes": final["episodes"],
-              "training_success": _last_scalar(folder, "eval/training_success"),
+              **_test_result(folder), "training_success": _last_scalar(folder, "eval/training_success"),
               "seconds": seconds, "resumed": resumed, "extra": shlex.join(run.extra), "signature": sig,
-              **_flag_rates(final), **_best_result(folder)}
+              **_validation_result(folder), **_best_result(folder)}
     write_record(folder / "result.json", result, indent=1)
     return result
+
+
+def _test_result(folder: Path) -> dict:
+    """The final test of the last policy; None where the run skipped it (the settings search,
+    ``robustness.final_episodes 0``, never touches the test starts)."""
+    path = folder / "robustness_final.json"
+    if not path.is_file():
+        return {"robustness": None, "robustness_ci_low": None, "robustness_ci_high": None, "episodes": 0}
+    final = json.loads(path.read_text())
+    return {"robustness": final["success_rate"], "robustness_ci_low": final["ci95"][0],
+            "robustness_ci_high": final["ci95"][1], "episodes": final["episodes"], **_flag_rates(final)}
+
+
+def _validation_result(folder: Path) -> dict:
+    """``validation_late``: the mean validation robustness over the checks in the second half of
+    training (the settings search's score: a run's typical level late in training, which neither
+    one lucky check nor one collapse decides)."""
+    path = folder / "validation.json"
+    if not path.is_file():
+        return {}
+    history = json.loads(path.read_text())["history"]
+    if not history:
+        return {}
+    late = [h["rate"] for h in history if h["epoch"] > history[-1]["epoch"] / 2]
+    return {"validation_late": sum(late) / len(late), "validation_checks": len(late)}
 
 
 def _flag_rates(final: dict) -> dict:
@@ -261,7 +283,7 @@ def _flag_rates(final: dict) -> dict:
 def _best_result(folder: Path) -> dict:
     """The test of the policy chosen on validation starts, where the run kept one."""
     best_path, validation_path = folder / "robustness_best.json", folder / "validation.json"
-    if not best_path.is_file():
+    if not (best_path.is_file() and validation_path.is_file()):
         return {}
     best, validation = json.loads(best_path.read_text()), json.loads(validation_path.read_text())
     return {"best_robustness": best["success_rate"], "best_robustness_ci_low": best["ci95"][0],
@@ -366,6 +388,15 @@ def _sigterm_stops_the_study():
                 signal.signal(signum, handler)
 
 
+def _status(result: dict) -> str:
+    """A finished run in a few words: its test robustness, or its validation score where it skipped the test."""
+    if result.get("failed"):
+        return result["error"]
+    if result["robustness"] is not None:
+        return f"robustness {100 * result['robustness']:.1f}% in {result['seconds']:.0f} s"
+    return f"validation score {100 * result.get('validation_late', math.nan):.1f}% in {result['seconds']:.0f} s"
+
+
 def _run_parallel(todo: list[Run], out: Path, jobs: int, progress) -> list[dict]:
     results, fits = [], _Fits()
     with ThreadPoolExecutor(max(1, jobs)) as pool:  # threads only wait on the fit processes
@@ -373,9 +404,7 @@ def _run_parallel(todo: list[Run], out: Path, jobs: int, progress) -> list[dict]
         try:
             for future in as_completed(futures):  # reported as they end, not in start order
                 result = future.result()
-                status = result["error"] if result.get("failed") else (
-                    f"robustness {100 * result['robustness']:.1f}% in {result['seconds']:.0f} s")
-                progress(f"  {result['run_id']}: {status}")
+                progress(f"  {result['run_id']}: {_status(result)}")
                 results.append(result)
         except BaseException:  # Ctrl-C or SIGTERM: stop the fits, not only this process
             if threading.current_thread() is threading.main_thread():

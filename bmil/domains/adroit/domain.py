@@ -19,6 +19,7 @@ class RelocateDomain(Domain):
     or with ``object_noise`` on the ball's 6 joints too (the original's code)."""
 
     obs_dim, act_dim, horizon, terminates_on_success = OBS_DIM, ACT_DIM, HORIZON, True
+    family = "adroit"
     observation_layout = (("hand and arm joint angles (ARTx..THJ0)", NQ_HAND), ("palm - ball", 3),
                           ("palm - target", 3), ("ball - target", 3))
     render_camera = {"lookat": (0.0, -0.1, 0.15), "distance": 0.9, "azimuth": 90.0, "elevation": -30.0}

@@ -21,6 +21,7 @@ class FetchDomain(Domain):
     observation_layout = (("grip_pos", 3), ("object_pos", 3), ("object_rel_pos", 3), ("gripper_state", 2),
                           ("object_rot", 3), ("object_velp", 3), ("object_velr", 3), ("grip_velp", 3),
                           ("gripper_vel", 2))
+    family = "fetch"
     render_camera = {"lookat": (1.3, 0.75, 0.45), "distance": 1.1, "azimuth": 150.0, "elevation": -25.0}  # videos
 
     def __init__(self, name: str, env_id: str, goal_height: float, expert: type):

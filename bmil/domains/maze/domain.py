@@ -77,7 +77,7 @@ class MazeDomain(Domain):
 class PointMazeDomain(MazeDomain):
     """gymnasium-robotics' point (a force-driven ball) in a maze (bmil/domains/maze/env.py)."""
 
-    act_dim = 2
+    act_dim, family = 2, "point_maze"
     agent_layout = (("x", 1), ("y", 1), ("vx", 1), ("vy", 1))
 
     def make_env(self) -> PointMazeTask:
@@ -97,7 +97,7 @@ class PointMazeDomain(MazeDomain):
 class AntMazeDomain(MazeDomain):
     """The original's ant in a maze (bmil/domains/maze/ant.py)."""
 
-    act_dim = 8
+    act_dim, family = 8, "ant_maze"
     episode_flags = ("flipped",)  # no unhealthy termination: count the episodes that end upside down
     agent_layout = (("torso x, y, z", 3), ("torso quaternion w, x, y, z", 4),
                     ("hip_1, ankle_1, ..., hip_4, ankle_4 angles", 8),
