@@ -546,13 +546,18 @@ def test_the_search_gives_every_tuned_method_the_same_budget_and_never_tests(tmp
 
 def test_baselines_use_the_family_settings_the_search_chose(tmp_path):
     tmp_path = shutil.copytree("conf", tmp_path / "conf")
-    (tmp_path / "noise_bc_fetch.yaml").write_text("config: noise_bc.yaml\nmodel.init_args.noise.scale: 0.3\n")
+    (tmp_path / "noise_bc_fetch.yaml").write_text("model: {class_path: bmil.methods.NoiseBC, init_args: {noise: {scale: 0.3}}}\n")
+    (tmp_path / "bmil_fetch.yaml").write_text("model.init_args.demo_ratio: 0.8\n")
     runs = make_study("baselines", ["push", "point_umaze"], [0], configs=str(tmp_path)).runs
-    layers = {(r.domain, r.method): r.configs[-1].rsplit("/", 1)[-1] for r in runs}
-    assert layers[("push", "NoiseBC")] == "noise_bc_fetch.yaml" and layers[("push", "CCIL")] == "ccil.yaml"
-    assert layers[("point_umaze", "NoiseBC")] == "noise_bc.yaml"  # no point-maze choice: the defaults
-    noise = next(r for r in runs if (r.domain, r.method) == ("push", "NoiseBC")).settings["model"]["init_args"]["noise"]
-    assert noise["scale"] == 0.3
+    layers = {(r.domain, r.method): [c.rsplit("/", 1)[-1] for c in r.configs] for r in runs}
+    assert layers[("push", "NoiseBC")] == ["push.yaml", "noise_bc.yaml", "noise_bc_fetch.yaml"]
+    assert layers[("push", "BMIL")] == ["push.yaml", "bmil_fetch.yaml"]
+    assert layers[("push", "CCIL")] == ["push.yaml", "ccil.yaml"]  # no choice for CCIL: its defaults
+    assert layers[("point_umaze", "NoiseBC")] == ["point_umaze.yaml", "noise_bc.yaml"]  # nor for the point mazes
+    init = {(r.domain, r.method): r.settings["model"]["init_args"] for r in runs}
+    assert init[("push", "NoiseBC")]["noise"]["scale"] == 0.3 and init[("push", "BMIL")]["demo_ratio"] == 0.8
+    table1_bmil = make_study("table1", ["push"], [0], configs=str(tmp_path)).runs[-1]  # the paper's settings
+    assert table1_bmil.method == "BMIL" and table1_bmil.settings["model"]["init_args"]["demo_ratio"] == 0.5
 
 
 def test_a_search_run_records_its_late_validation_score_and_no_test(tmp_path, monkeypatch):

@@ -104,15 +104,15 @@ SEARCH = {
 
 def method_configs(configs: str, domain: str, method: str, tuned: bool = False) -> tuple[str, ...]:
     """A method on a domain: the domain's config (BMIL), then the method's layer over it; with
-    ``tuned``, NoiseBC's and CCIL's layer is the domain family's (``<method>_<family>.yaml``, the
-    search's choice) where one exists."""
+    ``tuned``, then the settings the search chose for the domain's family, where it chose some
+    (``<method>_<family>.yaml``, e.g. conf/noise_bc_fetch.yaml)."""
     from bmil.domains import get_domain
 
     layer = {"bmil": (), "bc": ("bc.yaml",), "noise_bc": ("noise_bc.yaml",), "ccil": ("ccil.yaml",),
              "vins": (f"vins_{domain}.yaml",)}[method]
-    family = get_domain(domain).family if tuned and method in ("noise_bc", "ccil") else ""
+    family = get_domain(domain).family if tuned else ""
     if family and (Path(configs) / f"{method}_{family}.yaml").is_file():
-        layer = (f"{method}_{family}.yaml",)
+        layer = (*layer, f"{method}_{family}.yaml")
     return tuple(str(Path(configs) / name) for name in (f"{domain}.yaml", *layer))
 
 
