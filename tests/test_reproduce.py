@@ -6,6 +6,7 @@ import re
 import shutil
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import yaml
 
@@ -580,3 +581,30 @@ def test_a_search_run_records_its_late_validation_score_and_no_test(tmp_path, mo
     table = write_results(study, out).read_text()
     assert "| push | NoiseBC a | 35.0 | 30.0 | 40.0 | 0.00 |" in table  # (seed 0, seed 1; a few ms of fits)
     assert "| push | **NoiseBC b** | **45.0** | 40.0 | 50.0 |  |" in table  # the method's choice
+
+
+def test_each_domains_final_tests_are_drawn_side_by_side(tmp_path):
+    from bmil.domains import get_domain
+    from bmil.studies.report import compare_figures
+    from PIL import Image
+
+    domain = get_domain("point_umaze")
+    starts = domain.robustness_starts(26, seed=0)
+    runs = [Run("point_umaze", m, s, ("conf/point_umaze.yaml",)) for m in ("BC", "BMIL") for s in (0, 1)]
+    for run in runs:
+        folder = run_dir(tmp_path, run)
+        folder.mkdir(parents=True)
+        (folder / "result.json").write_text("{}")
+        success = [run.method == "BMIL" or i % 2 == 0 for i in range(len(starts))]
+        (folder / "robustness_final.json").write_text(json.dumps(
+            {"starts": starts.tolist(), "success": success, "success_mode": "final"}))
+    paths = compare_figures(Study("table1", runs), tmp_path)
+    assert paths == [tmp_path / "compare" / "point_umaze__s0.png"]
+    from bmil.evaluation import EvalResult
+    from bmil.plots import figure_to_array
+
+    one = EvalResult.of(domain, starts, np.ones(len(starts), dtype=bool), np.zeros(len(starts), dtype=int))
+    panel = figure_to_array(domain.robustness_figure(one)).shape
+    width, height = Image.open(paths[0]).size
+    assert width >= 1.9 * panel[1] and height >= panel[0]  # two panels in a row, each at full size
+    assert compare_figures(Study("table1", runs[2:3]), tmp_path) == []  # one method: nothing to compare

@@ -272,6 +272,44 @@ def search_table(rows: list[dict]) -> str:
     return _markdown(["domain", "candidate", "score (%)", *[f"seed {s}" for s in seeds], "core-h (method)"], body)
 
 
+def compare_figures(study: Study, out: Path, seed: int = 0) -> list[Path]:
+    """Per domain, every method's robustness figure of one seed's final test side by side (maze
+    heatmaps, Fetch scatters, Relocate's palm starts): ``compare/<domain>__s<seed>.png``."""
+    from bmil.domains import get_domain
+    from bmil.evaluation import EvalResult
+    from bmil.plots import figure_to_array, plt
+
+    paths = []
+    for domain_name in dict.fromkeys(r.domain for r in study.runs):
+        domain, panels = get_domain(domain_name), []
+        for run in (r for r in study.runs if r.domain == domain_name and r.seed == seed):
+            path = run_dir(out, run) / "robustness_final.json"
+            if not (is_done(out, run) and path.is_file()):
+                continue
+            record = json.loads(path.read_text())
+            if "starts" not in record:  # (a record without per-start outcomes)
+                continue
+            starts, success = np.asarray(record["starts"]), np.asarray(record["success"], dtype=bool)
+            result = EvalResult.of(domain, starts, success, np.zeros(len(success), dtype=int), record["success_mode"])
+            fig = domain.robustness_figure(result)
+            panels.append((run.method, figure_to_array(fig)))
+            plt.close(fig)
+        if len(panels) < 2:
+            continue
+        height, width = max(p.shape[0] for _, p in panels), max(p.shape[1] for _, p in panels)
+        fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * width / 150, height / 150 + 0.4), dpi=150)
+        for ax, (method, pixels) in zip(axes, panels):
+            ax.imshow(pixels)
+            ax.set_title(method, fontsize=10)
+            ax.axis("off")
+        fig.tight_layout()
+        paths.append(out / "compare" / f"{domain_name}__s{seed}.png")
+        paths[-1].parent.mkdir(exist_ok=True)
+        fig.savefig(paths[-1])
+        plt.close(fig)
+    return paths
+
+
 def write_results(study: Study, out: Path) -> Path:
     rows = collect(study, out)
     write_csv(rows, out / "results.csv")
@@ -292,6 +330,8 @@ def write_results(study: Study, out: Path) -> Path:
                  f"of the run; tested on the same test starts):\n\n{markdown_table(study, best_rows(validated))}\n"
                  f"\nPer seed, the last policy / the best by validation (%):\n\n{per_seed_table(validated)}\n")
         plot_curves(study, out)
+    if not study.plot and any(compare_figures(study, out)):  # (ablations have their own plot)
+        text += "\nSeed 0's final tests side by side, per domain: `compare/<domain>__s0.png`.\n"
     flags = flags_table(rows)
     if flags:
         text += f"\nEpisodes of the final test that ended flagged by their domain (e.g. the ant upside down), mean over seeds:\n\n{flags}\n"
