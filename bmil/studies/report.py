@@ -330,8 +330,8 @@ def write_results(study: Study, out: Path) -> Path:
                  f"of the run; tested on the same test starts):\n\n{markdown_table(study, best_rows(validated))}\n"
                  f"\nPer seed, the last policy / the best by validation (%):\n\n{per_seed_table(validated)}\n")
         plot_curves(study, out)
-    if not study.plot and any(compare_figures(study, out)):  # (ablations have their own plot)
-        text += "\nSeed 0's final tests side by side, per domain: `compare/<domain>__s0.png`.\n"
+    if not study.plot:  # (ablations have their own plot; the table is the runs' result.json alone)
+        compare_figures(study, out)
     flags = flags_table(rows)
     if flags:
         text += f"\nEpisodes of the final test that ended flagged by their domain (e.g. the ant upside down), mean over seeds:\n\n{flags}\n"
