@@ -529,7 +529,8 @@ def test_the_search_gives_every_tuned_method_the_same_budget_and_never_tests(tmp
     tuned = {m: len(c) for m, c in SEARCH.items() if m != "bc"}
     assert set(tuned.values()) == {4} and set(tuned) == {"noise_bc", "ccil", "bmil"}
     assert len(study.runs) == 4 * 2 * 13 and len({r.run_id for r in study.runs}) == len(study.runs)
-    for run in (r for r in study.runs if r.seed == 0 and r.method in ("BC", "NoiseBC scale 0.3", "CCIL L 0.5 d 5.0",
+    assert {r.seed for r in study.runs} == {100, 101}  # no training run of a study is among them
+    for run in (r for r in study.runs if r.seed == 100 and r.method in ("BC", "NoiseBC scale 0.3", "CCIL L 0.5 d 5.0",
                                                                        "BMIL p_d 0.9")):
         settings = run.settings
         assert settings["robustness"]["final_episodes"] == 0 and settings["robustness"]["every_n_epochs"] == 0
@@ -538,7 +539,7 @@ def test_the_search_gives_every_tuned_method_the_same_budget_and_never_tests(tmp
         assert {"NoiseBC scale 0.3": lambda: init["noise"]["scale"] == 0.3, "BC": lambda: True,
                 "CCIL L 0.5 d 5.0": lambda: (init["ccil"]["lipschitz"], init["ccil"]["max_distance"]) == (0.5, 5.0),
                 "BMIL p_d 0.9": lambda: init["demo_ratio"] == 0.9}[run.method]()
-    epochs = {r.domain: r.settings["trainer"]["max_epochs"] for r in study.runs if r.method == "BC" and r.seed == 0}
+    epochs = {r.domain: r.settings["trainer"]["max_epochs"] for r in study.runs if r.method == "BC" and r.seed == 100}
     assert epochs == {"push": 50, "point_umaze": 200, "ant_umaze": 100, "relocate": 100}
     (tmp_path / "mine.yaml").write_text("model: {init_args: {env: push}}\n")
     with pytest.raises(BMILError, match="no budget for domain 'push'.*search_fetch.yaml"):

@@ -100,6 +100,7 @@ SEARCH = {
              for lip, d in ((0.5, 2.0), (0.5, 5.0), (3.0, 2.0), (3.0, 5.0))],
     "bmil": [(f"BMIL p_d {p}", ("--model.demo_ratio", str(p))) for p in (0.5, 0.8, 0.9, 0.95)],
 }
+SEARCH_SEEDS_FROM = 100  # the search's training seeds (100, 101, ...) are none of the studies' (0, 1, ...)
 
 
 def method_configs(configs: str, domain: str, method: str, tuned: bool = False) -> tuple[str, ...]:
@@ -164,7 +165,7 @@ def make_study(name: str, domains: list[str], seeds: list[int], configs: str = "
             if not budget.is_file():
                 raise BMILError(f"study 'search': no budget for domain '{d}' (family '{family or d}'): "
                                 f"write {budget} (see conf/overlays/search_fetch.yaml).")
-            for s in seeds:
+            for s in (SEARCH_SEEDS_FROM + s for s in seeds):
                 for method, candidates in SEARCH.items():
                     for label, overrides in candidates:
                         domain_config, *layer = conf(d, method)  # the budget before the method's layer
