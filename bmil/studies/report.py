@@ -218,6 +218,12 @@ def per_seed_table(rows: list[dict]) -> str:
     return _markdown(["domain", "method", *[f"seed {s}: last / best" for s in seeds]], body)
 
 
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
 def plot_curves(study: Study, out: Path) -> list[Path]:
     """Validation robustness against epoch, one PNG per domain and method with every seed's curve."""
     from bmil.plots import plt
@@ -239,9 +245,7 @@ def plot_curves(study: Study, out: Path) -> list[Path]:
                    ylim=(-2, 102))
             ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))  # clear of the curves
             fig.tight_layout()
-            paths.append(out / "curves" / f"{domain}__{runs[0].run_id.split('__')[1]}.png")
-            paths[-1].parent.mkdir(exist_ok=True)
-            fig.savefig(paths[-1])
+            paths.append(_save(fig, out / "curves" / f"{domain}__{runs[0].run_id.split('__')[1]}.png"))
         plt.close(fig)
     return paths
 
@@ -303,9 +307,7 @@ def compare_figures(study: Study, out: Path, seed: int = 0) -> list[Path]:
             ax.set_title(method, fontsize=10)
             ax.axis("off")
         fig.tight_layout()
-        paths.append(out / "compare" / f"{domain_name}__s{seed}.png")
-        paths[-1].parent.mkdir(exist_ok=True)
-        fig.savefig(paths[-1])
+        paths.append(_save(fig, out / "compare" / f"{domain_name}__s{seed}.png"))
         plt.close(fig)
     return paths
 
