@@ -609,3 +609,22 @@ def test_each_domains_final_tests_are_drawn_side_by_side(tmp_path):
     width, height = Image.open(paths[0]).size
     assert width >= 1.9 * panel[1] and height >= panel[0]  # two panels in a row, each at full size
     assert compare_figures(Study("table1", runs[2:3]), tmp_path) == []  # one method: nothing to compare
+
+
+def test_a_study_takes_the_finished_runs_of_another_made_with_the_same_settings(tmp_path, monkeypatch):
+    from bmil.studies import reproduce
+
+    study, out = _fake_study(tmp_path, monkeypatch, [0, 1], wait=0)
+    run_study(study, out, jobs=2, progress=lambda message: None)
+    (run_dir(out, study.runs[1]) / "result.json").write_text(  # seed 1 was made with other settings
+        (run_dir(out, study.runs[1]) / "result.json").read_text().replace('"signature": "', '"signature": "x'))
+    messages = []
+    results = run_study(study, tmp_path / "other", jobs=2, progress=messages.append, reuse=[out])
+    assert "took 1 finished runs made with the same settings" in messages[0]
+    assert [r["run_id"] for r in results] == [study.runs[1].run_id]  # only the mismatched one ran
+    taken = run_dir(tmp_path / "other", study.runs[0])
+    assert (taken / "result.json").read_text() == (run_dir(out, study.runs[0]) / "result.json").read_text()
+    assert (taken / "robustness_final.json").is_file()
+    with pytest.raises(BMILError, match="--reuse .*nowhere: not a study folder"):
+        reproduce("table1", domains="push", seeds=1, out=str(tmp_path / "third"), reuse=str(tmp_path / "nowhere"))
+    assert not (tmp_path / "third").exists()  # refused before anything is written

@@ -18,7 +18,7 @@ from bmil.studies.runner import run_study
 
 def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs: Optional[int] = None,
               out: Optional[str] = None, extra: str = "", domain_extra: Optional[dict[str, str]] = None,
-              configs: str = "conf", methods: str = "") -> None:
+              configs: str = "conf", methods: str = "", reuse: str = "") -> None:
     """Run a study of the paper as independent ``bmil fit`` runs and tabulate the results.
 
     Args:
@@ -38,6 +38,9 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
             and vins_<domain>.yaml for VINS).
         methods: Comma-separated method labels to run now (default: all), e.g. "BC,BMIL" to get
             the cheap columns of table1 before VINS's; the table shows every finished run.
+        reuse: Comma-separated study folders whose finished runs this study takes instead of running
+            them again, where a run of the same id was made with the same settings (its signature),
+            e.g. "results/table1" for the baselines study's BC, VINS and BMIL.
     """
     names = [d.strip() for d in domains.split(",") if d.strip()]
 
@@ -50,10 +53,15 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
     if chosen and not chosen <= set(labels):
         raise BMILError(f"unknown method(s) {', '.join(sorted(chosen - set(labels)))} for study "
                         f"'{study}'. Its methods: {', '.join(labels)}.")
+    sources = [Path(p.strip()) for p in reuse.split(",") if p.strip()]
+    for source in sources:
+        if not (source / "runs").is_dir():
+            raise BMILError(f"--reuse {source}: not a study folder (no runs/ inside). Name a folder that "
+                            "bmil reproduce wrote, e.g. results/table1.")
     folder = Path(out or Path("results") / study)
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    run_study(plan, folder, jobs or usable_cores(), methods=chosen)
+    run_study(plan, folder, jobs or usable_cores(), methods=chosen, reuse=sources)
     path = write_results(plan, folder)
     print(path.read_text())
     print(f"{path} written; this invocation took {time.perf_counter() - t0:.0f} s")

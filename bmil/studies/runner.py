@@ -19,6 +19,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -353,11 +354,15 @@ def longest_first(runs: list[Run]) -> list[Run]:
 
 
 def run_study(study: Study, out: Path, jobs: int, progress=print,
-              methods: Optional[set[str]] = None) -> list[dict]:
-    """Run every unfinished run of ``study`` (``jobs`` at a time), or of its ``methods`` only;
-    returns their results."""
+              methods: Optional[set[str]] = None, reuse: tuple[Path, ...] | list[Path] = ()) -> list[dict]:
+    """Run every unfinished run of ``study`` (``jobs`` at a time), or of its ``methods`` only,
+    after taking the finished runs of the ``reuse`` folders that match; returns their results."""
     for run in study.runs:
         _check_signature(out, run, signature(run))
+    taken = [run for run in study.runs if not is_done(out, run) and _take_finished(run, reuse, out)]
+    if taken:
+        progress(f"{study.name}: took {len(taken)} finished runs made with the same settings from "
+                 f"{', '.join(map(str, reuse))}")
     unfinished = [r for r in study.runs if not is_done(out, r)]
     todo = longest_first([r for r in unfinished if methods is None or r.method in methods])
     done, left = len(study.runs) - len(unfinished), len(unfinished) - len(todo)
@@ -366,6 +371,26 @@ def run_study(study: Study, out: Path, jobs: int, progress=print,
     _prepare_demos(todo)
     with _sigterm_stops_the_study():
         return _run_parallel(todo, out, jobs, progress)
+
+
+# What a finished run's folder keeps in git (docs/reproducing.md), copied when another study reuses
+# it; result.json, which marks the run finished, last.
+_RECORDS = ("signature.json", "config.yaml", "elapsed.json", "robustness_final.json", "robustness_best.json",
+            "validation.json", "result.json")
+
+
+def _take_finished(run: Run, sources, out: Path) -> bool:
+    """Copy ``run``'s records from the first source folder where the same run finished with the
+    same settings; whether one did."""
+    for source in sources:
+        if is_done(source, run) and read_result(source, run).get("signature") == signature(run):
+            folder = run_dir(out, run)
+            folder.mkdir(parents=True, exist_ok=True)
+            for name in _RECORDS:
+                if (run_dir(source, run) / name).is_file():
+                    shutil.copy2(run_dir(source, run) / name, folder / name)
+            return True
+    return False
 
 
 def _raise_on_sigterm(signum, frame):
