@@ -245,7 +245,7 @@ def _fit(out: Path, run: Run, folder: Path, lock: int, fits: _Fits) -> dict:
     result = {**record, "config": " ".join(run.configs), "overrides": " ".join(run.overrides), "run_id": run.run_id,
               **_test_result(folder), "training_success": _last_scalar(folder, "eval/training_success"),
               "seconds": seconds, "resumed": resumed, "extra": shlex.join(run.extra), "signature": sig,
-              **_validation_result(folder), **_best_result(folder)}
+              **_validation_result(folder)}
     write_record(folder / "result.json", result, indent=1)
     return result
 
@@ -262,34 +262,31 @@ def _test_result(folder: Path) -> dict:
 
 
 def _validation_result(folder: Path) -> dict:
-    """``validation_late``: the mean validation robustness over the checks in the second half of
-    training (the settings search's score: a run's typical level late in training, which neither
-    one lucky check nor one collapse decides)."""
+    """What the run's validation gave, where it validated: ``validation_late``, the mean validation
+    robustness over the checks in the second half of training (the settings search's score: a run's
+    typical level late in training, which neither one lucky check nor one collapse decides); and the
+    test of the policy chosen on validation starts, where the run kept one."""
     path = folder / "validation.json"
     if not path.is_file():
         return {}
-    history = json.loads(path.read_text())["history"]
-    if not history:
-        return {}
-    late = [h["rate"] for h in history if h["epoch"] > history[-1]["epoch"] / 2]
-    return {"validation_late": sum(late) / len(late), "validation_checks": len(late)}
+    validation = json.loads(path.read_text())
+    history, result = validation["history"], {}
+    if history:
+        late = [h["rate"] for h in history if h["epoch"] > history[-1]["epoch"] / 2]
+        result.update(validation_late=sum(late) / len(late), validation_checks=len(late))
+    best_path = folder / "robustness_best.json"
+    if best_path.is_file():
+        best = json.loads(best_path.read_text())
+        result.update(best_robustness=best["success_rate"], best_robustness_ci_low=best["ci95"][0],
+                      best_robustness_ci_high=best["ci95"][1], best_epoch=validation["best_epoch"],
+                      best_validation=validation["best_rate"])
+    return result
 
 
 def _flag_rates(final: dict) -> dict:
     """The share of the final test's episodes that ended with each of the domain's flags
     (``flag_flipped`` for the ant)."""
     return {f"flag_{name}": count / final["episodes"] for name, count in final.get("flags", {}).items()}
-
-
-def _best_result(folder: Path) -> dict:
-    """The test of the policy chosen on validation starts, where the run kept one."""
-    best_path, validation_path = folder / "robustness_best.json", folder / "validation.json"
-    if not (best_path.is_file() and validation_path.is_file()):
-        return {}
-    best, validation = json.loads(best_path.read_text()), json.loads(validation_path.read_text())
-    return {"best_robustness": best["success_rate"], "best_robustness_ci_low": best["ci95"][0],
-            "best_robustness_ci_high": best["ci95"][1], "best_epoch": validation["best_epoch"],
-            "best_validation": validation["best_rate"]}
 
 
 class _RunClock:
