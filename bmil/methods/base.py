@@ -253,7 +253,7 @@ class ImitationMethod(L.LightningModule):
 
     # ---- one epoch ------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx) -> torch.Tensor:
-        raise BMILError("No method to train: name one with --model BMIL (or BC, VINS), or start from a "
+        raise BMILError("No method to train: name one with --model BMIL (or BC, NoiseBC, CCIL, VINS), or start from a "
                         "config that does, e.g. --config conf/pickplace.yaml.")
 
     def start_epoch(self) -> None:
