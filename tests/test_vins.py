@@ -43,6 +43,25 @@ def test_agent_acts_with_the_highest_value_candidate():
     assert (action - torch.tensor([0.3, -0.2])).norm(dim=-1).max() < 0.15  # near the best point
 
 
+def test_scoring_in_passes_chooses_what_one_pass_chooses():
+    """500 candidates: two observations per pass, so 5 observations take 3 passes (the last one
+    short); each must keep its own candidates' scores."""
+    torch.manual_seed(0)
+    obs_dim, act_dim = 6, 3
+    policy = nn.Sequential(nn.Linear(obs_dim, act_dim), nn.Tanh())
+    dynamics, value = DynamicsModel(obs_dim, act_dim), ValueFunction(obs_dim)
+    in_passes = VINSAgent(policy, dynamics, value, candidates=500, action_noise=0.5)
+    one_pass = VINSAgent(policy, dynamics, value, candidates=500, action_noise=0.5)
+    one_pass.obs_per_pass = 10**9
+    assert in_passes.obs_per_pass == 2
+    obs = torch.randn(5, obs_dim)
+    for agent in (in_passes, one_pass):
+        agent.reset(num_envs=5, seed=3)
+    chosen = in_passes(obs)
+    assert torch.equal(chosen, one_pass(obs))
+    assert len(set(map(tuple, chosen.tolist()))) == 5  # distinct choices: no pass reused another's scores
+
+
 def test_value_loss_penalises_perturbed_states_and_trains():
     torch.manual_seed(0)
     obs = torch.randn(64, 4)

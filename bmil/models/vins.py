@@ -63,10 +63,14 @@ class VINSSelection(nn.Module):
     stochastic = True
 
     def __init__(self, policy: nn.Module, dynamics: DynamicsModel, value: ValueFunction,
-                 candidates: int, action_noise: float):
+                 candidates: int, action_noise: float, rows_per_pass: int = 1024):
         super().__init__()
         self.policy, self.dynamics, self.value = policy, dynamics, value
         self.candidates, self.action_noise = candidates, action_noise
+        # Candidates are scored a few observations at a time: passes of ~1,000 rows keep the
+        # 500-wide hidden layers in cache, 1.4x faster than one pass over 16 x 500 rows, with
+        # bit-identical scores on one thread (benchmarks/vins_acting.py).
+        self.obs_per_pass = max(1, rows_per_pass // candidates)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         prior = self.policy(obs)
@@ -74,12 +78,18 @@ class VINSSelection(nn.Module):
 
     def select(self, obs: torch.Tensor, prior: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """The best candidate prior + action_noise * (2 noise - 1) (clamped) by V(f(s, a))."""
-        n, k = obs.shape[0], self.candidates
         actions = (prior[:, None] + self.action_noise * (2 * noise - 1)).clamp(-1.0, 1.0)
+        scores = []
+        for i in range(0, obs.shape[0], self.obs_per_pass):
+            scores.append(self.score(obs[i:i + self.obs_per_pass], actions[i:i + self.obs_per_pass]))
+        best = torch.cat(scores).argmax(1)
+        return actions[torch.arange(obs.shape[0]), best]
+
+    def score(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """V(f(s, a)) of each observation's candidates: (n, k) from obs (n, d) and actions (n, k, a)."""
+        n, k = actions.shape[0], actions.shape[1]
         states = obs[:, None].expand(n, k, obs.shape[-1])
-        scores = self.value(self.dynamics(states.reshape(n * k, -1), actions.reshape(n * k, -1))).view(n, k)
-        best = scores.argmax(1)
-        return actions[torch.arange(n), best]
+        return self.value(self.dynamics(states.reshape(n * k, -1), actions.reshape(n * k, -1))).view(n, k)
 
 
 class VINSAgent(VINSSelection):
