@@ -17,7 +17,7 @@ import lightning as L
 import matplotlib.pyplot as plt
 
 from bmil.distributed import default_workers, rank_shard
-from bmil.errors import require
+from bmil.errors import BMILError, require
 from bmil.evaluation import EvalResult, Evaluator, write_record
 from bmil.plots import figure_to_array
 
@@ -141,7 +141,7 @@ class Robustness(_PolicyEvaluation):
         if self.final_episodes <= 0:
             return
         validation = _validation(trainer)
-        best = validation.best_agent(pl_module) if validation is not None else None
+        best = validation.best_agent(trainer, pl_module) if validation is not None else None
         agent = pl_module.agent()
         last = self.evaluate(trainer, agent, self.final_episodes, progress=True)
         self._report(trainer, last, "final", "" if best is None else "the last policy", agent)
@@ -201,7 +201,6 @@ class Validation(_PolicyEvaluation):
         """
         super().__init__(every_n_epochs, episodes, seed, success, workers)
         self.history: list[dict] = []  # every check; the best is the first with the highest rate
-        self.best_path = ""
         self._best_agent = None
 
     @property
@@ -218,9 +217,7 @@ class Validation(_PolicyEvaluation):
                  "ci": [lo, hi], "episodes": result.episodes}
         if result.rate > self.best["rate"]:
             self._best_agent = copy.deepcopy(trainer.lightning_module.agent()).cpu()
-            folder = Path(trainer.checkpoint_callback.dirpath or _run_dir(trainer))
-            self.best_path = str((folder / "best.ckpt").resolve())
-            trainer.save_checkpoint(self.best_path, weights_only=True)  # every rank: a collective under DDP
+            trainer.save_checkpoint(_best_checkpoint(trainer), weights_only=True)  # every rank: a collective under DDP
         self.history.append(check)
         _log(trainer, {"eval/val_best_robustness": self.best["rate"]}, epoch)
         if trainer.is_global_zero:
@@ -228,18 +225,27 @@ class Validation(_PolicyEvaluation):
                          {"best_epoch": self.best_epoch, "best_rate": self.best["rate"], "seed": self.seed,
                           "history": self.history}, indent=1)
 
-    def best_agent(self, pl_module):
-        """The best policy's agent (from the checkpoint after a resume), or None if none yet."""
-        if self._best_agent is None and self.best_path:
-            best = type(pl_module).load_from_checkpoint(self.best_path, map_location="cpu", weights_only=True)
+    def on_train_start(self, trainer, pl_module) -> None:
+        """A resumed run that has validated needs its best.ckpt beside last.ckpt (found there, not
+        by the path it was written at, so a run folder can move to another clone or machine)."""
+        if self.history and not Path(_best_checkpoint(trainer)).is_file():
+            raise BMILError(f"Cannot resume: {_best_checkpoint(trainer)} is missing, and the checkpoint says this "
+                            f"run's best policy by validation (epoch {self.best_epoch}) is in it. Copy best.ckpt "
+                            "together with last.ckpt, or start the run again without --ckpt_path.")
+
+    def best_agent(self, trainer, pl_module):
+        """The best policy's agent (from best.ckpt after a resume), or None if none yet."""
+        if self._best_agent is None and self.history:
+            best = type(pl_module).load_from_checkpoint(_best_checkpoint(trainer), map_location="cpu",
+                                                        weights_only=True)
             self._best_agent = best.agent()
         return self._best_agent
 
     def state_dict(self) -> dict:
-        return {"history": self.history, "best_path": self.best_path}
+        return {"history": self.history}
 
     def load_state_dict(self, state: dict) -> None:
-        self.history, self.best_path = list(state["history"]), state["best_path"]
+        self.history = list(state["history"])  # checkpoints of earlier versions also hold a best_path: unused
 
 
 def _log(trainer, metrics: dict[str, float], epoch: int) -> None:
@@ -251,6 +257,10 @@ def _log(trainer, metrics: dict[str, float], epoch: int) -> None:
 
 def _validation(trainer) -> Validation | None:
     return next((c for c in trainer.callbacks if isinstance(c, Validation)), None)
+
+
+def _best_checkpoint(trainer) -> str:
+    return str(Path(trainer.checkpoint_callback.dirpath or _run_dir(trainer)) / "best.ckpt")
 
 
 def _run_dir(trainer) -> Path:

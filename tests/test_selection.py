@@ -3,6 +3,7 @@ validation starts (never the test starts)."""
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -94,14 +95,23 @@ def test_the_best_policy_by_validation_is_kept_tested_and_survives_a_resume(tmp_
     main(["evaluate", "--config", str(_config(full, push_demos, groups=groups)), "--ckpt_path",
           str(full / "ckpt" / "best.ckpt"), "--episodes", "6", "--workers", "0", "--json_out", str(report)])
     assert json.loads(report.read_text())["success"] == best["success"]
-    # A run interrupted after epoch 2 and resumed keeps its validation history and best policy.
-    crashed = tmp_path / "crashed"
+    # A run interrupted after epoch 2, moved to another folder (a study carried to another clone)
+    # and resumed there keeps its validation history and best policy.
+    crashed, moved = tmp_path / "crashed", tmp_path / "moved"
     crash = [{"class_path": "probes.StopMidEpoch", "init_args": {"epoch": 2, "step": 3}}]
     with pytest.raises(RuntimeError, match="simulated crash"):
         main(["fit", "--config", str(_config(crashed, push_demos, crash, groups=groups))])
-    main(["fit", "--config", str(_config(crashed, push_demos, groups=groups)),
-          "--ckpt_path", str(crashed / "ckpt" / "last.ckpt")])
-    resumed = crashed / "runs" / "t" / "version_0"
+    shutil.move(crashed, moved)
+    # Without its best.ckpt the resume stops at once, naming the file.
+    shutil.copytree(moved, tmp_path / "no_best")
+    (tmp_path / "no_best" / "ckpt" / "best.ckpt").unlink()
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(_config(tmp_path / "no_best", push_demos, groups=groups)),
+              "--ckpt_path", str(tmp_path / "no_best" / "ckpt" / "last.ckpt")])
+    assert "no_best/ckpt/best.ckpt is missing" in capsys.readouterr().err
+    main(["fit", "--config", str(_config(moved, push_demos, groups=groups)),
+          "--ckpt_path", str(moved / "ckpt" / "last.ckpt")])
+    resumed = moved / "runs" / "t" / "version_0"
     assert json.loads((resumed / "validation.json").read_text()) == record
     assert json.loads((resumed / "robustness_best.json").read_text())["success"] == best["success"]
 
