@@ -556,6 +556,8 @@ def test_baselines_use_the_family_settings_the_search_chose(tmp_path):
     assert layers[("push", "BMIL")] == ["push.yaml", "bmil_fetch.yaml"]
     assert layers[("push", "CCIL")] == ["push.yaml", "ccil.yaml"]  # no choice for CCIL: its defaults
     assert layers[("point_umaze", "NoiseBC")] == ["point_umaze.yaml", "noise_bc.yaml"]  # nor for the point mazes
+    # VINS is not searched: its family file (conf/vins_fetch.yaml) is already under vins_push.yaml.
+    assert layers[("push", "VINS")] == ["push.yaml", "vins_push.yaml"]
     init = {(r.domain, r.method): r.settings["model"]["init_args"] for r in runs}
     assert init[("push", "NoiseBC")]["noise"]["scale"] == 0.3 and init[("push", "BMIL")]["demo_ratio"] == 0.8
     table1_bmil = make_study("table1", ["push"], [0], configs=str(tmp_path)).runs[-1]  # the paper's settings

@@ -106,12 +106,13 @@ SEARCH_SEEDS_FROM = 100  # the search's training seeds (100, 101, ...) are none 
 def method_configs(configs: str, domain: str, method: str, tuned: bool = False) -> tuple[str, ...]:
     """A method on a domain: the domain's config (BMIL), then the method's layer over it; with
     ``tuned``, then the settings the search chose for the domain's family, where it chose some
-    (``<method>_<family>.yaml``, e.g. conf/noise_bc_fetch.yaml)."""
+    (``<method>_<family>.yaml``, e.g. conf/noise_bc_fetch.yaml; searched methods only: VINS's
+    family files, such as conf/vins_fetch.yaml, are already under its domain file)."""
     from bmil.domains import get_domain
 
     layer = {"bmil": (), "bc": ("bc.yaml",), "noise_bc": ("noise_bc.yaml",), "ccil": ("ccil.yaml",),
              "vins": (f"vins_{domain}.yaml",)}[method]
-    family = get_domain(domain).family if tuned else ""
+    family = get_domain(domain).family if tuned and method in SEARCH else ""
     if family and (Path(configs) / f"{method}_{family}.yaml").is_file():
         layer = (*layer, f"{method}_{family}.yaml")
     return tuple(str(Path(configs) / name) for name in (f"{domain}.yaml", *layer))
