@@ -586,6 +586,22 @@ def test_a_search_run_records_its_late_validation_score_and_no_test(tmp_path, mo
     assert "| push | **NoiseBC b** | **45.0** | 40.0 | 50.0 |  |" in table  # the method's choice
 
 
+def test_the_search_chooses_only_among_candidates_scored_on_every_seed():
+    from bmil.studies.report import search_table
+
+    def row(method, family, seed, score):
+        return {"domain": "push", "method": method, "family": family, "seed": seed, "seconds": 360,
+                **({} if score is None else {"validation_late": score})}
+
+    rows = [row("BC", "bc", 100, 0.2), row("BC", "bc", 101, 0.3),
+            row("NoiseBC a", "noise_bc", 100, 0.5), row("NoiseBC a", "noise_bc", 101, 0.4),
+            row("NoiseBC b", "noise_bc", 100, 0.9), row("NoiseBC b", "noise_bc", 101, None)]  # b's seed 101 failed
+    table = search_table(rows)
+    assert "| push | **NoiseBC a** | **45.0** | 50.0 | 40.0 | 0.40 |" in table
+    assert "| push | NoiseBC b | 90.0 (1 of 2 seeds) | 90.0 | - |  |" in table  # higher, but on one seed
+    assert "| push | BC | 25.0 | 20.0 | 30.0 | 0.20 |" in table  # the reference is nobody's choice
+
+
 def test_each_domains_final_tests_are_drawn_side_by_side(tmp_path):
     from bmil.domains import get_domain
     from bmil.studies.report import compare_figures

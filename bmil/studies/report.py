@@ -253,7 +253,9 @@ def plot_curves(study: Study, out: Path) -> list[Path]:
 def search_table(rows: list[dict]) -> str:
     """The settings search: per domain and candidate, the validation score (the mean validation
     robustness over the second half of training, %) per seed and its mean over seeds; each method's
-    highest mean in bold (its choice), and the method's core-hours over all its candidates."""
+    highest mean among the candidates scored on every seed in bold (its choice: a candidate missing
+    a seed, unfinished or failed, cannot win on the rest; none for BC, the reference alone in its
+    group), and the method's core-hours over all its candidates."""
     seeds = sorted({r["seed"] for r in rows})
     body = []
     for domain in dict.fromkeys(r["domain"] for r in rows):
@@ -264,13 +266,16 @@ def search_table(rows: list[dict]) -> str:
             scores = {m: [100 * r["validation_late"] for r in runs if r["method"] == m and "validation_late" in r]
                       for m in labels}
             means = {m: float(np.mean(v)) for m, v in scores.items() if v}
-            chosen = max(means, key=means.get) if means else None
+            complete = [m for m in labels if len(scores[m]) == len(seeds)]
+            chosen = max(complete, key=means.get) if complete and len(labels) > 1 else None
             hours = sum(r["seconds"] for r in runs) / 3600
             for m in labels:
                 by_seed = {r["seed"]: r for r in runs if r["method"] == m}
                 cells = [f"{100 * by_seed[s]['validation_late']:.1f}" if "validation_late" in by_seed.get(s, {}) else "-"
                          for s in seeds]
                 mean = f"{means[m]:.1f}" if m in means else "-"
+                if m in means and m not in complete:
+                    mean += f" ({len(scores[m])} of {len(seeds)} seeds)"
                 body.append([domain, f"**{m}**" if m == chosen else m, f"**{mean}**" if m == chosen else mean,
                              *cells, f"{hours:.2f}" if m == labels[0] else ""])
     return _markdown(["domain", "candidate", "score (%)", *[f"seed {s}" for s in seeds], "core-h (method)"], body)
