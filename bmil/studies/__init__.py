@@ -22,7 +22,8 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
     """Run a study of the paper as independent ``bmil fit`` runs and tabulate the results.
 
     Args:
-        study: table1, table2, fig5a, fig5b, fig6, table6 (the paper's), stability, selection or baselines.
+        study: table1, table2, fig5a, fig5b, fig6, table6 (the paper's), stability, selection,
+            search (the baselines' settings, on validation starts) or baselines.
         domains: Comma-separated environment names (each needs conf/<env>.yaml and, for table1,
             conf/vins_<env>.yaml).
         seeds: Seeds 0..seeds-1 per configuration.
