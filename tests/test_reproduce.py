@@ -135,6 +135,17 @@ def test_a_rerun_executes_only_the_missing_runs(tmp_path, push_demos):
         run_study(shorter, out, jobs=2, progress=lambda *_: None)
 
 
+def test_a_checkpoint_carried_without_its_signature_is_not_resumed(tmp_path):
+    run = Run("push", "BC", 0, ("conf/push.yaml", "conf/bc.yaml"))
+    folder = run_dir(tmp_path, run)
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / "last.ckpt").write_bytes(b"a checkpoint of unknown settings")
+    with pytest.raises(BMILError, match="no signature.json.*Copy the run's signature.json"):
+        run_study(Study("table1", [run]), tmp_path, jobs=1, progress=lambda *_: None)
+    (folder / "signature.json").write_text(json.dumps({"signature": signature(run)}))
+    runner._check_signature(tmp_path, run, signature(run))  # with it, the run may resume
+
+
 def test_run_settings_are_read_as_the_run_will_see_them(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"model": {"class_path": "bmil.methods.BC",
@@ -438,8 +449,9 @@ def test_a_resumed_run_reports_the_time_of_all_its_invocations(tmp_path, monkeyp
     folder = run_dir(out, study.runs[0])
     (folder / "checkpoints").mkdir(parents=True)
     (folder / "elapsed.json").write_text('{"seconds": 1000.0}')  # an earlier sweep's part, then killed
-    if resumed:
+    if resumed:  # an interrupted run: its checkpoint and the signature the runner wrote before the fit
         (folder / "checkpoints" / "last.ckpt").write_bytes(b"")
+        (folder / "signature.json").write_text(json.dumps({"signature": signature(study.runs[0])}))
     (result,) = run_study(study, out, jobs=1, progress=lambda *_: None)
     assert not result.get("failed") and result["resumed"] is resumed
     # The clock is kept on disk while the fit runs (a kill loses at most _CLOCK_EVERY_S of it) ...
@@ -460,6 +472,7 @@ def test_a_damaged_clock_file_fails_its_run_with_a_message_naming_the_file(tmp_p
     folder = run_dir(out, study.runs[0])
     (folder / "checkpoints").mkdir(parents=True)
     (folder / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (folder / "signature.json").write_text(json.dumps({"signature": signature(study.runs[0])}))
     (folder / "elapsed.json").write_text(damaged)
     (result,) = run_study(study, out, jobs=1, progress=lambda *_: None)
     assert result["failed"]

@@ -101,7 +101,14 @@ def _settings_hash(settings: dict) -> str:
 
 
 def _check_signature(out: Path, run: Run, expected: str) -> None:
-    """Refuse to mix: a finished or interrupted run made with other settings stays as it is."""
+    """Refuse to mix: a finished or interrupted run made with other settings, or an interrupted
+    one whose settings are unknown (a checkpoint carried without its signature.json), stays as it is."""
+    folder = run_dir(out, run)
+    if (folder / "checkpoints" / "last.ckpt").is_file() and not any(
+            (folder / name).is_file() for name in ("result.json", "signature.json")):
+        raise BMILError(f"{folder / 'checkpoints' / 'last.ckpt'} has no signature.json beside its run folder, so "
+                        "the settings it was trained with are unknown and resuming it could mix settings. Copy "
+                        f"the run's signature.json with its checkpoint, or delete {folder} to start the run again.")
     for name in ("result.json", "signature.json"):
         path = run_dir(out, run) / name
         if path.is_file():
@@ -216,6 +223,7 @@ def _execute(out: Path, run: Run, fits: _Fits) -> dict:
         return _failed(run, f"skipped: another process is running it ({folder / 'run.lock'} is held); "
                             "rerun the study when that process has ended")
     try:
+        _check_signature(out, run, signature(run))  # another sweep, with other settings, may have been first
         if is_done(out, run):  # finished by another process while this one waited its turn
             return read_result(out, run)
         return _fit(out, run, folder, lock, fits)
