@@ -559,6 +559,19 @@ def test_the_search_gives_every_tuned_method_the_same_budget_and_never_tests(tmp
         make_study("search", ["push"], [0], configs=str(tmp_path))
 
 
+def test_the_search_refuses_arguments_that_would_test_or_stop_validating():
+    from bmil.studies.catalog import require_validation_only
+
+    study = make_study("search", ["push"], [100])
+    study.runs = [r for r in study.runs if r.method in ("BC", "NoiseBC scale 0.1")]
+    require_validation_only(study)
+    for extra in (["--config", "conf/overlays/fetch_ablation_eval.yaml"], ["--robustness.final_episodes", "100"]):
+        tested = Study("search", with_extra(study.runs, extra, {}))
+        with pytest.raises(BMILError, match="would evaluate on test starts or not validate"):
+            require_validation_only(tested)
+    require_validation_only(Study("table1", with_extra(study.runs, extra, {})))  # other studies may test
+
+
 def test_baselines_use_the_family_settings_the_search_chose(tmp_path):
     tmp_path = shutil.copytree("conf", tmp_path / "conf")
     (tmp_path / "noise_bc_fetch.yaml").write_text("model: {class_path: bmil.methods.NoiseBC, init_args: {noise: {scale: 0.3}}}\n")

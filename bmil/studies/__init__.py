@@ -11,7 +11,7 @@ from typing import Optional
 from bmil.domains import get_domain
 from bmil.errors import BMILError
 from bmil.evaluation import usable_cores
-from bmil.studies.catalog import make_study, split_args, with_extra
+from bmil.studies.catalog import make_study, require_validation_only, split_args, with_extra
 from bmil.studies.report import write_results
 from bmil.studies.runner import run_study
 
@@ -49,6 +49,7 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
         get_domain(name)  # an unknown name is one clear error before anything runs
     plan = make_study(study, names, list(range(seeds)), configs)
     plan.runs = with_extra(plan.runs, split_args(extra, "--extra"), domain_extra or {})
+    require_validation_only(plan)
     chosen = {m.strip() for m in methods.split(",") if m.strip()} or None
     labels = list(dict.fromkeys(r.method for r in plan.runs))
     if chosen and not chosen <= set(labels):

@@ -197,6 +197,19 @@ def with_extra(runs: list[Run], extra: list[str], domain_extra: dict[str, str]) 
     return [replace(r, extra=args(r.domain)) for r in runs]
 
 
+def require_validation_only(study: Study) -> None:
+    """The search chooses settings on validation starts alone: refuse arguments (``--extra``,
+    ``--domain_extra``) that would give any of its runs a test or take away its validation."""
+    for run in study.runs if study.name == "search" else ():
+        s = run.settings
+        if s["robustness"]["final_episodes"] or s["robustness"]["every_n_epochs"] or not s["validation"]["every_n_epochs"]:
+            raise BMILError(f"study 'search': {run.run_id} would evaluate on test starts or not validate "
+                            f"(robustness.final_episodes {s['robustness']['final_episodes']}, robustness.every_n_epochs "
+                            f"{s['robustness']['every_n_epochs']}, validation.every_n_epochs "
+                            f"{s['validation']['every_n_epochs']}): leave the evaluation overlays "
+                            "conf/overlays/*_eval.yaml out of its --extra and --domain_extra.")
+
+
 def split_args(text: str, option: str) -> list[str]:
     """Command-line arguments as a shell would split them (quotes group words)."""
     try:
