@@ -228,8 +228,9 @@ class Validation(_PolicyEvaluation):
     def on_train_start(self, trainer, pl_module) -> None:
         """A resumed run that has validated needs its best.ckpt beside last.ckpt (found there, not
         by the path it was written at, so a run folder can move to another clone or machine)."""
-        if self.history and not Path(_best_checkpoint(trainer)).is_file():
-            raise BMILError(f"Cannot resume: {_best_checkpoint(trainer)} is missing, and the checkpoint says this "
+        best = _best_checkpoint(trainer)
+        if self.history and not Path(best).is_file():
+            raise BMILError(f"Cannot resume: {best} is missing, and the checkpoint says this "
                             f"run's best policy by validation (epoch {self.best_epoch}) is in it. Copy best.ckpt "
                             "together with last.ckpt, or start the run again without --ckpt_path.")
 

@@ -55,6 +55,12 @@ class DynamicsModel(nn.Module):
         return (self._z(obs, action).clamp(-5, 5) - target).pow(2).mean(-1).sqrt().mean()
 
 
+# Candidates are scored a few observations at a time: passes of ~1,000 rows keep the 500-wide
+# hidden layers in cache, 1.4x faster than one pass over 16 x 500 rows, with bit-identical scores
+# on one thread (benchmarks/vins_acting.py).
+ROWS_PER_PASS = 1024
+
+
 class VINSSelection(nn.Module):
     """Acts with the best of ``candidates`` perturbed BC actions by V(f(s, a)) (docs/original-code.md); the
     unperturbed BC action is not a candidate, as in the original. Its noise comes from torch's global
@@ -63,14 +69,11 @@ class VINSSelection(nn.Module):
     stochastic = True
 
     def __init__(self, policy: nn.Module, dynamics: DynamicsModel, value: ValueFunction,
-                 candidates: int, action_noise: float, rows_per_pass: int = 1024):
+                 candidates: int, action_noise: float):
         super().__init__()
         self.policy, self.dynamics, self.value = policy, dynamics, value
         self.candidates, self.action_noise = candidates, action_noise
-        # Candidates are scored a few observations at a time: passes of ~1,000 rows keep the
-        # 500-wide hidden layers in cache, 1.4x faster than one pass over 16 x 500 rows, with
-        # bit-identical scores on one thread (benchmarks/vins_acting.py).
-        self.obs_per_pass = max(1, rows_per_pass // candidates)
+        self.obs_per_pass = max(1, ROWS_PER_PASS // candidates)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         prior = self.policy(obs)

@@ -200,7 +200,9 @@ def with_extra(runs: list[Run], extra: list[str], domain_extra: dict[str, str]) 
 def require_validation_only(study: Study) -> None:
     """The search chooses settings on validation starts alone: refuse arguments (``--extra``,
     ``--domain_extra``) that would give any of its runs a test or take away its validation."""
-    for run in study.runs if study.name == "search" else ():
+    if study.name != "search":
+        return
+    for run in study.runs:
         s = run.settings
         if s["robustness"]["final_episodes"] or s["robustness"]["every_n_epochs"] or not s["validation"]["every_n_epochs"]:
             raise BMILError(f"study 'search': {run.run_id} would evaluate on test starts or not validate "

@@ -110,13 +110,13 @@ def _check_signature(out: Path, run: Run, expected: str) -> None:
                         "the settings it was trained with are unknown and resuming it could mix settings. Copy "
                         f"the run's signature.json with its checkpoint, or delete {folder} to start the run again.")
     for name in ("result.json", "signature.json"):
-        path = run_dir(out, run) / name
+        path = folder / name
         if path.is_file():
-            found = _read_record(path, f"delete {run_dir(out, run)}").get("signature")
+            found = _read_record(path, f"delete {folder}").get("signature")
             if found not in (None, expected):
                 raise BMILError(
                     f"{path} was made with other settings (what its configs, overrides, --extra or "
-                    f"--domain_extra resolve to changed since). Use another --out for these settings, or delete {run_dir(out, run)}."
+                    f"--domain_extra resolve to changed since). Use another --out for these settings, or delete {folder}."
                 )
 
 
