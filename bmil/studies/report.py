@@ -169,8 +169,8 @@ def _lines(ax, points: list[tuple]) -> dict:
     return colors
 
 
-# The paper's robustness (%) for the domains bmil has, under our method labels: its Table 1 (Point
-# mazes, not Ant) and Table 2. Its point agent differs from ours (docs/reproducing.md).
+# The paper's robustness (%) under our method labels: its Table 1 and Table 2. Its point agent and
+# its Ant and Adroit experts differ from ours (docs/reproducing.md).
 PAPER = {
     "table1": {
         "push": {"BC": 12.1, "VINS": 12.8, "BMIL": 14.6},
@@ -178,6 +178,10 @@ PAPER = {
         "point_umaze": {"BC": 49.0, "VINS": 39.5, "BMIL": 47.8},
         "point_room5x11": {"BC": 36.8, "VINS": 17.3, "BMIL": 38.6},
         "point_corridor7x7": {"BC": 33.7, "VINS": 37.7, "BMIL": 38.9},
+        "ant_umaze": {"BC": 63.0, "VINS": 44.7, "BMIL": 64.8},
+        "ant_room5x11": {"BC": 33.2, "VINS": 30.2, "BMIL": 29.1},
+        "ant_corridor7x7": {"BC": 21.7, "VINS": 19.6, "BMIL": 17.6},
+        "relocate": {"BC": 7.9, "VINS": 3.8, "BMIL": 13.3},
     },
     "table2": {
         "push": {"BC": 12.1, "BMIL (forwards)": 12.4, "BMIL (backwards)": 14.6},
