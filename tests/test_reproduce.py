@@ -524,14 +524,18 @@ def test_the_table_reports_how_often_episodes_end_flagged(tmp_path, monkeypatch)
     study, out = _fake_study(tmp_path, monkeypatch, [0, 1], wait=0)
     run_study(study, out, jobs=2, progress=lambda message: None)
     assert "ended flagged" not in write_results(study, out).read_text()  # no domain flags: no section
-    # Fits whose final test counts flips: 20% (seed 0) and 40% (seed 1) of 10 episodes.
-    flagged = _FAKE_FIT.replace('"episodes": 10}', '"episodes": 10, "flags": {"flipped": 2 if "__s0" in folder else 4}}')
+    # Push fits whose final test counts flips: 20% (seed 0) and 40% (seed 1) of 10 episodes; a
+    # pickplace fit beside them whose domain has no flags gets no row in that section.
+    flagged = _FAKE_FIT.replace('"episodes": 10}',
+                                '"episodes": 10, **({"flags": {"flipped": 2 if "__s0" in folder else 4}} if "push__" in folder else {})}')
     monkeypatch.setattr(runner, "_command", lambda out, run: [sys.executable, "-c", flagged, str(run_dir(out, run)), "0"])
+    study = Study("table1", [*study.runs, Run("pickplace", "BC", 0, study.runs[0].configs)])
     out = tmp_path / "flagged"
     run_study(study, out, jobs=2, progress=lambda message: None)
     table = write_results(study, out).read_text()
     assert "| domain | method | flipped at the end (%) |" in table and "| push | BC | 30.0 |" in table
-    assert [row["flag_flipped"] for row in collect(study, out)] == [0.2, 0.4]
+    assert "| pickplace | 50.0 (n=1) |" in table and "| pickplace | BC |" not in table
+    assert [row.get("flag_flipped") for row in collect(study, out)] == [0.2, 0.4, None]
     assert "flag_flipped" in (out / "results.csv").read_text().splitlines()[0]
 
 

@@ -40,8 +40,9 @@ def collect(study: Study, out: Path) -> list[dict]:
 
 
 def flags_table(rows: list[dict]) -> str:
-    """Per domain and method, the mean over seeds of the % of final-test episodes ending with each
-    flag (the runs' ``flag_<name>`` rates); "" when no run has flags."""
+    """Per domain and method whose runs count flags, the mean over seeds of the % of final-test
+    episodes ending with each flag (the runs' ``flag_<name>`` rates); "" when no run has flags."""
+    rows = [r for r in rows if any(key.startswith("flag_") for key in r)]
     keys = sorted({key for r in rows for key in r if key.startswith("flag_")})
     if not keys:
         return ""
