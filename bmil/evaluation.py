@@ -14,6 +14,7 @@ workers, so results are identical for any ``workers``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import ctypes
 import json
@@ -285,6 +286,21 @@ def _worker_init() -> None:
     _die_with_parent()
 
 
+@contextlib.contextmanager
+def _sigint_held():
+    """Hold Ctrl-C back while workers start: a process starts with its parent's blocked signals, so
+    a worker still importing (seconds on a loaded machine, before ``_worker_init`` ignores SIGINT)
+    cannot die of it with a traceback; the main process gets the held signal when this ends."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _die_with_parent() -> None:
     """Linux: a worker gets SIGTERM when the main process dies, even by SIGKILL (no orphans)."""
     try:
@@ -359,7 +375,9 @@ class Evaluator:
             pool = self._get_pool()
             results = []
             try:
-                for future in as_completed([pool.submit(run, list(ids)) for ids in tasks]):
+                with _sigint_held():  # the pool starts its workers in submit
+                    futures = [pool.submit(run, list(ids)) for ids in tasks]
+                for future in as_completed(futures):
                     done = future.result()
                     results += done
                     bar.update(sum(len(r[1]) for r in done))
