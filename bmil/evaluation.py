@@ -22,6 +22,7 @@ import math
 import multiprocessing as mp
 import os
 import signal
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import partial
@@ -301,6 +302,16 @@ def _sigint_held():
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+def _workers_load_glfw_directly() -> None:
+    """A spawned worker imports glfw (through gymnasium's MuJoCo renderer), which otherwise probes
+    each candidate library in a Python subprocess; a worker ended during that probe leaves the probe
+    to print a BrokenPipeError traceback. Workers inherit the environment, so naming the library this
+    process loaded makes them load it at once."""
+    library = getattr(sys.modules.get("glfw.library"), "glfw", None)
+    if library is not None:
+        os.environ.setdefault("PYGLFW_LIBRARY", library._name)
+
+
 def _die_with_parent() -> None:
     """Linux: a worker gets SIGTERM when the main process dies, even by SIGKILL (no orphans)."""
     try:
@@ -413,6 +424,7 @@ class Evaluator:
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
+            _workers_load_glfw_directly()
             # spawn, not fork: forking a process that already runs torch/OpenMP threads can hang.
             self._pool = ProcessPoolExecutor(
                 self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init

@@ -110,8 +110,9 @@ def test_interrupting_an_evaluation_ends_it_and_its_workers(signame, to_group, c
 
     cmd = ["evaluate", "--model.env", "push", "--policy", "random", "--episodes", "1000000", "--workers", "2"]
     exit_code, seconds, left, err = _stop(cmd, getattr(signal, signame), to_group, wait_s=10)
-    assert exit_code == code and seconds < 10 and left == []
-    assert f"bmil: interrupted ({signame})" in err and "Traceback" not in err
+    report = f"exit {exit_code} after {seconds:.1f} s, left {left}, stderr:\n{err[-3000:]}"
+    assert exit_code == code and seconds < 10 and left == [], report
+    assert f"bmil: interrupted ({signame})" in err and "Traceback" not in err, report
 
 
 @pytest.mark.slow
@@ -125,7 +126,8 @@ def test_sigterm_stops_a_fit_with_its_checkpoint_whole(tmp_path, push_demos):
            "--training_success.every_n_epochs", "0", "--robustness.every_n_epochs", "0", "--robustness.final_episodes", "0"]
     ckpt = tmp_path / "push_bc" / "version_0" / "checkpoints" / "last.ckpt"
     exit_code, seconds, left, err = _stop(cmd, signal.SIGTERM, False, wait_s=12, after=ckpt)
-    assert exit_code == 143 and seconds < 10 and left == [] and "bmil: interrupted (SIGTERM)" in err
+    report = f"exit {exit_code} after {seconds:.1f} s, left {left}, stderr:\n{err[-3000:]}"
+    assert exit_code == 143 and seconds < 10 and left == [] and "bmil: interrupted (SIGTERM)" in err, report
     assert torch.load(ckpt, weights_only=False)["bmil"]["policy_step"] > 0
 
 
