@@ -79,7 +79,8 @@ def test_demos_refuse_a_foreign_folder_before_generating_and_fill_an_empty_one(t
 def _stop(cmd, signum, to_group, wait_s, after=None):
     """Start ``cmd`` in its own process group, let it work ``wait_s`` seconds (and until the path
     ``after`` exists, within 120 s: on a loaded machine a fit's first epoch can take long), send
-    ``signum``; returns (exit code, seconds to exit, processes of the group left 3 s later, stderr)."""
+    ``signum``; returns (exit code, seconds to exit, processes of the group left 3 s later, stderr,
+    and all of these as one report for an assertion's message)."""
     import os
     import signal
     import subprocess
@@ -100,7 +101,8 @@ def _stop(cmd, signum, to_group, wait_s, after=None):
     left = [pid for pid in os.popen(f"pgrep -g {proc.pid}").read().split()]
     for pid in left:
         os.kill(int(pid), signal.SIGKILL)
-    return code, seconds, left, proc.stderr.read()
+    err = proc.stderr.read()
+    return code, seconds, left, err, f"exit {code} after {seconds:.1f} s, left {left}, stderr:\n{err[-3000:]}"
 
 
 @pytest.mark.slow
@@ -109,8 +111,7 @@ def test_interrupting_an_evaluation_ends_it_and_its_workers(signame, to_group, c
     import signal
 
     cmd = ["evaluate", "--model.env", "push", "--policy", "random", "--episodes", "1000000", "--workers", "2"]
-    exit_code, seconds, left, err = _stop(cmd, getattr(signal, signame), to_group, wait_s=10)
-    report = f"exit {exit_code} after {seconds:.1f} s, left {left}, stderr:\n{err[-3000:]}"
+    exit_code, seconds, left, err, report = _stop(cmd, getattr(signal, signame), to_group, wait_s=10)
     assert exit_code == code and seconds < 10 and left == [], report
     assert f"bmil: interrupted ({signame})" in err and "Traceback" not in err, report
 
@@ -125,8 +126,7 @@ def test_sigterm_stops_a_fit_with_its_checkpoint_whole(tmp_path, push_demos):
            "--model.demos.num", "2", "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.max_epochs", "100000",
            "--training_success.every_n_epochs", "0", "--robustness.every_n_epochs", "0", "--robustness.final_episodes", "0"]
     ckpt = tmp_path / "push_bc" / "version_0" / "checkpoints" / "last.ckpt"
-    exit_code, seconds, left, err = _stop(cmd, signal.SIGTERM, False, wait_s=12, after=ckpt)
-    report = f"exit {exit_code} after {seconds:.1f} s, left {left}, stderr:\n{err[-3000:]}"
+    exit_code, seconds, left, err, report = _stop(cmd, signal.SIGTERM, False, wait_s=12, after=ckpt)
     assert exit_code == 143 and seconds < 10 and left == [] and "bmil: interrupted (SIGTERM)" in err, report
     assert torch.load(ckpt, weights_only=False)["bmil"]["policy_step"] > 0
 

@@ -116,7 +116,6 @@ def test_worker_processes_give_identical_results():
 def test_workers_import_glfw_without_a_probe_subprocess(monkeypatch):
     """glfw's library probe runs in a subprocess that prints a traceback if its worker is ended
     meanwhile (a Ctrl-C while workers start); workers must load the library directly instead."""
-    import os
     import subprocess
     import sys
 
@@ -127,7 +126,7 @@ def test_workers_import_glfw_without_a_probe_subprocess(monkeypatch):
     bmil.evaluation._workers_load_glfw_directly()
     probe = ("import subprocess; started = []; subprocess.Popen.__init__ = lambda self, *a, **k: started.append(a)\n"
              "import glfw; print(len(started), glfw.library.glfw._name)")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=dict(os.environ)).stdout.split()
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.split()
     assert out == ["0", sys.modules["glfw.library"].glfw._name]
 
 
