@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import ctypes
+import hashlib
 import json
 import math
 import multiprocessing as mp
@@ -336,6 +337,44 @@ def _run_batches(domain, policy, starts, batch_ids, *, batch_size, seed, success
     return out
 
 
+class _Journal:
+    """An evaluation's finished batches, one JSON line each after a first line holding its key, so
+    that a long evaluation (a VINS run's final test takes hours) stopped part-way resumes where it
+    was. A line is appended and flushed to disk as its batch finishes; a line cut short by a kill
+    is ignored. A journal with another key (other weights, starts or settings) is started afresh."""
+
+    def __init__(self, path: str | Path, key: dict):
+        self.path, self.key = Path(path), key
+
+    def load(self) -> list:
+        """The batches kept (as ``_run_batches`` returns them), starting the file afresh if it is
+        missing, damaged or another evaluation's."""
+        lines = self.path.read_text().split("\n") if self.path.is_file() else []
+        kept = []
+        try:
+            if json.loads(lines[0]) == {"key": self.key}:
+                for line in lines[1:]:
+                    row = json.loads(line)
+                    kept.append((row["batch"], np.array(row["success"], bool), np.array(row["steps"], np.int64),
+                                 {k: np.array(v, bool) for k, v in row["flags"].items()}))
+        except (IndexError, ValueError, KeyError, TypeError):
+            pass  # no journal, another one, or a last line cut short: keep what parsed
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text(json.dumps({"key": self.key}) + "\n")
+        os.replace(tmp, self.path)
+        self.append(kept)
+        return kept
+
+    def append(self, batches: list) -> None:
+        with open(self.path, "a") as f:
+            for b, success, steps, flags in batches:
+                f.write(json.dumps({"batch": int(b), "success": success.tolist(), "steps": steps.tolist(),
+                                    "flags": {k: v.tolist() for k, v in flags.items()}}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
 # ---- user side --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Shard:
@@ -366,32 +405,41 @@ class Evaluator:
         seed: int = 0,
         success: SuccessMode = "final",
         progress: bool = False,
+        journal: str | Path | None = None,
     ) -> EvalResult:
-        """One episode from every row of ``starts``; outcomes in the same order."""
+        """One episode from every row of ``starts``; outcomes in the same order. With ``journal``
+        (a file path) finished batches are kept there as they finish, and an evaluation of the
+        same policy on the same starts that was stopped part-way runs only the batches it lacked."""
         starts = np.asarray(starts)
         n_batches = math.ceil(len(starts) / self.batch_size)
-        bar = tqdm(total=len(starts), desc=f"eval {self.domain.name}", unit="ep", disable=not progress)
+        kept = _Journal(journal, self._journal_key(policy, starts, seed, success)) if journal else None
+        results = kept.load() if kept else []
+        todo = sorted(set(range(n_batches)) - {r[0] for r in results})
+        bar = tqdm(total=len(starts), initial=sum(len(r[1]) for r in results), desc=f"eval {self.domain.name}",
+                   unit="ep", disable=not progress)
+
+        def finished(done: list) -> None:
+            if kept:
+                kept.append(done)
+            results.extend(done)
+            bar.update(sum(len(r[1]) for r in done))
+
         run = partial(_run_batches, self.domain, policy, starts, batch_size=self.batch_size,
                       seed=seed, success_mode=success)
-        if self.workers == 0 or n_batches == 1:
-            results = []
-            for b in range(n_batches):
-                results += run([b])
-                bar.update(len(results[-1][1]))
+        if self.workers == 0 or len(todo) <= 1:
+            for b in todo:
+                finished(run([b]))
         else:
             # ~8 tasks per worker: dynamic load balance and a live progress bar, while the policy
             # is pickled only a few times per evaluation.
-            per_task = max(1, math.ceil(n_batches / (8 * self.workers)))
-            tasks = [range(b, min(b + per_task, n_batches)) for b in range(0, n_batches, per_task)]
+            per_task = max(1, math.ceil(len(todo) / (8 * self.workers)))
+            tasks = [todo[i:i + per_task] for i in range(0, len(todo), per_task)]
             pool = self._get_pool()
-            results = []
             try:
                 with _sigint_held():  # the pool starts its workers in submit
-                    futures = [pool.submit(run, list(ids)) for ids in tasks]
+                    futures = [pool.submit(run, ids) for ids in tasks]
                 for future in as_completed(futures):
-                    done = future.result()
-                    results += done
-                    bar.update(sum(len(r[1]) for r in done))
+                    finished(future.result())
             except BaseException:  # Ctrl-C, SIGTERM or a failed batch: end the workers now
                 self.close(kill=True)
                 raise
@@ -405,22 +453,39 @@ class Evaluator:
         return EvalResult.of(self.domain, starts, success_arr, steps, success, flags)
 
     def run(self, policy: Policy, kind: StartsKind, episodes: int, seed: int = 0,
-            success: SuccessMode = "final", shard: Shard | None = None, progress: bool = False) -> EvalResult:
+            success: SuccessMode = "final", shard: Shard | None = None, progress: bool = False,
+            journal: str | Path | None = None) -> EvalResult:
         """The one evaluation entry: one episode from each of ``episodes`` seeded start states of
         ``kind`` (the training start distribution, or robustness starts outside the demos). A
         network acts through a CPU copy in eval mode. With ``shard`` (DDP ranks) this process runs
-        its contiguous share of the starts and every process returns the gathered full result."""
+        its contiguous share of the starts and every process returns the gathered full result.
+        ``journal``: see ``evaluate``; kept by a single process only (not under DDP)."""
         if isinstance(policy, torch.nn.Module):
             policy = copy.deepcopy(policy).cpu().eval()
         make = self.domain.training_starts if kind == "training" else self.domain.robustness_starts
         starts = make(episodes, seed)
         if shard is None or shard.world == 1:
-            return self.evaluate(policy, starts, seed, success, progress)
+            return self.evaluate(policy, starts, seed, success, progress, journal)
         bounds = np.linspace(0, len(starts), shard.world + 1).astype(int)
         mine = self.evaluate(policy, starts[bounds[shard.rank]: bounds[shard.rank + 1]], seed, success, progress)
         outcome, steps = shard.gather(mine.success, mine.steps, np.diff(bounds))
         flags = {key: shard.gather(value, mine.steps, np.diff(bounds))[0] for key, value in mine.flags.items()}
         return EvalResult.of(self.domain, starts, outcome, steps, success, flags)
+
+    def _journal_key(self, policy: Policy, starts: np.ndarray, seed: int, success: SuccessMode) -> dict:
+        """What a batch's outcome depends on: a journal made with any of it different is not used.
+        The thread count is in it because float sums, and so actions, depend on it."""
+        if not isinstance(policy, torch.nn.Module):
+            raise BMILError("Only a network policy (a torch.nn.Module) can keep an evaluation journal: "
+                            "its weights say whether a journal is its own.")
+        weights = hashlib.sha256()
+        for name, tensor in policy.state_dict().items():
+            weights.update(name.encode())
+            weights.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return {"domain": self.domain.name, "policy": weights.hexdigest(),
+                "starts": hashlib.sha256(np.ascontiguousarray(starts).tobytes()).hexdigest(),
+                "seed": seed, "success": success, "batch_size": self.batch_size,
+                "horizon": self.domain.horizon, "torch_threads": torch.get_num_threads()}
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:

@@ -45,12 +45,12 @@ class _PolicyEvaluation(L.Callback):
         self.success, self.workers = success, workers
         self._evaluator: Evaluator | None = None
 
-    def evaluate(self, trainer, agent, episodes: int, progress: bool = False) -> EvalResult:
+    def evaluate(self, trainer, agent, episodes: int, progress: bool = False, journal: Path | None = None) -> EvalResult:
         if self._evaluator is None:
             workers = default_workers(trainer) if self.workers is None else self.workers
             self._evaluator = Evaluator(trainer.lightning_module.domain, workers)
         return self._evaluator.run(agent, self.kind, episodes, self.seed, self.success, rank_shard(trainer),
-                                   progress=progress and trainer.is_global_zero)
+                                   progress=progress and trainer.is_global_zero, journal=journal)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self.every_n_epochs > 0 and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
@@ -143,7 +143,7 @@ class Robustness(_PolicyEvaluation):
         validation = _validation(trainer)
         best = validation.best_agent(trainer, pl_module) if validation is not None else None
         agent = pl_module.agent()
-        last = self.evaluate(trainer, agent, self.final_episodes, progress=True)
+        last = self._final_test(trainer, agent, "final")
         self._report(trainer, last, "final", "" if best is None else "the last policy", agent)
         if best is None:
             return
@@ -152,8 +152,15 @@ class Robustness(_PolicyEvaluation):
             # Chosen at the last check with no optimizer step since: the same weights, the same outcomes.
             self._report(trainer, last, "best", f"{which}: the last policy", agent)
         else:
-            result = self.evaluate(trainer, best, self.final_episodes, progress=True)
+            result = self._final_test(trainer, best, "best")
             self._report(trainer, result, "best", which, best)
+
+    def _final_test(self, trainer, agent, tag: str) -> EvalResult:
+        """The final test, kept batch by batch in a journal in the run folder until its record is
+        written (one process only, not under DDP), so that a run stopped during its test and
+        resumed from last.ckpt runs only the batches it lacked."""
+        journal = _journal(trainer, tag) if trainer.world_size == 1 else None
+        return self.evaluate(trainer, agent, self.final_episodes, progress=True, journal=journal)
 
     def _report(self, trainer, result: EvalResult, tag: str, which: str, agent) -> None:
         epoch = trainer.current_epoch  # epochs done: the final test sits at the end of the epoch axis
@@ -164,6 +171,7 @@ class Robustness(_PolicyEvaluation):
         _log(trainer, metrics, epoch)
         if trainer.is_global_zero:
             write_record(_run_dir(trainer) / f"robustness_{tag}.json", result.record())
+            _journal(trainer, tag).unlink(missing_ok=True)
             print(f"{tag} robustness{f' ({which})' if which else ''}: {result.summary()}")
             text = self._evaluator.domain.describe(result)
             if text:
@@ -262,6 +270,10 @@ def _validation(trainer) -> Validation | None:
 
 def _best_checkpoint(trainer) -> str:
     return str(Path(trainer.checkpoint_callback.dirpath or _run_dir(trainer)) / "best.ckpt")
+
+
+def _journal(trainer, tag: str) -> Path:
+    return _run_dir(trainer) / f"robustness_{tag}.journal"
 
 
 def _run_dir(trainer) -> Path:

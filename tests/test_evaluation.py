@@ -153,3 +153,52 @@ def test_the_maze_figure_draws_each_loaded_demonstration(tmp_path):
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+class _ShiftedExpert(torch.nn.Module):
+    """The maze expert as a network policy (its weight ``shift`` moves its actions) that counts the
+    batches it starts and, like a killed run, is stopped when it starts batch ``stop_at``."""
+
+    def __init__(self, expert, shift: float = 0.0, stop_at: int | None = None):
+        super().__init__()
+        self.expert, self.stop_at, self.batches = expert, stop_at, 0
+        self.shift = torch.nn.Parameter(torch.tensor(shift))
+
+    def reset(self, num_envs: int, seed: int) -> None:
+        if self.batches == self.stop_at:
+            raise KeyboardInterrupt
+        self.batches += 1
+        self.expert.reset(num_envs, seed)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.expert(obs) + self.shift
+
+
+def test_an_evaluation_stopped_part_way_resumes_from_its_journal(tmp_path):
+    domain = get_domain("point_umaze")
+    starts = domain.robustness_starts(40, seed=2)  # 5 batches of 8
+    evaluator = Evaluator(domain, workers=0, batch_size=8)
+    whole = evaluator.evaluate(_ShiftedExpert(domain.make_expert()), starts, seed=2)
+    assert len(set(whole.steps.tolist())) > 10  # episodes that differ, so a mixed-up batch would show
+    journal = tmp_path / "final.journal"
+    with pytest.raises(KeyboardInterrupt):
+        evaluator.evaluate(_ShiftedExpert(domain.make_expert(), stop_at=3), starts, seed=2, journal=journal)
+    assert len(journal.read_text().splitlines()) == 1 + 3  # its key, then the 3 finished batches
+    with open(journal, "a") as f:
+        f.write('{"batch": 3, "success": [tr')  # a line cut short by the kill
+
+    policy = _ShiftedExpert(domain.make_expert())
+    resumed = evaluator.evaluate(policy, starts, seed=2, journal=journal)
+    assert policy.batches == 2  # only the batches the journal lacked ...
+    np.testing.assert_array_equal(resumed.success, whole.success)  # ... and the outcomes of an unstopped run
+    np.testing.assert_array_equal(resumed.steps, whole.steps)
+
+    for other, starts_used in ((_ShiftedExpert(domain.make_expert(), shift=1e-3), starts),  # other weights
+                               (_ShiftedExpert(domain.make_expert()), starts[::-1].copy())):  # other starts
+        evaluator.evaluate(other, starts_used, seed=2, journal=journal)
+        assert other.batches == 5  # another evaluation's journal is not used
+
+
+def test_only_a_network_policy_keeps_a_journal(tmp_path):
+    with pytest.raises(BMILError, match="journal"):
+        Evaluator(get_domain("push"), workers=0).run(RandomPolicy(4), "robustness", 2, journal=tmp_path / "j")
