@@ -232,7 +232,7 @@ def _fake_study(tmp_path, monkeypatch, seeds, wait):
     config = tmp_path / "push.yaml"  # given demos: nothing to generate
     config.write_text("model: {class_path: bmil.methods.BC, init_args: {env: push, demos: {path: given}}}\n")
     monkeypatch.setattr(runner, "_command",
-                        lambda out, run: [sys.executable, "-c", _FAKE_FIT, str(run_dir(out, run)), str(wait)])
+                        lambda out, run, workers: [sys.executable, "-c", _FAKE_FIT, str(run_dir(out, run)), str(wait)])
     return Study("table1", [Run("push", "BC", s, (str(config),)) for s in seeds]), tmp_path / "study"
 
 
@@ -336,7 +336,7 @@ def test_a_fit_orphaned_by_a_killed_sweep_keeps_its_run_locked(tmp_path):
     sweep = subprocess.Popen([sys.executable, "-c", f"""
 import sys
 import bmil.studies.runner as R
-R._command = lambda out, run: [sys.executable, "-c", {_FAKE_FIT!r}, str(R.run_dir(out, run)), "30"]
+R._command = lambda out, run, workers: [sys.executable, "-c", {_FAKE_FIT!r}, str(R.run_dir(out, run)), "30"]
 R.run_study(R.Study("table1", [R.Run("push", "BC", 0, ({str(config)!r},))]), R.Path({str(out)!r}), 1)
 """])
     folder = run_dir(out, Run("push", "BC", 0, (str(config),)))
@@ -438,13 +438,32 @@ json.dump({"success_rate": 0.5, "ci95": [0.4, 0.6], "episodes": 10}, open(os.pat
 """
 
 
+def test_fits_evaluate_over_the_cores_that_fewer_runs_than_jobs_leave_idle(tmp_path, monkeypatch):
+    import sys
+
+    study, out = _fake_study(tmp_path, monkeypatch, [0, 1, 2], wait=0)
+    given = {}
+
+    def command(out, run, workers):
+        given[run.seed] = workers
+        return [sys.executable, "-c", _FAKE_FIT, str(run_dir(out, run)), "0.5"]  # both start before either ends
+
+    monkeypatch.setattr(runner, "_command", command)
+    run_study(Study("table1", study.runs[:1]), out, jobs=2, progress=lambda *_: None)
+    assert given == {0: 2}  # alone in a 2-job study: both cores
+    run_study(Study("table1", study.runs[1:]), out, jobs=2, progress=lambda *_: None)
+    assert given == {0: 2, 1: 0, 2: 0}  # one run per core: in process
+    assert _command(tmp_path, study.runs[0], 2)[-6:] == ["--training_success.workers", "2", "--robustness.workers", "2",
+                                                         "--validation.workers", "2"]
+
+
 @pytest.mark.parametrize("resumed", [True, False])
 def test_a_resumed_run_reports_the_time_of_all_its_invocations(tmp_path, monkeypatch, resumed):
     import sys
 
     study, out = _fake_study(tmp_path, monkeypatch, [0], wait=0)
     monkeypatch.setattr(runner, "_command",
-                        lambda out, run: [sys.executable, "-c", _FAKE_FIT_READING_ITS_CLOCK, str(run_dir(out, run))])
+                        lambda out, run, workers: [sys.executable, "-c", _FAKE_FIT_READING_ITS_CLOCK, str(run_dir(out, run))])
     monkeypatch.setattr(runner, "_CLOCK_EVERY_S", 0.05)
     folder = run_dir(out, study.runs[0])
     (folder / "checkpoints").mkdir(parents=True)
@@ -468,7 +487,7 @@ def test_a_damaged_clock_file_fails_its_run_with_a_message_naming_the_file(tmp_p
 
     study, out = _fake_study(tmp_path, monkeypatch, [0], wait=0)
     monkeypatch.setattr(runner, "_command",
-                        lambda out, run: [sys.executable, "-c", _FAKE_FIT_READING_ITS_CLOCK, str(run_dir(out, run))])
+                        lambda out, run, workers: [sys.executable, "-c", _FAKE_FIT_READING_ITS_CLOCK, str(run_dir(out, run))])
     folder = run_dir(out, study.runs[0])
     (folder / "checkpoints").mkdir(parents=True)
     (folder / "checkpoints" / "last.ckpt").write_bytes(b"")
@@ -528,7 +547,7 @@ def test_the_table_reports_how_often_episodes_end_flagged(tmp_path, monkeypatch)
     # pickplace fit beside them whose domain has no flags gets no row in that section.
     flagged = _FAKE_FIT.replace('"episodes": 10}',
                                 '"episodes": 10, **({"flags": {"flipped": 2 if "__s0" in folder else 4}} if "push__" in folder else {})}')
-    monkeypatch.setattr(runner, "_command", lambda out, run: [sys.executable, "-c", flagged, str(run_dir(out, run)), "0"])
+    monkeypatch.setattr(runner, "_command", lambda out, run, workers: [sys.executable, "-c", flagged, str(run_dir(out, run)), "0"])
     study = Study("table1", [*study.runs, Run("pickplace", "BC", 0, study.runs[0].configs)])
     out = tmp_path / "flagged"
     run_study(study, out, jobs=2, progress=lambda message: None)
@@ -607,7 +626,7 @@ def test_a_search_run_records_its_late_validation_score_and_no_test(tmp_path, mo
     history = f"[{{'epoch': 10 * (i + 1), 'rate': r}} for i, r in enumerate([0.9, 0.0, 0.2, {last}])]"
     validating = _FAKE_FIT.splitlines()[:-1] + [
         f"json.dump({{'best_epoch': 10, 'best_rate': 0.9, 'history': {history}}}, open(os.path.join(folder, 'validation.json'), 'w'))"]
-    monkeypatch.setattr(runner, "_command", lambda out, run: [sys.executable, "-c", "\n".join(validating),
+    monkeypatch.setattr(runner, "_command", lambda out, run, workers: [sys.executable, "-c", "\n".join(validating),
                                                                str(run_dir(out, run)), "0"])
     study = Study("search", [replace(r, method=m, family="noise_bc") for m in ("NoiseBC a", "NoiseBC b") for r in study.runs])
     run_study(study, out, jobs=2, progress=lambda message: None)

@@ -136,14 +136,15 @@ def _prepare_demos(runs: list[Run]) -> None:
             generate_demos(env, num, seed, stop_on_success=stop, progress=False)
 
 
-def _command(out: Path, run: Run) -> list[str]:
-    """The run's ``bmil fit``: its definition, then where it writes and how it evaluates (in
-    process: the study already runs one fit per core)."""
+def _command(out: Path, run: Run, workers: int = 0) -> list[str]:
+    """The run's ``bmil fit``: its definition, then where it writes and how many worker processes
+    its evaluations use (0, in process, while the study runs one fit per core)."""
     cmd = [sys.executable, "-m", "bmil.cli", "fit", *run.fit_args(),
            "--trainer.logger.init_args.save_dir", str(out / "runs"),
            "--trainer.logger.init_args.name", run.run_id,
            "--trainer.logger.init_args.version", "0",
-           "--training_success.workers", "0", "--robustness.workers", "0", "--validation.workers", "0"]
+           *(arg for name in ("training_success", "robustness", "validation")
+             for arg in (f"--{name}.workers", str(workers)))]
     last = run_dir(out, run) / "checkpoints" / "last.ckpt"
     if last.is_file():  # an interrupted run: continue from its last completed epoch
         cmd += ["--ckpt_path", str(last)]
@@ -151,12 +152,27 @@ def _command(out: Path, run: Run) -> list[str]:
 
 
 class _Fits:
-    """The ``bmil fit`` processes of one ``run_study`` call, so that stopping the study stops them."""
+    """The ``bmil fit`` processes of one ``run_study`` call, so that stopping the study stops them,
+    and the cores each may use: ``jobs`` cores over the ``left`` runs not yet ended."""
 
-    def __init__(self):
+    def __init__(self, jobs: int = 1, left: int = 1):
         self.live: set[subprocess.Popen] = set()
         self.lock = threading.Lock()
         self.stopping = False  # once set, no new fit starts
+        self.jobs, self.left = max(1, jobs), left
+
+    def evaluation_workers(self) -> int:
+        """Worker processes for the evaluations of a fit starting now: 0 (in process) while the
+        study has a run for every core; once fewer runs are left than cores, each starting fit
+        evaluates over its share of the idle ones (outcomes do not depend on the worker count), so
+        a study's last long run, resumed alone, is not held to one core."""
+        with self.lock:
+            share = self.jobs // max(1, min(self.jobs, self.left))
+        return share if share > 1 else 0
+
+    def run_ended(self) -> None:
+        with self.lock:
+            self.left -= 1
 
     def start(self, cmd: list[str], **popen) -> Optional[subprocess.Popen]:
         with self.lock:
@@ -238,7 +254,7 @@ def _fit(out: Path, run: Run, folder: Path, lock: int, fits: _Fits) -> dict:
     clock = _RunClock(folder / "elapsed.json", resumed)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(folder / "fit.log", "a") as log:
-        proc = fits.start(_command(out, run), stdout=log, stderr=subprocess.STDOUT, env=env,
+        proc = fits.start(_command(out, run, fits.evaluation_workers()), stdout=log, stderr=subprocess.STDOUT, env=env,
                           pass_fds=(lock,))
         if proc is None:
             return _failed(run, "not started: the study was stopped")
@@ -428,12 +444,13 @@ def _status(result: dict) -> str:
 
 
 def _run_parallel(todo: list[Run], out: Path, jobs: int, progress) -> list[dict]:
-    results, fits = [], _Fits()
+    results, fits = [], _Fits(jobs, len(todo))
     with ThreadPoolExecutor(max(1, jobs)) as pool:  # threads only wait on the fit processes
         futures = [pool.submit(execute, out, r, fits) for r in todo]
         try:
             for future in as_completed(futures):  # reported as they end, not in start order
                 result = future.result()
+                fits.run_ended()
                 progress(f"  {result['run_id']}: {_status(result)}")
                 results.append(result)
         except BaseException:  # Ctrl-C or SIGTERM: stop the fits, not only this process
