@@ -18,7 +18,7 @@ setup: $(VENV)/.installed
 
 # A small PickAndPlace BMIL run (demos are generated on first use); see conf/ for full runs.
 # One torch thread: float sums reduce in a thread-count-dependent order and BMIL amplifies the last
-# digits, so this pins the run to the recorded 59.6% on any core count (2 threads give 86.0%).
+# digits, so the run depends on the core count on some CPUs (docs/results.md#make-fit).
 fit: setup
 	OMP_NUM_THREADS=1 $(BIN)/bmil fit --config conf/pickplace_quick.yaml
 
