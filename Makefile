@@ -18,7 +18,7 @@ setup: $(VENV)/.installed
 
 # A small PickAndPlace BMIL run (demos are generated on first use); see conf/ for full runs.
 # One torch thread: float sums reduce in a thread-count-dependent order and BMIL amplifies the last
-# digits, so the run depends on the core count on some CPUs (docs/results.md#make-fit).
+# digits; one thread keeps the run from depending on the core count (not on the CPU: docs/results.md#make-fit).
 fit: setup
 	OMP_NUM_THREADS=1 $(BIN)/bmil fit --config conf/pickplace_quick.yaml
 
