@@ -446,7 +446,7 @@ def test_fits_evaluate_over_the_cores_that_fewer_runs_than_jobs_leave_idle(tmp_p
 
     def command(out, run, workers):
         given[run.seed] = workers
-        return [sys.executable, "-c", _FAKE_FIT, str(run_dir(out, run)), "0.5"]  # both start before either ends
+        return [sys.executable, "-c", _FAKE_FIT, str(run_dir(out, run)), "0"]
 
     monkeypatch.setattr(runner, "_command", command)
     run_study(Study("table1", study.runs[:1]), out, jobs=2, progress=lambda *_: None)

@@ -151,28 +151,24 @@ def _command(out: Path, run: Run, workers: int = 0) -> list[str]:
     return cmd
 
 
+def _evaluation_workers(jobs: int, runs: int) -> int:
+    """Worker processes for each fit's evaluations: 0 (in process) while there is a run for every
+    job; with fewer runs than jobs (a study's last run, resumed alone), each fit evaluates over its
+    share of the idle cores (outcomes do not depend on the worker count). A run started later from
+    the queue always has a run beside it for every other job, so the share is fixed at the start."""
+    share = max(1, jobs) // max(1, min(jobs, runs))
+    return share if share > 1 else 0
+
+
 class _Fits:
     """The ``bmil fit`` processes of one ``run_study`` call, so that stopping the study stops them,
-    and the cores each may use: ``jobs`` cores over the ``left`` runs not yet ended."""
+    and the evaluation workers each gets."""
 
-    def __init__(self, jobs: int = 1, left: int = 1):
+    def __init__(self, evaluation_workers: int = 0):
         self.live: set[subprocess.Popen] = set()
         self.lock = threading.Lock()
         self.stopping = False  # once set, no new fit starts
-        self.jobs, self.left = max(1, jobs), left
-
-    def evaluation_workers(self) -> int:
-        """Worker processes for the evaluations of a fit starting now: 0 (in process) while the
-        study has a run for every core; once fewer runs are left than cores, each starting fit
-        evaluates over its share of the idle ones (outcomes do not depend on the worker count), so
-        a study's last long run, resumed alone, is not held to one core."""
-        with self.lock:
-            share = self.jobs // max(1, min(self.jobs, self.left))
-        return share if share > 1 else 0
-
-    def run_ended(self) -> None:
-        with self.lock:
-            self.left -= 1
+        self.evaluation_workers = evaluation_workers
 
     def start(self, cmd: list[str], **popen) -> Optional[subprocess.Popen]:
         with self.lock:
@@ -254,8 +250,8 @@ def _fit(out: Path, run: Run, folder: Path, lock: int, fits: _Fits) -> dict:
     clock = _RunClock(folder / "elapsed.json", resumed)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(folder / "fit.log", "a") as log:
-        proc = fits.start(_command(out, run, fits.evaluation_workers()), stdout=log, stderr=subprocess.STDOUT, env=env,
-                          pass_fds=(lock,))
+        proc = fits.start(_command(out, run, fits.evaluation_workers), stdout=log, stderr=subprocess.STDOUT,
+                          env=env, pass_fds=(lock,))
         if proc is None:
             return _failed(run, "not started: the study was stopped")
         try:
@@ -444,13 +440,12 @@ def _status(result: dict) -> str:
 
 
 def _run_parallel(todo: list[Run], out: Path, jobs: int, progress) -> list[dict]:
-    results, fits = [], _Fits(jobs, len(todo))
+    results, fits = [], _Fits(_evaluation_workers(jobs, len(todo)))
     with ThreadPoolExecutor(max(1, jobs)) as pool:  # threads only wait on the fit processes
         futures = [pool.submit(execute, out, r, fits) for r in todo]
         try:
             for future in as_completed(futures):  # reported as they end, not in start order
                 result = future.result()
-                fits.run_ended()
                 progress(f"  {result['run_id']}: {_status(result)}")
                 results.append(result)
         except BaseException:  # Ctrl-C or SIGTERM: stop the fits, not only this process
