@@ -24,6 +24,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import partial
@@ -289,18 +290,30 @@ def _worker_init() -> None:
 
 
 @contextlib.contextmanager
-def _sigint_held():
-    """Hold Ctrl-C back while workers start: a process starts with its parent's blocked signals, so
-    a worker still importing (seconds on a loaded machine, before ``_worker_init`` ignores SIGINT)
-    cannot die of it with a traceback; the main process gets the held signal when this ends."""
-    if not hasattr(signal, "pthread_sigmask"):
+def _signals_held():
+    """Hold Ctrl-C and SIGTERM back while workers start: a handler that raises between launching a
+    worker and sending it its task leaves the worker to die of an EOFError traceback. This process
+    defers both signals (blocking alone would not do: another thread may take them). SIGINT is also
+    blocked, as a process starts with its parent's blocked signals: a worker still importing
+    (before ``_worker_init`` ignores SIGINT) is spared a Ctrl-C to the group, while SIGTERM still
+    ends it at once, silently. Held signals are delivered when this ends."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    held = []
+    # None: a handler not set from Python, which could not be put back
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not None}
+    for signum in handlers:
+        signal.signal(signum, lambda signum, frame: held.append(signum))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(held):
+            signal.raise_signal(signum)
 
 
 def _workers_load_glfw_directly() -> None:
@@ -437,7 +450,7 @@ class Evaluator:
             tasks = [todo[i:i + per_task] for i in range(0, len(todo), per_task)]
             pool = self._get_pool()
             try:
-                with _sigint_held():  # the pool starts its workers in submit
+                with _signals_held():  # the pool starts its workers in submit
                     futures = [pool.submit(run, ids) for ids in tasks]
                 for future in as_completed(futures):
                     finished(future.result())

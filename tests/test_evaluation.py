@@ -202,3 +202,28 @@ def test_an_evaluation_stopped_part_way_resumes_from_its_journal(tmp_path):
 def test_only_a_network_policy_keeps_a_journal(tmp_path):
     with pytest.raises(BMILError, match="journal"):
         Evaluator(get_domain("push"), workers=0).run(RandomPolicy(4), "robustness", 2, journal=tmp_path / "j")
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_workers_start_is_delivered_once_they_are_launched(signame):
+    import os
+    import signal
+
+    from bmil.evaluation import _signals_held
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signum = getattr(signal, signame)
+    previous = signal.signal(signum, stop)
+    steps = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with _signals_held():
+                os.kill(os.getpid(), signum)
+                steps.append("launched")  # a raising handler would have cut this short
+            steps.append("not reached")
+    finally:
+        signal.signal(signum, previous)
+    assert steps == ["launched"]
+    assert signal.getsignal(signal.SIGTERM) is not None and signal.pthread_sigmask(signal.SIG_BLOCK, []) == set()
