@@ -161,8 +161,8 @@ def _main(argv: list[str]) -> None:
                 _check_config_file(Path(path))
             if argv[0] == "fit" and not configs and not any(a.split("=")[0] in ("--model", "--ckpt_path", "--model.help") for a in argv):
                 raise BMILError("bmil fit needs a config: --config conf/<run>.yaml. Shipped: "
-                                f"{', '.join(_shipped_configs())} (make fit runs conf/pickplace_quick.yaml; "
-                                "your own task: docs/your-own-task.md).")
+                                f"{', '.join(_shipped_configs())} (make fit runs conf/pickplace_quick.yaml; another method: "
+                                "a second --config, e.g. conf/bc.yaml; your own task: docs/your-own-task.md).")
             BMILCLI(argv)
         else:
             raise BMILError(f"unknown command '{argv[0]}'. Commands: {', '.join(commands)}.")
@@ -202,8 +202,11 @@ def _overview() -> str:
 
 
 def _shipped_configs() -> list[str]:
-    conf = Path("conf")
-    return sorted(str(p) for p in conf.glob("*.yaml") if not p.name.startswith(("vins_", "bc", "fetch", "point_maze", "ant_maze")))
+    """The runs shipped: one config per domain, ``conf/<domain>.yaml``; the other files there are
+    layers over a run (a method, a family's settings, an evaluation overlay)."""
+    from bmil.domains import domain_names
+
+    return sorted(str(p) for p in (Path("conf") / f"{name}.yaml" for name in domain_names()) if p.is_file())
 
 
 def _lightning_help(command: str, full: bool) -> str:

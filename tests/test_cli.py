@@ -143,7 +143,8 @@ def test_the_cli_explains_itself(capsys):
     err = capsys.readouterr().err
     assert "bmil fit needs a config: --config conf/<run>.yaml. Shipped: conf/ant_corridor7x7.yaml" in err
     assert "conf/pickplace.yaml" in err and "conf/point_umaze.yaml" in err
-    assert "ant_maze.yaml" not in err and "point_maze.yaml" not in err and "vins_" not in err  # family files and overlays of a run
+    assert "conf/ant_maze.yaml" not in err and "conf/point_maze.yaml" not in err and "conf/vins_" not in err  # family files
+    assert "conf/noise_bc" not in err and "conf/ccil" not in err and "another method: a second --config, e.g. conf/bc.yaml" in err  # method layers
 
 
 def test_fit_help_leads_with_bmils_options_and_keeps_lightnings(capsys):
