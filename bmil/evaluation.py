@@ -302,7 +302,7 @@ def _signals_held():
         return
     held = []
     # None: a handler not set from Python, which could not be put back
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not None}
+    handlers = {s: h for s in (signal.SIGINT, signal.SIGTERM) if (h := signal.getsignal(s)) is not None}
     for signum in handlers:
         signal.signal(signum, lambda signum, frame: held.append(signum))
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})

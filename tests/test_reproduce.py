@@ -12,7 +12,7 @@ import yaml
 
 import bmil.studies.runner as runner
 from bmil.errors import BMILError
-from bmil.studies.catalog import Run, Study, make_study, with_extra
+from bmil.studies.catalog import SEARCH, Run, Study, make_study, with_extra
 from bmil.studies.report import collect, markdown_table, paper_table, plot_study, t_interval, write_results
 from bmil.studies.runner import _command, longest_first, run_dir, run_study, signature
 
@@ -559,8 +559,6 @@ def test_the_table_reports_how_often_episodes_end_flagged(tmp_path, monkeypatch)
 
 
 def test_the_search_gives_every_tuned_method_the_same_budget_and_never_tests(tmp_path):
-    from bmil.studies.catalog import SEARCH
-
     study = make_study("search", ["push", "point_umaze", "ant_umaze", "relocate"], [0, 1])
     tuned = {m: len(c) for m, c in SEARCH.items() if m != "bc"}
     assert set(tuned.values()) == {4} and set(tuned) == {"noise_bc", "ccil", "bmil"}
@@ -597,7 +595,7 @@ def test_the_search_refuses_arguments_that_would_test_or_stop_validating():
 
 def test_baselines_use_the_family_settings_the_search_chose(tmp_path):
     tmp_path = shutil.copytree("conf", tmp_path / "conf")
-    for method in ("noise_bc", "ccil", "bmil"):  # the search's real choices: replaced by these
+    for method in SEARCH:  # the search's real choices: replaced by these
         for chosen in tmp_path.glob(f"{method}_*.yaml"):
             chosen.unlink()
     (tmp_path / "noise_bc_fetch.yaml").write_text("model: {class_path: bmil.methods.NoiseBC, init_args: {noise: {scale: 0.3}}}\n")
