@@ -42,6 +42,15 @@ def test_markdown_table_means_intervals_and_ratios():
     assert markdown_table(Study("table1", []), unchecked).splitlines()[-1] == "| push | 10.0 (n=1) | - |"
 
 
+def test_core_hours_sum_each_methods_runs_per_domain_and_overall():
+    from bmil.studies.report import core_hours_table
+
+    rows = [{**_row("push", "BC", s, 0.1), "seconds": 1800.0} for s in (0, 1)]
+    rows += [{**_row("push", "CCIL", 0, 0.1), "seconds": 900.0}, {**_row("relocate", "BC", 0, 0.1), "seconds": 3600.0}]
+    assert core_hours_table(rows).splitlines()[2:] == ["| push | 1.00 | 0.25 |", "| relocate | 1.00 | - |",
+                                                      "| all | 2.00 | 0.25 |"]
+
+
 def test_studies_plan_the_papers_comparisons():
     table1 = make_study("table1", ["push", "pickplace"], [0, 1])
     assert len(table1.runs) == 12 and {r.method for r in table1.runs} == {"BC", "VINS", "BMIL"}

@@ -118,6 +118,21 @@ def markdown_table(study: Study, rows: list[dict]) -> str:
     return _markdown(head, body)
 
 
+def core_hours_table(rows: list[dict]) -> str:
+    """Core-hours per domain and method (the sum over seeds of each run's wall time: a study's run
+    holds one core), and per method over all domains."""
+    domains = list(dict.fromkeys(r["domain"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+
+    def hours(runs: list[dict]) -> str:
+        return f"{sum(r['seconds'] for r in runs) / 3600:.2f}" if runs else "-"
+
+    body = [[d, *[hours([r for r in rows if (r["domain"], r["method"]) == (d, m)]) for m in methods]]
+            for d in domains]
+    body.append(["all", *[hours([r for r in rows if r["method"] == m]) for m in methods]])
+    return _markdown(["domain", *methods], body)
+
+
 def plot_study(study: Study, rows: list[dict], path: Path) -> None:
     """Bar chart (methods) or line chart (x axis) of robustness with 95% t-intervals, per domain."""
     from bmil.plots import plt
@@ -336,6 +351,8 @@ def write_results(study: Study, out: Path) -> Path:
     rows = [r for r in rows if r["robustness"] is not None]  # (runs that skipped the final test)
     table = markdown_table(study, rows) if rows else "(no finished runs)"
     text = f"# {study.name}\n\nRobustness (%), mean ± 95% t-interval over seeds; {done}.\n\n{table}\n"
+    if rows:
+        text += f"\nCore-hours (each run's wall time on one core, summed over its seeds):\n\n{core_hours_table(rows)}\n"
     validated = [r for r in rows if r.get("best_robustness") is not None]
     if validated:
         text += ("\nThe same runs' policy chosen on validation starts (the highest validation robustness "
