@@ -1,0 +1,92 @@
+"""Portable CPU numerics: the same float results, and so the same digits, on any x86-64 CPU with AVX2.
+
+One torch wheel computes differently on different CPUs: oneMKL's sgemm takes another branch on AMD
+than on Intel and another on AVX-512 than on AVX2, and ATen's vectorised kernels use the widest ISA
+they find. BMIL amplifies the last bit of such rounding into other robustness figures (docs/results.md,
+"make fit"). ``pin`` fixes those paths before torch is loaded; ``bmil/__init__.py`` calls it, so every
+bmil process has them, and evaluation workers inherit them with the environment. Measured on bmil's
+networks (docs/numerics.md): MKL_CBWR and ATEN_CPU_CAPABILITY both change the weights, and the thread
+count does too once MKL is pinned; ONEDNN_MAX_CPU_ISA changed nothing (no oneDNN op in bmil's
+networks) and is pinned for users' own networks, at no cost. MuJoCo has no run-time dispatch, and
+numpy's (NPY_DISABLE_CPU_FEATURES) changed neither demonstrations nor evaluations, so neither is pinned.
+
+``BMIL_NUMERICS=native`` leaves the CPU's fastest paths (digits then hold on one CPU model only). A
+variable the user set is kept, and the run record (``record``) says whether the run is portable.
+This module must not import torch.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+PINS = {
+    "MKL_CBWR": "COMPATIBLE",  # oneMKL's one code path for every x86 CPU ("AVX2" is ignored on AMD)
+    "ATEN_CPU_CAPABILITY": "avx2",  # ATen's kernels: AVX2, also where AVX-512 exists
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+}
+# Float sums reduce in a thread-count-dependent order: one thread unless the user sets another count.
+THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+MODE_VARIABLE = "BMIL_NUMERICS"
+
+
+def mode() -> str:
+    return "native" if os.environ.get(MODE_VARIABLE, "portable").strip().lower() == "native" else "portable"
+
+
+def pin() -> None:
+    """Set the pins (and one thread) in this process's environment, where the user has not set them;
+    children (evaluation workers, a study's fits) inherit them. Without effect once torch is loaded."""
+    if mode() == "native":
+        return
+    for name, value in {**PINS, **THREADS}.items():
+        os.environ.setdefault(name, value)
+
+
+def cpu_model() -> str:
+    """The CPU's model name, family and model number (Linux), else what platform knows."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if not line.strip():
+                    break  # the first processor is enough
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or platform.machine()
+    flags = set(fields.get("flags", "").split())
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return (f"{fields.get('model name', platform.machine())} (family {fields.get('cpu family', '?')}, "
+            f"model {fields.get('model', '?')}, {isa})")
+
+
+def record() -> dict:
+    """What a run's digits depend on: the CPU, torch's kernels, the pins and thread count in force.
+    ``portable`` is true when every pin holds and torch runs its AVX2 kernels; the thread count is
+    part of the run's seed as well (the same count on any CPU gives the same digits)."""
+    import torch
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    values = {name: os.environ.get(name) for name in (*PINS, *THREADS)}
+    threads = torch.get_num_threads()
+    portable = (mode() == "portable" and all(values[name] == value for name, value in PINS.items())
+                and capability == "AVX2")
+    return {"mode": mode(), "portable": portable, "cpu": cpu_model(), "torch_cpu_capability": capability,
+            "torch_threads": threads, "variables": values, "torch": torch.__version__}
+
+
+def describe(rec: dict) -> str:
+    """One line for a run's start: whether its digits carry to other CPUs, and why not."""
+    if rec["portable"]:
+        threads = f"{rec['torch_threads']} torch thread{'s' if rec['torch_threads'] > 1 else ''}"
+        return f"numerics: portable (AVX2 kernels, MKL_CBWR=COMPATIBLE, {threads}) on {rec['cpu']}"
+    reasons = []
+    if rec["mode"] == "native":
+        reasons.append(f"{MODE_VARIABLE}=native")
+    reasons += [f"{name}={rec['variables'][name]}" for name, value in PINS.items()
+                if rec["mode"] == "portable" and rec["variables"][name] != value]
+    if rec["torch_cpu_capability"] != "AVX2":
+        reasons.append(f"torch's CPU capability is {rec['torch_cpu_capability']}"
+                       + (" (torch was imported before bmil?)" if rec["mode"] == "portable" else ""))
+    return f"numerics: this CPU's own ({', '.join(reasons)}); the digits hold on {rec['cpu']} only"
