@@ -389,6 +389,37 @@ class _Journal:
             os.fsync(f.fileno())
 
 
+def _build_and_reset(domain: "Domain") -> None:
+    """In a worker: build the environment and reset it to a training start and a robustness start."""
+    env = domain.make_env()
+    try:
+        for starts in (domain.training_starts(1, 0), domain.robustness_starts(1, 0)):
+            env.reset(seed=0, options={"start": starts[0]})
+    finally:
+        env.close()
+
+
+def check_worker(domain: "Domain") -> None:
+    """One fresh worker process, started as the evaluation's are, builds ``domain``'s environment: an
+    environment only the main process can build (registered by code run there alone) is refused at
+    the start, not at the first evaluation."""
+    _workers_load_glfw_directly()
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
+        with _signals_held():
+            future = pool.submit(_build_and_reset, domain)
+        try:
+            future.result()
+        except BMILError as e:
+            raise BMILError(f"An evaluation worker cannot build {domain.name}: {e}") from None
+        except Exception as e:  # what the environment's own code raised in the worker
+            raise BMILError(
+                f"An evaluation worker (a new Python process) cannot build {domain.name}: {type(e).__name__}: {e}. "
+                "Make the environment importable there: give model.env.id as 'package.module:EnvId', or a "
+                "domain factory's import path, instead of registering it in the main process; or evaluate in "
+                "the main process with --training_success.workers 0 --robustness.workers 0 --validation.workers 0."
+            ) from None
+
+
 # ---- user side --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Shard:

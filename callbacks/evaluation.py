@@ -17,7 +17,7 @@ import lightning as L
 import matplotlib.pyplot as plt
 
 from bmil.distributed import default_workers, rank_shard
-from bmil.errors import BMILError, require
+from bmil.errors import require
 from bmil.evaluation import EvalResult, Evaluator, write_record
 from bmil.plots import figure_to_array
 
@@ -45,10 +45,19 @@ class _PolicyEvaluation(L.Callback):
         self.success, self.workers = success, workers
         self._evaluator: Evaluator | None = None
 
+    def runs(self) -> bool:
+        """Whether this group evaluates at all during a fit."""
+        return self.every_n_epochs > 0
+
+    def resolved_workers(self, trainer) -> int:
+        return default_workers(trainer) if self.workers is None else self.workers
+
+    def check(self, trainer) -> None:
+        """Settings that depend on the other groups, checked before the run starts (bmil.preflight)."""
+
     def evaluate(self, trainer, agent, episodes: int, progress: bool = False, journal: Path | None = None) -> EvalResult:
         if self._evaluator is None:
-            workers = default_workers(trainer) if self.workers is None else self.workers
-            self._evaluator = Evaluator(trainer.lightning_module.domain, workers)
+            self._evaluator = Evaluator(trainer.lightning_module.domain, self.resolved_workers(trainer))
         return self._evaluator.run(agent, self.kind, episodes, self.seed, self.success, rank_shard(trainer),
                                    progress=progress and trainer.is_global_zero, journal=journal)
 
@@ -129,7 +138,10 @@ class Robustness(_PolicyEvaluation):
             experiment.add_image(name, figure_to_array(fig), epoch, dataformats="HWC")
         plt.close(fig)
 
-    def on_fit_start(self, trainer, pl_module) -> None:
+    def runs(self) -> bool:
+        return self.every_n_epochs > 0 or self.final_episodes > 0
+
+    def check(self, trainer) -> None:
         validation = _validation(trainer)
         if validation is not None and validation.every_n_epochs > 0:
             require(validation.seed != self.seed, "validation.seed", validation.seed,
@@ -232,15 +244,6 @@ class Validation(_PolicyEvaluation):
             write_record(_run_dir(trainer) / "validation.json",
                          {"best_epoch": self.best_epoch, "best_rate": self.best["rate"], "seed": self.seed,
                           "history": self.history}, indent=1)
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        """A resumed run that has validated needs its best.ckpt beside last.ckpt (found there, not
-        by the path it was written at, so a run folder can move to another clone or machine)."""
-        best = _best_checkpoint(trainer)
-        if self.history and not Path(best).is_file():
-            raise BMILError(f"Cannot resume: {best} is missing, and the checkpoint says this "
-                            f"run's best policy by validation (epoch {self.best_epoch}) is in it. Copy best.ckpt "
-                            "together with last.ckpt, or start the run again without --ckpt_path.")
 
     def best_agent(self, trainer, pl_module):
         """The best policy's agent (from best.ckpt after a resume), or None if none yet."""

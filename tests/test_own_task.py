@@ -80,7 +80,7 @@ def test_success_ends_the_episode_and_workers_agree(umaze):
     ({**UMAZE, "robustness": {"perturb": "no.such.module:fn"}}, "cannot import 'no.such.module:fn'"),
     ({"idd": "PointMaze_UMaze-v3"}, "unknown keys idd"),
     ({**UMAZE, "figure": [0, 6]}, "figure [0, 6]: two observation indices in 0..5"),
-    ({"id": "Hopper-v5", "robustness": {"qpos_noise": {9: 0.1}}}, "indices [9] outside Hopper-v5's qpos (0..5)"),
+    ({"id": "Hopper-v5", "success": "terminated", "robustness": {"qpos_noise": {9: 0.1}}}, "indices [9] outside Hopper-v5's qpos (0..5)"),
 ])
 def test_bad_env_settings_are_one_clear_message(spec, message):
     with pytest.raises(BMILError, match=re.escape(message)):

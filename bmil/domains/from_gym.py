@@ -141,9 +141,11 @@ class GymDomain(Domain):
         obs, _ = env.reset(seed=0)
         self.obs_dim = len(flatten_obs(obs, spec.obs_keys, spec.id))
         self.obs_part_sizes = [int(np.size(obs[k])) for k in spec.obs_keys] if isinstance(obs, dict) else []
-        self.horizon = spec.horizon or (env.spec.max_episode_steps if env.spec else 0) or 0
+        self.horizon = _horizon(spec) or (env.spec.max_episode_steps if env.spec else 0) or 0
         if self.horizon <= 0:
             raise BMILError(f"{spec.id} has no max_episode_steps: set model.env.horizon (steps per episode).")
+        if spec.success == "info":
+            _check_success_key(env, spec)
         if spec.success == "distance":
             _check_distance_keys(obs, spec)
         if len(spec.figure) != 2 or not all(0 <= k < self.obs_dim for k in spec.figure):
@@ -333,15 +335,51 @@ def _check_distance_keys(obs, spec: GymEnvSpec) -> None:
                         f"{spec.distance_keys}); {spec.id}'s keys: {have}.")
 
 
+def _horizon(spec: GymEnvSpec) -> int:
+    """Steps per episode the settings give: ``horizon``, or gymnasium's own ``max_episode_steps``
+    among the kwargs (the same setting under gym.make's name); both only if they agree."""
+    steps = spec.kwargs.get("max_episode_steps")
+    if steps is None:
+        return spec.horizon
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise BMILError(f"model.env.kwargs.max_episode_steps = {steps!r}: a number of steps, 1 or more "
+                        "(or leave it out and set model.env.horizon).")
+    if spec.horizon and spec.horizon != steps:
+        raise BMILError(f"model.env.kwargs.max_episode_steps ({steps}) and model.env.horizon ({spec.horizon}) "
+                        "both set the steps per episode, differently: keep one of them.")
+    return steps
+
+
 def _make(spec: GymEnvSpec, horizon: int = 0) -> gym.Env:
-    extra = {"max_episode_steps": horizon} if horizon else {}
+    kwargs = {k: v for k, v in spec.kwargs.items() if k != "max_episode_steps"}
+    steps = horizon or _horizon(spec)
+    if steps:
+        kwargs["max_episode_steps"] = steps
     try:
-        return gym.make(spec.id, **spec.kwargs, **extra)
+        return gym.make(spec.id, **kwargs)
+    except ImportError as e:
+        original = e.__cause__ if isinstance(e.__cause__, ImportError) else e
+        raise BMILError(f"model.env.id '{spec.id}': {original}. Install the package that provides the environment "
+                        "into this Python environment, or correct the module's name before the ':'.") from None
     except gym.error.Error as e:
         raise BMILError(f"model.env.id '{spec.id}': {e}. Give a registered gymnasium id, or "
                         "'package.module:EnvId' to import the module that registers it.") from None
     except TypeError as e:
         raise BMILError(f"model.env.kwargs {spec.kwargs} do not fit {spec.id} ({e}).") from None
+    except Exception as e:  # the environment's own constructor refused its settings
+        raise BMILError(f"model.env: gym.make('{spec.id}', **{kwargs}) failed ({type(e).__name__}: {e}). "
+                        "Check model.env.kwargs against the environment's documentation.") from None
+
+
+def _check_success_key(env: gym.Env, spec: GymEnvSpec) -> None:
+    """Success read from ``info[success_key]`` needs the key in the info of a step."""
+    env.reset(seed=0)
+    middle = (env.action_space.low + env.action_space.high) / 2
+    _, _, _, _, info = env.step(middle.astype(env.action_space.dtype))
+    if spec.success_key not in info:
+        raise BMILError(f"model.env.success_key '{spec.success_key}' is not in {spec.id}'s step info (its keys: "
+                        f"{', '.join(info) or 'none'}): name the key that reports success, or set model.env.success "
+                        "to 'terminated' or 'distance'.")
 
 
 def _import(path: str, setting: str):

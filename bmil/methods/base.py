@@ -297,11 +297,14 @@ class ImitationMethod(L.LightningModule):
         cfg = self.policy_cfg
         if cfg.lr_decay_epochs == 0:
             return cfg.lr
-        max_epochs = self.trainer.max_epochs
-        if max_epochs is None or max_epochs < 1:
+        self.check_run(self.trainer.max_epochs)
+        return cfg.lr_at(self.current_epoch, self.trainer.max_epochs)
+
+    def check_run(self, max_epochs: int | None) -> None:
+        """Settings that need the run's length, checked before the run starts (bmil.preflight)."""
+        if self.policy_cfg.lr_decay_epochs and (max_epochs is None or max_epochs < 1):
             raise BMILError("model.policy.lr_decay_epochs needs a finite trainer.max_epochs (the decay "
                             "ends at the last epoch); set --trainer.max_epochs.")
-        return cfg.lr_at(self.current_epoch, max_epochs)
 
     def check_finite(self, loss: torch.Tensor, which: str, setting: str) -> None:
         if not torch.isfinite(loss):

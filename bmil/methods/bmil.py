@@ -167,10 +167,8 @@ class BMIL(ImitationMethod):
         start on such a model's traces stays poor (mean 25% robustness over 3 seeds, and 19% when
         the model kept training every epoch after that); one round alone was worse still (<4%).
         """
+        self.check_run(self.trainer.max_epochs)
         max_rounds = self.trainer.max_epochs
-        if max_rounds is None or max_rounds < 1:
-            raise BMILError("model.schedule first needs a finite trainer.max_epochs (its maximum "
-                            "number of model training rounds); set --trainer.max_epochs.")
         best, best_state, stale, steps = math.inf, None, 0, 0
         for _ in range(max_rounds):
             self.train_model()
@@ -225,6 +223,12 @@ class BMIL(ImitationMethod):
                 torch.cat([action, traces["action"].to(self.device)]))
 
     # ---- set-up, optimizers, checkpoints ----------------------------------------------------------
+    def check_run(self, max_epochs: int | None) -> None:
+        super().check_run(max_epochs)
+        if self.model_cfg.schedule == "first" and (max_epochs is None or max_epochs < 1):
+            raise BMILError("model.model.schedule first needs a finite trainer.max_epochs (its maximum "
+                            "number of model training rounds); set --trainer.max_epochs.")
+
     def setup_method(self) -> None:
         n = len(self.transitions["obs"])
         split = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
