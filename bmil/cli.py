@@ -81,9 +81,10 @@ def export(ckpt_path: str, out: str = "policy.pt") -> None:
           f"action ({record['action']['dim']}): within {record['action']['low']} .. {record['action']['high']}")
 
 
-LIGHTNING_COMMANDS = ("fit", "validate", "test", "evaluate")
+LIGHTNING_COMMANDS = ("fit", "check", "validate", "test", "evaluate")
 COMMANDS = {
     "fit": "train a method (BMIL, BC, NoiseBC, CCIL, VINS) on a task from a config: bmil fit --config conf/pickplace.yaml",
+    "check": "run every check of a fit without training; print the run it would make and its core-minutes",
     "evaluate": "robustness and training success of a checkpoint, the expert or a random policy (--json_out)",
     "validate": "training success of a checkpoint (--ckpt_path) with the model.evaluation settings",
     "test": "robustness of a checkpoint (--ckpt_path) with the model.evaluation settings",
@@ -159,8 +160,8 @@ def _main(argv: list[str]) -> None:
             configs = _config_files(argv)
             for path in configs:
                 _check_config_file(Path(path))
-            if argv[0] == "fit" and not configs and not any(a.split("=")[0] in ("--model", "--ckpt_path", "--model.help") for a in argv):
-                raise BMILError("bmil fit needs a config: --config conf/<run>.yaml. Shipped: "
+            if argv[0] in ("fit", "check") and not configs and not any(a.split("=")[0] in ("--model", "--ckpt_path", "--model.help") for a in argv):
+                raise BMILError(f"bmil {argv[0]} needs a config: --config conf/<run>.yaml. Shipped: "
                                 f"{', '.join(_shipped_configs())} (make fit runs conf/pickplace_quick.yaml; another method: "
                                 "a second --config, e.g. conf/bc.yaml; your own task: docs/your-own-task.md).")
             BMILCLI(argv)

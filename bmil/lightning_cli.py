@@ -4,11 +4,13 @@ read the settings a run resolves to (``fit_settings``), used by ``bmil reproduce
 from __future__ import annotations
 
 import json
+import os
 import warnings
+from pathlib import Path
 
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from bmil.checkpoint import verify_checkpoint
 from bmil.errors import BMILError, require
@@ -27,6 +29,27 @@ TRAINER_DEFAULTS = {
 }
 
 
+class _SaveConfig(SaveConfigCallback):
+    """Saves the run's ``config.yaml``; a resumed run whose settings differ (a longer max_epochs)
+    keeps the one before as ``config.<k>.yaml``, so that nothing the user ran is lost. Where to
+    resume (``resume_to``) is left out: the file is the run's settings, which ``bmil evaluate``,
+    ``validate`` and ``test`` take as their ``--config`` too."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if "resume_to" in self.config:
+            self.config = self.config.clone()
+            self.config.pop("resume_to")
+        log_dir = trainer.log_dir  # every rank: this broadcasts
+        if self.save_to_log_dir and trainer.is_global_zero and log_dir and not self.already_saved:
+            path = Path(log_dir) / self.config_filename
+            if path.is_file() and path.read_text() != self.parser.dump(self.config, skip_none=False):
+                k = 1
+                while path.with_name(f"{path.stem}.{k}{path.suffix}").exists():
+                    k += 1
+                os.replace(path, path.with_name(f"{path.stem}.{k}{path.suffix}"))
+        super().setup(trainer, pl_module, stage)
+
+
 class BMILCLI(LightningCLI):
     """LightningCLI over ``bmil.methods`` (``model.class_path``) with ``BMILTrainer``; the checkpoint
     and evaluation callbacks are always there, configured by their own groups."""
@@ -37,13 +60,17 @@ class BMILCLI(LightningCLI):
         warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
         # During fit the val loader is deliberately empty (callbacks evaluate instead).
         warnings.filterwarnings("ignore", message="Total length of `DataLoader` across ranks is zero")
+        # A resumed run writes on into its own checkpoint folder, or (--resume_to new) into another.
+        warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+        warnings.filterwarnings("ignore", message="The dirpath has changed from")
         super().__init__(ImitationMethod, trainer_class=BMILTrainer, subclass_mode_model=True,
-                         seed_everything_default=0, save_config_kwargs={"overwrite": True},
+                         seed_everything_default=0, save_config_callback=_SaveConfig,
+                         save_config_kwargs={"overwrite": True},
                          trainer_defaults=TRAINER_DEFAULTS, args=args)
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
-        return {**LightningCLI.subcommands(), "evaluate": {"model"}}
+        return {**LightningCLI.subcommands(), "evaluate": {"model"}, "check": {"model"}}
 
     def add_arguments_to_parser(self, parser) -> None:
         # One seed: Lightning's global seeding and the method's own generators.
@@ -68,7 +95,7 @@ class BMILCLI(LightningCLI):
         model = self.config[subcommand].model
         named = _method(model.class_path) != "ImitationMethod"  # the config names a method
         _refuse_other_task(path, saved, model, named)
-        if named and subcommand == "fit":
+        if named and subcommand in ("fit", "check"):
             _refuse_other_settings(path, saved, model.init_args.as_dict())
             return  # nothing to restore over the config: it equals the checkpoint's settings
         super()._parse_ckpt_path()
@@ -79,6 +106,8 @@ class BMILCLI(LightningCLI):
         require(epochs is None or epochs >= -1, "trainer.max_epochs", epochs, "-1 (no limit), 0 or more")
         _default_strategy(config.trainer)
         _default_run_name(config)
+        if self.subcommand in ("fit", "check") and config.get("ckpt_path"):
+            _resume_folder(config)
 
 
 class _ParserOnly(BMILCLI):
@@ -123,6 +152,23 @@ def _default_run_name(config) -> None:
     if init_args is not None and init_args.get("name", "") is None:
         model = config.model
         init_args.name = f"{model.init_args.env}_{_method(model.class_path).lower()}"
+
+
+def _resume_folder(config) -> None:
+    """``--ckpt_path <run>/checkpoints/last.ckpt`` continues that run in its own folder (its TensorBoard
+    curves, best.ckpt and records), unless the command names another: ``--resume_to new``, or the
+    logger's version or the checkpoint folder given explicitly."""
+    logger = config.trainer.get("logger")
+    init_args = getattr(logger, "init_args", None)
+    explicit = init_args is None or init_args.get("version") is not None or config.checkpoint.get("dirpath")
+    if config.get("resume_to", "same") == "new" or explicit:
+        return
+    ckpt = Path(config.ckpt_path)
+    if ckpt.parent.name != "checkpoints":
+        raise BMILError(f"--ckpt_path {ckpt} is not in a run folder (<run>/checkpoints/{ckpt.name}), so the run it "
+                        "continues is unknown: add --resume_to new to continue it in a new run folder.")
+    run = ckpt.parent.parent
+    init_args.save_dir, init_args.name, init_args.version = str(run.parent.parent), run.parent.name, run.name
 
 
 def _default_strategy(trainer_cfg) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -10,22 +13,67 @@ import lightning as L
 
 from bmil.checkpoint import verify_checkpoint
 from bmil.errors import BMILError, require
+from bmil.evaluation import write_record
 
 
 class BMILTrainer(L.Trainer):
-    def fit(self, model, *args, **kwargs):
-        folder = getattr(self.logger, "log_dir", None) if self.is_global_zero else None
-        if folder:
-            print(f"run folder: {folder}")
-        super().fit(model, *args, **kwargs)
+    def fit(self, model, train_dataloaders=None, val_dataloaders=None, datamodule=None, ckpt_path=None,
+            weights_only=None, resume_to: Literal["same", "new"] = "same"):
+        from bmil.numerics import describe, record
+        from bmil.preflight import check_fit
+
+        checked = check_fit(self, model, ckpt_path)  # before the run folder exists
+        folder = getattr(self.logger, "log_dir", None) if self.is_global_zero else None  # claims a new one
+        try:
+            if folder:
+                numerics = record()
+                print(f"run folder: {folder}\n{describe(numerics)}")
+                _append_run_record(Path(folder), numerics, ckpt_path)
+            if checked.best_beside is not None:
+                self._carry_best(checked.best_beside)
+            super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, weights_only)
+        except BMILError:
+            if folder and getattr(self.logger, "claimed", False) and not any(Path(folder).rglob("*.ckpt")):
+                shutil.rmtree(folder, ignore_errors=True)  # a refused start leaves no run folder behind
+            raise
         if folder:
             print(f"run folder: {folder} (checkpoints/, robustness_*.json, robustness/*.png; "
                   f"TensorBoard: tensorboard --logdir {Path(folder).parent.parent})")
 
     # Lightning's docstring (its Args document --ckpt_path) under bmil's description of `bmil fit`.
     fit.__doc__ = ("Train the config's method on its demonstrations, evaluating as the evaluation groups say; "
-                   "the run folder is printed when training starts and after the final test."
-                   + (L.Trainer.fit.__doc__ or "").partition("\n")[2])
+                   "every check runs before the run folder is made, which is printed when training starts "
+                   "and after the final test."
+                   + (L.Trainer.fit.__doc__ or "").partition("\n")[2].replace("        Args:\n", """        Args:
+            resume_to: With --ckpt_path <run>/checkpoints/last.ckpt: same (continue in that run's own
+                folder) or new (a new version folder, with the run's best.ckpt copied into it).
+""", 1))
+
+    def check(self, model, ckpt_path: Optional[str] = None, resume_to: Literal["same", "new"] = "same",
+              timed_epochs: int = 2) -> dict:
+        """Run every check of ``bmil fit`` with the same arguments, train nothing, and describe the run it
+        would make, with its cost estimated from a few timed epochs (in a throwaway folder).
+
+        Args:
+            model: The method (from the config).
+            ckpt_path: A checkpoint the fit would resume.
+            resume_to: As for fit.
+            timed_epochs: Epochs trained (and discarded) to time one epoch; 0 skips the estimate.
+        """
+        from bmil.preflight import check_fit
+        from bmil.run_plan import describe_run
+
+        require(timed_epochs >= 0, "--timed_epochs", timed_epochs, "0 (no estimate) or more")
+        checked = check_fit(self, model, ckpt_path)
+        return describe_run(self, model, checked, ckpt_path, timed_epochs)
+
+    def _carry_best(self, best: Path) -> None:
+        """A resumed run's best.ckpt lies beside the checkpoint it resumes; a run continuing in another
+        folder (--resume_to new, or its own checkpoint.dirpath) takes a copy."""
+        target = Path(self.checkpoint_callback.dirpath or Path(self.logger.log_dir) / "checkpoints") / "best.ckpt"
+        if target.resolve() != best.resolve() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(best, target)
 
     def evaluate(
         self,
@@ -130,3 +178,13 @@ def _report(domain, policy: str, train, robust, seconds: float, plot: Optional[s
         demos = load_demos(plot_demos, env=domain.name)[0] if plot_demos else None
         domain.robustness_figure(robust, demos).savefig(plot)
         print(f"figure saved to {plot}")
+
+
+def _append_run_record(folder: Path, numerics: dict, ckpt_path: Optional[str]) -> None:
+    """``run.json``: one entry per start of the run (a resume adds one), with what its digits depend
+    on (the CPU, torch's kernels, the numeric pins and threads)."""
+    path = folder / "run.json"
+    starts = json.loads(path.read_text()).get("starts", []) if path.is_file() else []
+    starts.append({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "resumed_from": ckpt_path,
+                   "numerics": numerics})
+    write_record(path, {"starts": starts}, indent=1)

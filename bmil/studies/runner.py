@@ -87,7 +87,7 @@ _ADDED_SINCE_RECORDS = {
 
 def _settings_hash(settings: dict) -> str:
     settings = json.loads(json.dumps(settings))  # a deep copy to prune
-    for key in ("config", "ckpt_path"):
+    for key in ("config", "ckpt_path", "resume_to"):  # how a run is started, not what it computes
         settings.pop(key, None)
     settings["trainer"].pop("logger", None)  # where it writes
     for path, neutral in _ADDED_SINCE_RECORDS.items():
@@ -265,7 +265,7 @@ def _fit(out: Path, run: Run, folder: Path, lock: int, fits: _Fits) -> dict:
     result = {**record, "config": " ".join(run.configs), "overrides": " ".join(run.overrides), "run_id": run.run_id,
               **_test_result(folder), "training_success": _last_scalar(folder, "eval/training_success"),
               "seconds": seconds, "resumed": resumed, "extra": shlex.join(run.extra), "signature": sig,
-              **_validation_result(folder)}
+              **_validation_result(folder), "numerics": _numerics(folder)}
     write_record(folder / "result.json", result, indent=1)
     return result
 
@@ -301,6 +301,12 @@ def _validation_result(folder: Path) -> dict:
                       best_robustness_ci_high=best["ci95"][1], best_epoch=validation["best_epoch"],
                       best_validation=validation["best_rate"])
     return result
+
+
+def _numerics(folder: Path) -> Optional[dict]:
+    """What the run's digits depend on (its last start's CPU, kernels and numeric pins: run.json)."""
+    path = folder / "run.json"
+    return _read_record(path, f"delete {folder} to run it again")["starts"][-1]["numerics"] if path.is_file() else None
 
 
 def _flag_rates(final: dict) -> dict:
@@ -392,7 +398,7 @@ def run_study(study: Study, out: Path, jobs: int, progress=print,
 
 # What a finished run's folder keeps in git (docs/reproducing.md), copied when another study reuses
 # it; result.json, which marks the run finished, last.
-_RECORDS = ("signature.json", "config.yaml", "elapsed.json", "robustness_final.json", "robustness_best.json",
+_RECORDS = ("signature.json", "config.yaml", "run.json", "elapsed.json", "robustness_final.json", "robustness_best.json",
             "validation.json", "result.json")
 
 

@@ -1,0 +1,154 @@
+"""``bmil check``'s description of the run a fit would make, and its cost estimated from a few
+timed epochs and one timed batch of evaluation episodes (trained in a throwaway folder, discarded)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import lightning as L
+import torch
+
+from bmil.checkpoint import verify_checkpoint
+from bmil.numerics import describe, record
+
+_EVAL_BATCH = 16  # episodes timed: one evaluation batch
+
+
+def describe_run(trainer, model, checked, ckpt_path: Optional[str], timed_epochs: int) -> dict:
+    """Print the run and return its facts (the estimate included)."""
+    domain, cfg = model.domain, model.policy_cfg
+    max_epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs >= 0 else None
+    done = verify_checkpoint(ckpt_path)["epoch"] + 1 if ckpt_path else 0
+    left = None if max_epochs is None else max(0, max_epochs - done)
+    budgets = _evaluation_budgets(trainer, left)
+    facts = {
+        "environment": {"name": domain.name, "observation": domain.obs_dim, "action": domain.act_dim,
+                        "horizon": domain.horizon},
+        "demos": checked.demos,
+        "method": type(model).__name__,
+        "settings": {k: v for k, v in model.hparams.items() if k not in ("env", "demos", "seed")},
+        "seed": model.seed,
+        "epochs": max_epochs, "epochs_done": done, "policy_steps_per_epoch": cfg.steps_per_epoch,
+        "evaluation": budgets, "evaluation_workers": checked.evaluation_workers,
+        "run_folder": _run_folder(trainer, ckpt_path), "numerics": record(),
+    }
+    if timed_epochs and left:
+        facts["estimate"] = _estimate(model, timed_epochs, left, budgets, checked.evaluation_workers)
+    print(_text(facts))
+    return facts
+
+
+def _evaluation_budgets(trainer, epochs: Optional[int]) -> dict:
+    """Episodes each evaluation group runs over ``epochs`` more epochs (None: no limit)."""
+    from bmil.preflight import _evaluation_callbacks
+
+    budgets = {}
+    for callback in _evaluation_callbacks(trainer):
+        checks = 0 if not callback.every_n_epochs or epochs is None else epochs // callback.every_n_epochs
+        budget = {"every_n_epochs": callback.every_n_epochs, "episodes": callback.episodes, "checks": checks,
+                  "total": checks * callback.episodes}
+        final = getattr(callback, "final_episodes", 0)
+        if final:
+            validating = any(c.group == "validation" and c.every_n_epochs for c in _evaluation_callbacks(trainer))
+            tests = 2 if validating else 1  # the best policy by validation is tested beside the last
+            budget.update(final_episodes=final, total=budget["total"] + tests * final)
+        budgets[callback.group] = budget
+    return budgets
+
+
+def _run_folder(trainer, ckpt_path: Optional[str]) -> str:
+    logger = trainer.logger
+    if logger is None:
+        return str(Path(trainer.default_root_dir))
+    folder = logger.next_log_dir() if hasattr(logger, "next_log_dir") else logger.log_dir
+    return f"{folder} ({'continued' if ckpt_path and Path(folder).is_dir() else 'new'})"
+
+
+class _EpochClock(L.Callback):
+    def __init__(self):
+        self.seconds: list[float] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.seconds.append(time.perf_counter() - self._t0)
+
+
+def _estimate(model, timed_epochs: int, epochs: int, budgets: dict, workers: int) -> dict:
+    """Core-minutes: the last timed epoch times the epochs left (times torch's threads), plus every
+    evaluation episode at the time one timed batch took per episode (one core each)."""
+    from bmil.evaluation import Evaluator
+
+    clock = _EpochClock()
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings(), _quiet_lightning():
+        warnings.simplefilter("ignore")
+        L.Trainer(max_epochs=timed_epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                  enable_progress_bar=False, enable_model_summary=False, callbacks=[clock],
+                  default_root_dir=folder).fit(model)
+    with Evaluator(model.domain, 0) as evaluator:
+        t0 = time.perf_counter()
+        evaluator.run(model.agent(), "robustness", _EVAL_BATCH, seed=0)
+        per_episode = (time.perf_counter() - t0) / _EVAL_BATCH
+    threads = torch.get_num_threads()
+    episodes = sum(b["total"] for b in budgets.values())
+    train_s, eval_s = clock.seconds[-1] * epochs * threads, per_episode * episodes
+    wall_s = clock.seconds[-1] * epochs + eval_s / max(1, workers)
+    return {"epoch_seconds": clock.seconds, "episode_seconds": per_episode, "evaluation_episodes": episodes,
+            "training_core_minutes": train_s / 60, "evaluation_core_minutes": eval_s / 60,
+            "core_minutes": (train_s + eval_s) / 60, "wall_minutes": wall_s / 60}
+
+
+class _quiet_lightning:
+    """Lightning's start-up lines (accelerator, GPU availability) are not the user's run."""
+
+    def __enter__(self):
+        self.loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+        self.levels = [log.level for log in self.loggers]
+        for log in self.loggers:
+            log.setLevel(logging.WARNING)
+
+    def __exit__(self, *exc):
+        for log, level in zip(self.loggers, self.levels):
+            log.setLevel(level)
+
+
+def _text(facts: dict) -> str:
+    env, demos = facts["environment"], facts["demos"]
+    epochs = "no limit" if facts["epochs"] is None else str(facts["epochs"])
+    if facts["epochs_done"]:
+        epochs += f" ({facts['epochs_done']} done, resumed)"
+    lines = [
+        "bmil check: every check passed; nothing was trained or written.",
+        f"environment   {env['name']}: observation {env['observation']}, action {env['action']}, "
+        f"horizon {env['horizon']} steps",
+        f"demos         {demos['episodes']} episodes, {demos.get('transitions', '?')} transitions "
+        f"({demos.get('format', 'bmil')}) from {demos['path']}",
+        f"method        {facts['method']}, seed {facts['seed']}",
+        *(f"  {key:<12}{json.dumps(value)}" for key, value in facts["settings"].items()),
+        f"epochs        {epochs} x {facts['policy_steps_per_epoch']} policy steps",
+        "evaluation    " + "; ".join(_budget_text(name, b) for name, b in facts["evaluation"].items())
+        + f" ({facts['evaluation_workers'] or 'no'} worker processes)",
+        f"run folder    {facts['run_folder']}",
+        describe(facts["numerics"]),
+    ]
+    if "estimate" in facts:
+        e = facts["estimate"]
+        lines.append(f"estimate      {e['core_minutes']:.1f} core-minutes ({e['training_core_minutes']:.1f} training at "
+                     f"{e['epoch_seconds'][-1]:.2f} s per epoch, {e['evaluation_core_minutes']:.1f} for "
+                     f"{e['evaluation_episodes']} evaluation episodes at {e['episode_seconds']:.3f} s each); "
+                     f"about {e['wall_minutes']:.1f} minutes of wall time")
+    return "\n".join(lines)
+
+
+def _budget_text(name: str, budget: dict) -> str:
+    text = f"{name} {budget['checks']} x {budget['episodes']}" if budget["checks"] else f"{name} off"
+    if budget.get("final_episodes"):
+        text += f", final test {budget['final_episodes']}"
+    return text
