@@ -32,7 +32,8 @@ def describe_run(trainer, model, checked, ckpt_path: Optional[str], timed_epochs
                         "horizon": domain.horizon},
         "demos": checked.demos,
         "method": type(model).__name__,
-        "settings": {k: v for k, v in model.hparams.items() if k not in ("env", "demos", "seed")},
+        "settings": {k: v for k, v in model.hparams.items()
+                     if k not in ("env", "demos", "seed") and not k.startswith("_")},
         "seed": model.seed,
         "epochs": max_epochs, "epochs_done": done, "policy_steps_per_epoch": cfg.steps_per_epoch,
         "evaluation": budgets, "evaluation_workers": checked.evaluation_workers,
