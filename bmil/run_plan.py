@@ -1,5 +1,5 @@
 """``bmil check``'s description of the run a fit would make, and its cost estimated from a few
-timed epochs and one timed batch of evaluation episodes (trained in a throwaway folder, discarded)."""
+timed epochs and two timed batches of evaluation episodes (trained in a throwaway folder, discarded)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import torch
 from bmil.checkpoint import verify_checkpoint
 from bmil.numerics import describe, record
 
-_EVAL_BATCH = 16  # episodes timed: one evaluation batch
+_EVAL_BATCH = 16  # the evaluation's batch: episodes stepped together
 
 
 def describe_run(trainer, model, checked, ckpt_path: Optional[str], timed_epochs: int) -> dict:
@@ -94,9 +94,10 @@ def _estimate(model, timed_epochs: int, epochs: int, budgets: dict, workers: int
                   enable_progress_bar=False, enable_model_summary=False, callbacks=[clock],
                   default_root_dir=folder).fit(model)
     with Evaluator(model.domain, 0) as evaluator:
+        evaluator.run(model.agent(), "robustness", _EVAL_BATCH, seed=0)  # builds the envs, as a worker does once
         t0 = time.perf_counter()
-        evaluator.run(model.agent(), "robustness", _EVAL_BATCH, seed=0)
-        per_episode = (time.perf_counter() - t0) / _EVAL_BATCH
+        evaluator.run(model.agent(), "robustness", 2 * _EVAL_BATCH, seed=1)
+        per_episode = (time.perf_counter() - t0) / (2 * _EVAL_BATCH)
     threads = torch.get_num_threads()
     episodes = sum(b["total"] for b in budgets.values())
     train_s, eval_s = clock.seconds[-1] * epochs * threads, per_episode * episodes
