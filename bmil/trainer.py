@@ -29,7 +29,7 @@ class BMILTrainer(L.Trainer):
                 numerics = record()
                 print(f"run folder: {folder}\n{describe(numerics)}")
                 _append_run_record(Path(folder), numerics, ckpt_path)
-            if checked.best_beside is not None:
+            if checked.best_beside is not None and self.is_global_zero:
                 self._carry_best(checked.best_beside)
             super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, weights_only)
         except BMILError:
@@ -57,7 +57,7 @@ class BMILTrainer(L.Trainer):
         Args:
             model: The method (from the config).
             ckpt_path: A checkpoint the fit would resume.
-            resume_to: As for fit.
+            resume_to: As for fit (it decides the run folder described).
             timed_epochs: Epochs trained (and discarded) to time one epoch; 0 skips the estimate.
         """
         from bmil.preflight import check_fit
@@ -184,7 +184,11 @@ def _append_run_record(folder: Path, numerics: dict, ckpt_path: Optional[str]) -
     """``run.json``: one entry per start of the run (a resume adds one), with what its digits depend
     on (the CPU, torch's kernels, the numeric pins and threads)."""
     path = folder / "run.json"
-    starts = json.loads(path.read_text()).get("starts", []) if path.is_file() else []
+    try:
+        starts = list(json.loads(path.read_text())["starts"]) if path.is_file() else []
+    except (ValueError, KeyError, TypeError) as e:
+        raise BMILError(f"{path} is damaged ({type(e).__name__}: {e}); it only records the run's starts: delete "
+                        "it and run the command again.") from None
     starts.append({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "resumed_from": ckpt_path,
                    "numerics": numerics})
     write_record(path, {"starts": starts}, indent=1)

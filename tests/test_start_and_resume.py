@@ -171,3 +171,18 @@ def test_evaluation_workers_inherit_the_pins():
 
 def _capability():
     return torch.backends.cpu.get_cpu_capability(), os.environ.get("MKL_CBWR")
+
+
+def test_a_damaged_run_record_is_named_not_overwritten(tmp_path):
+    from bmil.numerics import record
+    from bmil.trainer import _append_run_record
+
+    _append_run_record(tmp_path, record(), None)
+    _append_run_record(tmp_path, record(), "x/checkpoints/last.ckpt")
+    starts = json.loads((tmp_path / "run.json").read_text())["starts"]
+    assert [s["resumed_from"] for s in starts] == [None, "x/checkpoints/last.ckpt"]
+    assert starts[0]["numerics"]["torch_cpu_capability"] == "AVX2" and starts[0]["numerics"]["portable"]
+    (tmp_path / "run.json").write_text("{not json")
+    with pytest.raises(BMILError, match="run.json is damaged"):
+        _append_run_record(tmp_path, record(), None)
+    assert (tmp_path / "run.json").read_text() == "{not json"
