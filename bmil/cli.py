@@ -91,6 +91,7 @@ COMMANDS = {
     "export": "write a checkpoint's policy as TorchScript for use without bmil (bmil.load_policy)",
     "demos": "generate a built-in domain's expert demonstrations (bmil's folder format)",
     "reproduce": "run one of the paper's studies (table1, ...) as parallel fits and tabulate it",
+    "tune": "search each method's settings on validation starts (Optuna); test the chosen beside the defaults",
 }
 # The Trainer flags a bmil user reaches for; `bmil fit --help-all` lists all of Lightning's.
 TRAINER_FLAGS = ("max_epochs", "accelerator", "devices", "num_nodes", "default_root_dir", "logger")
@@ -151,6 +152,12 @@ def _main(argv: list[str]) -> None:
             from bmil.studies import reproduce
 
             auto_cli({"reproduce": reproduce}, args=argv)
+        elif argv[0] == "tune":
+            from jsonargparse import auto_cli
+
+            from bmil.tuning import tune
+
+            auto_cli({"tune": tune}, args=_configs_as_one(argv), as_positional=False)
         elif argv[0] in LIGHTNING_COMMANDS:
             from bmil.lightning_cli import BMILCLI
 
@@ -256,6 +263,23 @@ def _entries(block: str) -> list[str]:
         elif entries:
             entries[-1] += "\n" + line
     return entries
+
+
+def _configs_as_one(argv: list[str]) -> list[str]:
+    """``--config a --config b`` as ``--configs a,b``: jsonargparse's own --config would read the
+    file as the command's settings, where bmil tune wants the task's fit configs."""
+    configs = _config_files(argv)
+    for path in configs:
+        _check_config_file(Path(path))
+    rest, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--config", "-c"):
+            skip = True
+        elif not arg.startswith("--config="):
+            rest.append(arg)
+    return [*rest, "--configs", ",".join(configs)] if configs else rest
 
 
 def _config_files(argv: list[str]) -> list[str]:

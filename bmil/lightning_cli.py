@@ -16,7 +16,7 @@ from bmil.checkpoint import verify_checkpoint
 from bmil.errors import BMILError, require
 from bmil.methods import ImitationMethod
 from bmil.trainer import BMILTrainer
-from callbacks import EpochProgressBar, Robustness, TrainingSuccess, Validation
+from callbacks import EpochProgressBar, Robustness, TrainingSuccess, TrialReport, Validation
 
 TRAINER_DEFAULTS = {
     "max_epochs": 200,
@@ -81,6 +81,7 @@ class BMILCLI(LightningCLI):
         parser.add_lightning_class_args(TrainingSuccess, "training_success")
         parser.add_lightning_class_args(Robustness, "robustness")
         parser.add_lightning_class_args(Validation, "validation")
+        parser.add_lightning_class_args(TrialReport, "trial")  # after validation: it reads its checks
 
     def _parse_ckpt_path(self) -> None:
         """Verify a given checkpoint, refuse one of another method or domain, and refuse to resume

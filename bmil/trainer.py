@@ -50,7 +50,7 @@ class BMILTrainer(L.Trainer):
 """, 1))
 
     def check(self, model, ckpt_path: Optional[str] = None, resume_to: Literal["same", "new"] = "same",
-              timed_epochs: int = 2) -> dict:
+              timed_epochs: int = 2, json_out: Optional[str] = None) -> dict:
         """Run every check of ``bmil fit`` with the same arguments, train nothing, and describe the run it
         would make, with its cost estimated from a few timed epochs (in a throwaway folder).
 
@@ -59,13 +59,17 @@ class BMILTrainer(L.Trainer):
             ckpt_path: A checkpoint the fit would resume.
             resume_to: As for fit (it decides the run folder described).
             timed_epochs: Epochs trained (and discarded) to time one epoch; 0 skips the estimate.
+            json_out: Also write the description, the estimate included, as JSON here.
         """
         from bmil.preflight import check_fit
         from bmil.run_plan import describe_run
 
         require(timed_epochs >= 0, "--timed_epochs", timed_epochs, "0 (no estimate) or more")
         checked = check_fit(self, model, ckpt_path)
-        return describe_run(self, model, checked, ckpt_path, timed_epochs)
+        facts = describe_run(self, model, checked, ckpt_path, timed_epochs)
+        if json_out:
+            write_record(json_out, facts, indent=1)
+        return facts
 
     def _carry_best(self, best: Path) -> None:
         """A resumed run's best.ckpt lies beside the checkpoint it resumes; a run continuing in another

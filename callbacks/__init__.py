@@ -2,5 +2,6 @@
 
 from callbacks.evaluation import Robustness, TrainingSuccess, Validation
 from callbacks.progress import EpochProgressBar
+from callbacks.tuning import TrialReport
 
-__all__ = ["EpochProgressBar", "Robustness", "TrainingSuccess", "Validation"]
+__all__ = ["EpochProgressBar", "Robustness", "TrainingSuccess", "TrialReport", "Validation"]

@@ -30,6 +30,7 @@ from bmil.domains.from_gym import GymEnvSpec
 from bmil.errors import BMILError, require
 from bmil.evaluation import Evaluator
 from bmil.models import make_policy
+from bmil.tuning.space import Param, Task
 
 S = TypeVar("S")
 
@@ -188,6 +189,13 @@ class ImitationMethod(L.LightningModule):
         self.demo_data = None  # the loaded demos (a TensorDict on the CPU), after setup("fit")
         self._rng = torch.Generator()
         self._metrics: dict[str, float] = {}
+
+    @classmethod
+    def search_space(cls, task: Task) -> list[Param]:
+        """What ``bmil tune`` searches for this method (bmil/tuning/space.py): every method's policy
+        learning rate (around the default 3e-4) and length of training (half to twice the config's)."""
+        epochs = sorted({max(1, task.epochs // 2), task.epochs, 2 * task.epochs})
+        return [Param("model.policy.lr", 1e-4, 1e-3, log=True), Param("trainer.max_epochs", choices=tuple(epochs))]
 
     # ---- data -----------------------------------------------------------------------------------
     @property

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from bmil.errors import require
 from bmil.methods.base import ImitationMethod, as_settings
+from bmil.tuning.space import Param, Task
 from bmil.models.vins import DynamicsModel
 
 
@@ -122,6 +123,14 @@ class CCIL(ImitationMethod):
         self.ccil_cfg = as_settings(CCILSettings, ccil)
         self.dynamics = DynamicsModel(self.domain.obs_dim, self.domain.act_dim, hidden=256)
         self.labels: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @classmethod
+    def search_space(cls, task: Task) -> list[Param]:
+        """The Lipschitz bound, how far a label may lie from its demo state, the labels' share of a
+        batch and the noisy-action scale, with the policy's learning rate and epochs."""
+        return [Param("model.ccil.lipschitz", 0.3, 10.0, log=True), Param("model.ccil.max_distance", 1.0, 10.0, log=True),
+                Param("model.ccil.demo_ratio", 0.3, 0.9), Param("model.ccil.action_noise", 0.0, 0.1),
+                *super().search_space(task)]
 
     def setup_method(self) -> None:
         self.dynamics.fit_normalization(*self.demo_rows_at(slice(None)))

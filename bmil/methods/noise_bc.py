@@ -9,6 +9,7 @@ import torch
 
 from bmil.errors import require
 from bmil.methods.base import ImitationMethod, as_settings
+from bmil.tuning.space import Param, Task
 
 
 @dataclass
@@ -43,6 +44,13 @@ class NoiseBC(ImitationMethod):
         """
         super().__init__(**kwargs)
         self.noise_cfg = as_settings(NoiseSettings, noise)
+
+    @classmethod
+    def search_space(cls, task: Task) -> list[Param]:
+        """The noise scale (in demo standard deviations; the baselines' search chose 0.3-1.0) and the
+        clean share of each batch, with the policy's learning rate and epochs."""
+        return [Param("model.noise.scale", 0.01, 2.0, log=True), Param("model.noise.clean_fraction", 0.0, 0.9),
+                *super().search_space(task)]
 
     def setup_method(self) -> None:
         self.obs_std = self.transitions["obs"].std(0)

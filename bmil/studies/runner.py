@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -82,6 +82,7 @@ _ADDED_SINCE_RECORDS = {
     ("model", "init_args", "traces", "demo_bounds_margin"): None,
     ("model", "init_args", "demos", "generate"): False,
     ("robustness", "videos"): 0,
+    ("trial",): {"storage": "", "study": "", "number": None},
 }
 
 
@@ -165,6 +166,9 @@ class _Fits:
     and the evaluation workers each gets."""
 
     def __init__(self, evaluation_workers: int = 0):
+        # Where fits start: jsonargparse changes the process's working folder while it reads config
+        # files, and a fit started by another thread meanwhile would inherit that folder.
+        self.cwd = os.getcwd()
         self.live: set[subprocess.Popen] = set()
         self.lock = threading.Lock()
         self.stopping = False  # once set, no new fit starts
@@ -174,7 +178,7 @@ class _Fits:
         with self.lock:
             if self.stopping:
                 return None
-            proc = subprocess.Popen(cmd, **popen)
+            proc = subprocess.Popen(cmd, cwd=self.cwd, **popen)
             self.live.add(proc)
             return proc
 
@@ -445,23 +449,48 @@ def _status(result: dict) -> str:
     return f"validation score {100 * result.get('validation_late', math.nan):.1f}% in {result['seconds']:.0f} s"
 
 
+class LocalExecutor:
+    """The executor seam of every study (``bmil reproduce``, ``bmil tune``): runs fits, ``jobs`` at a
+    time, each a ``bmil fit`` process on this machine (``execute``); ``submit`` returns a future of
+    the run's result. ``stop`` ends the running fits (they resume from their checkpoints)."""
+
+    def __init__(self, jobs: int, evaluation_workers: int = 0):
+        self.pool = ThreadPoolExecutor(max(1, jobs))  # threads only wait on the fit processes
+        self.fits = _Fits(evaluation_workers)
+
+    def submit(self, out: Path, run: Run) -> Future:
+        signature(run)  # the settings are resolved here, by the thread that parses (jsonargparse is not thread-safe)
+        return self.pool.submit(execute, out, run, self.fits)
+
+    @staticmethod
+    def wait_any(futures) -> Future:
+        return next(as_completed(futures))
+
+    def stop(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second signal must not cut
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the clean-up short
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.fits.stop()
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+
 def _run_parallel(todo: list[Run], out: Path, jobs: int, progress) -> list[dict]:
-    results, fits = [], _Fits(_evaluation_workers(jobs, len(todo)))
-    with ThreadPoolExecutor(max(1, jobs)) as pool:  # threads only wait on the fit processes
-        futures = [pool.submit(execute, out, r, fits) for r in todo]
-        try:
-            for future in as_completed(futures):  # reported as they end, not in start order
-                result = future.result()
-                progress(f"  {result['run_id']}: {_status(result)}")
-                results.append(result)
-        except BaseException:  # Ctrl-C or SIGTERM: stop the fits, not only this process
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second signal must not cut
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the clean-up short
-            pool.shutdown(wait=False, cancel_futures=True)
-            fits.stop()
-            finished = sum(not r.get("failed") for r in results)
-            progress(f"stopped; {finished} runs finished in this invocation. Rerun the same command "
-                     "to continue: unfinished runs resume from their last checkpoint.")
-            raise
+    results, executor = [], LocalExecutor(jobs, _evaluation_workers(jobs, len(todo)))
+    futures = [executor.submit(out, r) for r in todo]
+    try:
+        for future in as_completed(futures):  # reported as they end, not in start order
+            result = future.result()
+            progress(f"  {result['run_id']}: {_status(result)}")
+            results.append(result)
+    except BaseException:  # Ctrl-C or SIGTERM: stop the fits, not only this process
+        executor.stop()
+        finished = sum(not r.get("failed") for r in results)
+        progress(f"stopped; {finished} runs finished in this invocation. Rerun the same command "
+                 "to continue: unfinished runs resume from their last checkpoint.")
+        raise
+    finally:
+        executor.close()
     return results

@@ -1,0 +1,63 @@
+"""``bmil tune``: the most robust policy for the user's own task, chosen on validation starts with
+Optuna (``study``: the driver; ``space``: the search spaces the methods declare)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from bmil.errors import BMILError
+from bmil.evaluation import usable_cores
+
+
+def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20, jobs: Optional[int] = None,
+         out: Optional[str] = None, seed: int = 0, finalists: int = 3, finalist_seeds: int = 2,
+         finalist_episodes: int = 500, final_seeds: int = 3, space: Optional[str] = None) -> None:
+    """Search each method's settings on validation starts, then test the chosen ones beside the defaults.
+
+    Every trial is a ``bmil fit`` of the config (which must validate) with sampled settings; the test
+    starts are used only by the final runs. A rerun of the same command resumes; more --trials adds.
+
+    Args:
+        configs: The task's config files, comma-separated; given as --config FILE (repeated for
+            layers), as for bmil fit.
+        methods: Comma-separated methods to tune: bmil, bc, noise_bc, ccil.
+        trials: Finished trials per method (pruned and failed ones count).
+        jobs: Fits at once, one core each (default: the usable cores).
+        out: Output folder (default tune/<config name>): the Optuna journal, runs/, tuned_<method>.yaml,
+            policy.pt (the winner's), table.md, summary.json and figures.
+        seed: Seed of the samplers (TPE).
+        finalists: Best trials per method trained again on other seeds before choosing (0: choose the
+            best trial).
+        finalist_seeds: Seeds of each finalist's new runs.
+        finalist_episodes: Validation starts of the finalists' runs.
+        final_seeds: Seeds (0, 1, ...) of the final test of the chosen settings and of the defaults.
+        space: A YAML file of changes to the search spaces: {method: {setting: {low, high, log, choices}
+            or null to drop it}}, e.g. {bmil: {model.demo_ratio: {low: 0.7, high: 0.95}}}.
+    """
+    import yaml
+
+    from bmil.tuning.study import Tuner
+
+    for name, value, least in (("--trials", trials, 1), ("--jobs", jobs or 1, 1), ("--finalists", finalists, 0),
+                               ("--finalist_seeds", finalist_seeds, 0), ("--finalist_episodes", finalist_episodes, 1),
+                               ("--final_seeds", final_seeds, 1)):
+        if value < least:
+            raise BMILError(f"{name} = {value} is out of range: it must be at least {least}.")
+    changes = None
+    if space:
+        path = Path(space)
+        if not path.is_file():
+            raise BMILError(f"--space {space}: file not found.")
+        changes = yaml.safe_load(path.read_text())
+        if not isinstance(changes, dict):
+            raise BMILError(f"--space {space}: a mapping of methods to their changes, e.g. "
+                            "{bmil: {model.demo_ratio: {low: 0.7, high: 0.95}}}.")
+    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    configs = [c.strip() for c in configs.split(",") if c.strip()]
+    for path in configs:
+        if not Path(path).is_file():
+            raise BMILError(f"--config {path}: file not found.")
+    folder = Path(out) if out else Path("tune") / Path(configs[-1]).stem
+    Tuner(configs, chosen, trials, jobs or usable_cores(), folder, seed, finalists, finalist_seeds,
+          finalist_episodes, final_seeds, changes).run()

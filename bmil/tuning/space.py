@@ -1,0 +1,115 @@
+"""Search spaces, declared as data beside each method's settings (``search_space`` on the method
+class), sampled by Optuna (``suggest``) and narrowed or overridden by the user in YAML (``override``).
+
+A parameter is a ``bmil fit`` setting (``key``, as on the command line without ``--``) with its range:
+``low``/``high`` (``log`` for a log scale, ``integer`` for whole numbers) or ``choices``; ``when``
+makes it conditional on another parameter's value (SC's coefficient only where the action
+selection is SC). Ranges may depend on the task (``Task``: its horizon, its shortest demo, the
+config's epochs), so a method declares them as a function of it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any, Optional
+
+from bmil.errors import BMILError
+
+
+@dataclass(frozen=True)
+class Task:
+    """What is known of the task when the space is made."""
+
+    horizon: int  # steps per episode
+    shortest_demo: int  # transitions of the shortest demonstration
+    epochs: int  # the config's trainer.max_epochs
+
+
+@dataclass(frozen=True)
+class Param:
+    key: str  # the setting, e.g. "model.demo_ratio" or "trainer.max_epochs"
+    low: Optional[float] = None
+    high: Optional[float] = None
+    log: bool = False
+    integer: bool = False
+    choices: tuple = ()
+    when: dict = field(default_factory=dict)  # {other key: [values]}: sampled only then
+
+    def __post_init__(self):
+        numeric = self.low is not None and self.high is not None
+        if numeric == bool(self.choices):
+            raise BMILError(f"search space '{self.key}': give either low and high, or choices.")
+        if numeric and not self.low <= self.high:
+            raise BMILError(f"search space '{self.key}': low {self.low} is above high {self.high}.")
+        if self.log and numeric and self.low <= 0:
+            raise BMILError(f"search space '{self.key}': a log range needs low > 0 (got {self.low}).")
+
+    def sample(self, trial) -> Any:
+        if self.choices:
+            # Optuna stores choices as JSON-able scalars: lists (trace lengths) travel as JSON text.
+            labels = [json.dumps(c) for c in self.choices]
+            return json.loads(trial.suggest_categorical(self.key, labels))
+        if self.integer:
+            return trial.suggest_int(self.key, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(self.key, self.low, self.high, log=self.log)
+
+    def grid(self) -> list:
+        """The values a grid search takes: the choices, or the range's ends and middle."""
+        if self.choices:
+            return [json.dumps(c) for c in self.choices]
+        middle = (self.low * self.high) ** 0.5 if self.log else (self.low + self.high) / 2
+        values = [self.low, int(round(middle)) if self.integer else middle, self.high]
+        return list(dict.fromkeys(int(v) if self.integer else float(v) for v in values))
+
+
+def suggest(trial, space: list[Param]) -> dict[str, Any]:
+    """One setting per parameter whose condition holds, in the space's order."""
+    chosen: dict[str, Any] = {}
+    for param in space:
+        if all(chosen.get(key) in values for key, values in param.when.items()):
+            chosen[param.key] = param.sample(trial)
+    return chosen
+
+
+def as_overrides(settings: dict[str, Any]) -> list[str]:
+    """Settings as ``bmil fit`` arguments, lists as JSON. A null goes as its parent's JSON
+    (``--model.traces '{"demo_bounds_margin": null}'``): jsonargparse reads ``null`` given alone
+    for an optional number as the string "None"."""
+    args = []
+    for key, value in settings.items():
+        if value is None:
+            parent, _, leaf = key.rpartition(".")
+            args += [f"--{parent}", json.dumps({leaf: None})]
+        else:
+            args += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+    return args
+
+
+def override(space: list[Param], changes: Optional[dict]) -> list[Param]:
+    """``space`` with the user's changes for one method: ``{key: {low, high, log, choices, ...}}``
+    narrows or replaces a parameter (or adds one), ``{key: null}`` drops it."""
+    if not changes:
+        return space
+    params = {p.key: p for p in space}
+    for key, change in changes.items():
+        if change is None:
+            if key not in params:
+                raise BMILError(f"search space: '{key}' is not a parameter to drop; the space has "
+                                f"{', '.join(params)}.")
+            del params[key]
+            continue
+        if not isinstance(change, dict):
+            raise BMILError(f"search space '{key}': give a mapping such as {{low: 0.5, high: 0.9}} or "
+                            f"{{choices: [a, b]}}, or null to drop it (got {change!r}).")
+        unknown = set(change) - {"low", "high", "log", "integer", "choices", "when"}
+        if unknown:
+            raise BMILError(f"search space '{key}': unknown fields {', '.join(sorted(unknown))}; a parameter "
+                            "has low, high, log, integer, choices and when.")
+        change = {**change, "choices": tuple(change["choices"])} if "choices" in change else change
+        if "choices" in change:
+            change = {"low": None, "high": None, **change}
+        elif "low" in change or "high" in change:
+            change = {"choices": (), **change}
+        params[key] = replace(params[key], **change) if key in params else Param(key, **change)
+    return list(params.values())

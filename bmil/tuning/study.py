@@ -1,0 +1,425 @@
+"""``bmil tune``'s driver: Optuna asks for settings, the study runner's executor trains each trial as
+a ``bmil fit`` (the same seam ``bmil reproduce`` uses), and the trial's validation score is told back.
+
+Three stages, each resumable from the output folder:
+1. **Trials**, per method: seeded TPE over the method's search space; every trial trains seed 100 on
+   the config's budget and reports its validation checks to Optuna, whose median pruner stops
+   hopeless trials (callbacks.TrialReport). The score is ``validation_late``: the mean validation
+   robustness over the checks in the second half of training, which one lucky check cannot decide.
+2. **Finalists**: the best trials of each method are trained again on other seeds (101, ...) and
+   validated on more starts; the best mean of these fresh runs is chosen, so the upward bias of
+   picking the best of many noisy trials does not decide.
+3. **Final test**: the chosen settings and the method's defaults, each on seeds 0..n-1 with the
+   config's own test, the best policy by validation tested. Test starts are used here only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from bmil.errors import BMILError
+from bmil.evaluation import usable_cores
+from bmil.studies.catalog import SEARCH_SEEDS_FROM, Run
+from bmil.studies.report import t_interval
+from bmil.studies.runner import LocalExecutor, _prepare_demos, run_dir
+from bmil.tuning.space import Param, Task, as_overrides, override, suggest
+
+METHODS = {"bmil": "BMIL", "bc": "BC", "noise_bc": "NoiseBC", "ccil": "CCIL"}
+NO_TEST = ("--robustness.every_n_epochs", "0", "--robustness.final_episodes", "0")  # trials never see test starts
+JOURNAL = "optuna.journal"
+
+
+def open_storage(path):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def make_pruner(max_epochs: Optional[int]):
+    """Median pruning once 4 trials have finished, never at a check in the first quarter of training
+    (Optuna prunes from step ``n_warmup_steps`` on; the steps are epochs)."""
+    import optuna
+
+    return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=max(0, (max_epochs or 0) // 4) + 1)
+
+
+@dataclass
+class Tuner:
+    configs: list[str]
+    methods: list[str]
+    trials: int
+    jobs: int
+    out: Path
+    seed: int = 0
+    finalists: int = 3
+    finalist_seeds: int = 2
+    finalist_episodes: int = 500
+    final_seeds: int = 3
+    space: Optional[dict] = None  # the user's changes, per method
+
+    def __post_init__(self):
+        from bmil.lightning_cli import fit_settings
+
+        self.out = Path(self.out).resolve()  # the fits report to its journal from their own processes
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise BMILError(f"--methods: unknown {', '.join(unknown)}; bmil tune searches {', '.join(METHODS)}.")
+        self.base = fit_settings(self._config_args())
+        validation = self.base["validation"]
+        if not validation["every_n_epochs"]:
+            raise BMILError("bmil tune scores trials on validation starts: the config must validate "
+                            "(validation: {every_n_epochs: 10, episodes: 200}).")
+        if validation["seed"] == self.base["robustness"]["seed"]:
+            raise BMILError("validation.seed must differ from robustness.seed: the trials are scored on "
+                            "validation starts, never on the test's.")
+        self.env = self.base["model"]["init_args"]["env"]
+        self.domain = _domain_name(self.env)
+        cores = usable_cores()
+        if self.jobs > cores:  # each fit takes one core (one torch thread, evaluations in process)
+            raise BMILError(f"--jobs {self.jobs}: this process may use {cores} cores; give at most {cores}.")
+
+    # ---- runs -----------------------------------------------------------------------------------
+    def _config_args(self) -> list[str]:
+        return [arg for c in self.configs for arg in ("--config", c)]
+
+    def _run(self, label: str, method: str, seed: int, settings: dict, extra: tuple = ()) -> Run:
+        """A fit of ``method`` on the user's config with ``settings`` over it."""
+        switch = ("--model", f"bmil.methods.{METHODS[method]}")
+        return Run(self.domain, label, seed, tuple(self.configs), (*switch, *as_overrides(settings)),
+                   family=METHODS[method], extra=tuple(extra))
+
+    def space_of(self, method: str, task: Task) -> list[Param]:
+        from bmil import methods as registry
+
+        return override(getattr(registry, METHODS[method]).search_space(task), (self.space or {}).get(method))
+
+    # ---- the three stages -------------------------------------------------------------------------
+    def run(self) -> dict:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.out.mkdir(parents=True, exist_ok=True)
+        storage = open_storage(self.out / JOURNAL)
+        probe = self._run("probe", self.methods[0], SEARCH_SEEDS_FROM, {})
+        _prepare_demos([probe])
+        task = self.task()
+        spaces = {m: self.space_of(m, task) for m in self.methods}
+        self.plan()
+        studies = {m: optuna.create_study(study_name=m, storage=storage, direction="maximize", load_if_exists=True,
+                                          sampler=optuna.samplers.TPESampler(seed=self.seed + i))
+                   for i, m in enumerate(self.methods)}
+        self._trials(studies, spaces)
+        chosen = {m: self._finalists(studies[m], spaces[m], m) for m in self.methods}
+        final = self._final(chosen)
+        return self._write(studies, chosen, final)
+
+    def plan(self) -> None:
+        """Before the work: the fits it will run and their core-hours, estimated by ``bmil check``
+        (two timed epochs and two batches of episodes of the config's own method)."""
+        import subprocess
+        import sys
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            out = Path(folder) / "check.json"
+            done = subprocess.run([sys.executable, "-m", "bmil.cli", "check", *self._config_args(), "--json_out",
+                                   str(out)], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise BMILError(f"the config does not pass bmil check: {done.stderr.strip().splitlines()[-1]}")
+            facts = json.loads(out.read_text())
+        estimate, budgets = facts["estimate"], facts["evaluation"]
+        test = budgets["robustness"].get("final_episodes", 0) * (2 if budgets["validation"]["checks"] else 1)
+        final = estimate["core_minutes"]
+        trial = final - test * estimate["episode_seconds"] / 60
+        extra = self.finalist_episodes - budgets["validation"]["episodes"]
+        finalist = trial + budgets["validation"]["checks"] * max(0, extra) * estimate["episode_seconds"] / 60
+        m = len(self.methods)
+        counts = (m * self.trials, m * self.finalists * self.finalist_seeds, 2 * m * self.final_seeds)
+        hours = (counts[0] * trial + counts[1] * finalist + counts[2] * final) / 60
+        print(f"plan: {counts[0]} trials, {counts[1]} finalist runs and {counts[2]} final runs of "
+              f"{', '.join(METHODS[x] for x in self.methods)} on {self.domain}; about {hours:.1f} core-hours before "
+              f"pruning ({trial:.1f} core-minutes a trial, {final:.1f} a final run, by bmil check of "
+              f"{facts['method']}); {self.jobs} fits at once on {usable_cores()} usable cores, about "
+              f"{hours / self.jobs:.1f} hours", flush=True)
+
+    def task(self) -> Task:
+        from bmil.demo_formats import read_demos
+        from bmil.demos import default_demo_path
+        from bmil.domains import get_domain
+
+        domain = get_domain(self.env)
+        demos = self.base["model"]["init_args"]["demos"]
+        path = demos["path"] or default_demo_path(domain.name, demos["num"], demos["seed"], demos["stop_on_success"])
+        episodes = read_demos(path, domain, demos["num"])[0]["episode"]
+        return Task(domain.horizon, int(episodes.bincount().min()), int(self.base["trainer"]["max_epochs"]))
+
+    def _trial_run(self, method: str, study, number: int, settings: dict) -> Run:
+        report = ("--trial.storage", str(self.out / JOURNAL), "--trial.study", study.study_name,
+                  "--trial.number", str(number))
+        return self._run(f"{method} trial {number}", method, SEARCH_SEEDS_FROM, settings, (*NO_TEST, *report))
+
+    def _trials(self, studies: dict, spaces: dict) -> None:
+        """Ask, run and tell until every method has ``trials`` finished trials; trials left running by
+        a killed tune run again first (a fit resumes from its checkpoint, a finished one is read)."""
+        from optuna.trial import TrialState
+
+        executor, pending = LocalExecutor(self.jobs), {}
+        finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        queue = [(m, t.number, _settings(t.params, spaces[m])) for m, s in studies.items()
+                 for t in s.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+
+        def asked(method: str) -> int:
+            return sum(t.state in finished or t.state == TrialState.RUNNING for t in studies[method].trials)
+
+        try:
+            while True:
+                while len(pending) < self.jobs:
+                    if queue:
+                        method, number, settings = queue.pop(0)
+                    else:
+                        method = next((m for m in self.methods if asked(m) < self.trials), None)
+                        if method is None:
+                            break
+                        trial = studies[method].ask()
+                        number, settings = trial.number, suggest(trial, spaces[method])
+                    run = self._trial_run(method, studies[method], number, settings)
+                    pending[executor.submit(self.out, run)] = (method, number, run)
+                if not pending:
+                    return
+                done = executor.wait_any(pending)
+                method, number, run = pending.pop(done)
+                self._tell(studies[method], number, run, done.result())
+        except BaseException:
+            executor.stop()
+            raise
+        finally:
+            executor.close()
+
+    def _tell(self, study, number: int, run: Run, result: dict) -> None:
+        from optuna.trial import TrialState
+
+        folder = run_dir(self.out, run)
+        if result.get("failed"):
+            study.tell(number, state=TrialState.FAIL)
+            print(f"{study.study_name} trial {number}: failed ({result['error']})", flush=True)
+        elif (folder / "pruned.json").is_file():
+            pruned = json.loads((folder / "pruned.json").read_text())
+            study.tell(number, state=TrialState.PRUNED)
+            print(f"{study.study_name} trial {number}: pruned at epoch {pruned['epoch']} (validation "
+                  f"{100 * pruned['rate']:.1f}%) after {result['seconds']:.0f} s", flush=True)
+        else:
+            study.tell(number, result["validation_late"])
+            best = study.best_trial
+            print(f"{study.study_name} trial {number}: validation {100 * result['validation_late']:.1f}% in "
+                  f"{result['seconds']:.0f} s (best so far: trial {best.number}, {100 * best.value:.1f}%)", flush=True)
+
+    def _finalists(self, study, space: list[Param], method: str) -> dict:
+        """The best trials trained again on fresh seeds and more validation starts; the best mean wins."""
+        from optuna.trial import TrialState
+
+        complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: -t.value)
+        if not complete:
+            raise BMILError(f"bmil tune: no trial of {method} finished (all pruned or failed; see the trials' "
+                            f"fit.log under {self.out / 'runs'}); give more --trials.")
+        finalists = complete[: max(1, self.finalists)]
+        if self.finalists == 0 or self.finalist_seeds == 0:
+            best = finalists[0]
+            return {"trial": best.number, "settings": _settings(best.params, space), "score": best.value,
+                    "trial_score": best.value, "seeds": []}
+        seeds = [SEARCH_SEEDS_FROM + 1 + i for i in range(self.finalist_seeds)]
+        more = ("--validation.episodes", str(self.finalist_episodes), *NO_TEST)
+        runs = {(t.number, s): self._run(f"{method} finalist {t.number}", method, s, _settings(t.params, space), more)
+                for t in finalists for s in seeds}
+        results = self._execute(list(runs.values()))
+        scores = {}
+        for t in finalists:
+            values = [results[runs[(t.number, s)].run_id].get("validation_late", math.nan) for s in seeds]
+            scores[t.number] = sum(values) / len(values)
+            print(f"{method} finalist trial {t.number}: validation {100 * scores[t.number]:.1f}% over seeds "
+                  f"{', '.join(map(str, seeds))} on {self.finalist_episodes} starts (trial {100 * t.value:.1f}%)")
+        best = max(finalists, key=lambda t: (scores[t.number], -t.number))
+        return {"trial": best.number, "settings": _settings(best.params, space), "score": scores[best.number],
+                "trial_score": best.value, "seeds": seeds}
+
+    def _final(self, chosen: dict) -> dict:
+        """The chosen settings and the defaults of every method, tested on seeds 0..final_seeds-1."""
+        runs = {(m, kind, s): self._final_run(m, kind, s, chosen[m])
+                for m in self.methods for kind in ("tuned", "defaults") for s in range(self.final_seeds)}
+        results = self._execute(list(runs.values()))
+        final = {}
+        for (m, kind, s), run in runs.items():
+            result = results[run.run_id]
+            if result.get("failed"):
+                raise BMILError(f"bmil tune: the final {kind} run of {m}, seed {s}, failed: {result['error']}")
+            score = result.get("best_robustness", result["robustness"])
+            final.setdefault(m, {}).setdefault(kind, []).append({"seed": s, "test": score, "run": run.run_id,
+                                                                  "validation": result.get("best_validation")})
+        return final
+
+    def _final_run(self, method: str, kind: str, seed: int, choice: dict) -> Run:
+        if kind == "defaults":
+            return self._run(f"{method} defaults", method, seed, {})
+        return self._run(f"{method} tuned trial {choice['trial']}", method, seed, choice["settings"])
+
+    def _pruning_saved(self, method: str, study) -> dict:
+        """What pruning saved: each pruned trial's time, against that time stretched to all its epochs."""
+        from optuna.trial import TrialState
+
+        spent = full = 0.0
+        for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
+            folder = _trial_folder(self, method, t.number)
+            if not (folder / "result.json").is_file():
+                continue
+            seconds = json.loads((folder / "result.json").read_text())["seconds"]
+            epoch = json.loads((folder / "pruned.json").read_text())["epoch"]
+            epochs = json.loads(t.params["trainer.max_epochs"]) if "trainer.max_epochs" in t.params else \
+                self.base["trainer"]["max_epochs"]
+            spent, full = spent + seconds, full + seconds * epochs / max(1, epoch)
+        return {"pruned_core_hours": spent / 3600, "to_the_end_core_hours": full / 3600,
+                "saved_core_hours": (full - spent) / 3600}
+
+    def _execute(self, runs: list[Run]) -> dict[str, dict]:
+        executor = LocalExecutor(self.jobs)
+        try:
+            futures = {executor.submit(self.out, r): r for r in runs}
+            return {futures[f].run_id: f.result() for f in futures}
+        except BaseException:
+            executor.stop()
+            raise
+        finally:
+            executor.close()
+
+    # ---- outputs --------------------------------------------------------------------------------
+    def _write(self, studies: dict, chosen: dict, final: dict) -> dict:
+        for method, choice in chosen.items():
+            _write_overlay(self.out / f"tuned_{method}.yaml", method, choice)
+        winner = max(chosen, key=lambda m: chosen[m]["score"])  # on validation starts, not the test
+        from bmil.export import export_policy
+
+        best = run_dir(self.out, self._final_run(winner, "tuned", 0, chosen[winner]))
+        ckpt = best / "checkpoints" / ("best.ckpt" if (best / "checkpoints" / "best.ckpt").is_file() else "last.ckpt")
+        export_policy(str(ckpt), str(self.out / "policy.pt"))
+        summary = {"winner": winner, "chosen": chosen, "final": final,
+                   "trials": {m: _counts(s) for m, s in studies.items()},
+                   "pruning": {m: self._pruning_saved(m, s) for m, s in studies.items()}}
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        table = _table(summary)
+        (self.out / "table.md").write_text(table)
+        _figures(studies, self.out)
+        _validation_against_test(final, self.out)
+        print(table)
+        print(f"winner (on validation starts): {winner}; its policy: {self.out / 'policy.pt'}; overlays: "
+              + ", ".join(str(self.out / f"tuned_{m}.yaml") for m in chosen))
+        return summary
+
+
+def _trial_folder(tuner: "Tuner", method: str, number: int) -> Path:
+    return run_dir(tuner.out, Run(tuner.domain, f"{method} trial {number}", SEARCH_SEEDS_FROM, ()))
+
+
+def _domain_name(env) -> str:
+    from bmil.domains import get_domain
+
+    return get_domain(env).name
+
+
+def _settings(params: dict, space: list[Param]) -> dict:
+    """A trial's stored parameters as settings (choices are stored as their JSON text)."""
+    kinds = {p.key: p for p in space}
+    return {k: json.loads(v) if kinds.get(k) is not None and kinds[k].choices else v for k, v in params.items()}
+
+
+def _write_overlay(path: Path, method: str, choice: dict) -> None:
+    """``tuned_<method>.yaml``: the method and its chosen settings, layered over the user's config."""
+    nested: dict = {"model": {"class_path": f"bmil.methods.{METHODS[method]}", "init_args": {}}}
+    for key, value in choice["settings"].items():
+        head, *rest = key.split(".")
+        node = nested["model"]["init_args"] if head == "model" else nested.setdefault(head, {})
+        for name in rest[:-1]:
+            node = node.setdefault(name, {})
+        node[rest[-1]] = value
+    header = (f"# bmil tune: {METHODS[method]}'s settings chosen on validation starts (trial {choice['trial']}; "
+              f"validation {100 * choice['score']:.1f}%).\n# Use: bmil fit --config <your config> --config {path.name}\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(header + yaml.safe_dump(nested, sort_keys=False))
+    tmp.replace(path)
+
+
+def _counts(study) -> dict:
+    from optuna.trial import TrialState
+
+    return {state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,)))
+            for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+
+
+def _mean_ci(values: list[float]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    lo, hi = t_interval(values)
+    mean = sum(values) / len(values)
+    return f"{100 * mean:.1f} ± {100 * (hi - lo) / 2:.1f}" if len(values) > 1 else f"{100 * mean:.1f}"
+
+
+def _table(summary: dict) -> str:
+    rows = ["| method | trials (done, pruned, failed) | chosen trial | validation | test: tuned | test: defaults |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for method, choice in summary["chosen"].items():
+        counts, final = summary["trials"][method], summary["final"][method]
+        mark = " (winner)" if method == summary["winner"] else ""
+        rows.append(f"| {METHODS[method]}{mark} | {counts['complete']}, {counts['pruned']}, {counts['fail']} | "
+                    f"{choice['trial']} | {100 * choice['score']:.1f} | {_mean_ci([r['test'] for r in final['tuned']])} | "
+                    f"{_mean_ci([r['test'] for r in final['defaults']])} |")
+    seeds = len(next(iter(summary["final"].values()))["tuned"])
+    saved = [(m, p) for m, p in summary["pruning"].items() if p["to_the_end_core_hours"]]
+    rows += [""] + [f"Pruning ({METHODS[m]}): the pruned trials took {p['pruned_core_hours']:.2f} core-hours; run to "
+                    f"the end they would have taken about {p['to_the_end_core_hours']:.2f} (saved "
+                    f"{p['saved_core_hours']:.2f})." for m, p in saved]
+    return ("Robustness (%) on the test starts, the best policy by validation, mean ± 95% t-interval over "
+            f"{seeds} seeds; validation: the chosen settings' score on validation starts.\n\n" + "\n".join(rows) + "\n")
+
+
+def _validation_against_test(final: dict, out: Path) -> None:
+    """Every final run's best policy: its validation rate against its test robustness."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    for method, kinds in final.items():
+        for kind, marker in (("tuned", "o"), ("defaults", "x")):
+            points = [(r["validation"], r["test"]) for r in kinds[kind] if r["validation"] is not None]
+            if points:
+                ax.scatter(*zip(*points), marker=marker, label=f"{METHODS[method]} {kind}")
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=0.5)
+    ax.set(xlabel="validation (best check)", ylabel="test robustness", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "validation_vs_test.png")
+    plt.close(fig)
+
+
+def _figures(studies: dict, out: Path) -> None:
+    """Optimization history and parameter importances per method (PNG)."""
+    import warnings
+
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as views
+    from optuna.trial import TrialState
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # optuna marks its matplotlib views experimental
+        for method, study in studies.items():
+            views.plot_optimization_history(study)
+            plt.gcf().savefig(out / f"history_{method}.png", bbox_inches="tight")
+            plt.close("all")
+            if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) > 1:
+                views.plot_param_importances(study)
+                plt.gcf().savefig(out / f"importances_{method}.png", bbox_inches="tight")
+                plt.close("all")
+

@@ -1,0 +1,179 @@
+"""``bmil tune`` (issue 55): search spaces as data, Optuna trials on validation starts only, resume,
+failed trials, and overlays that reproduce a trial's settings."""
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from bmil.cli import main
+from bmil.errors import BMILError
+from bmil.lightning_cli import fit_settings
+from bmil.methods import BC, BMIL, CCIL, NoiseBC
+from bmil.tuning.space import Param, Task, as_overrides, override, suggest
+from bmil.tuning.study import JOURNAL, open_storage
+
+ROOT = Path(__file__).resolve().parents[1]
+TASK = Task(horizon=50, shortest_demo=50, epochs=200)
+# pickplace_quick at a few epochs, steps and episodes; validation on (it scores the trials).
+TINY = {"trainer": {"max_epochs": 4},
+        "model": {"init_args": {"policy": {"steps_per_epoch": 5}, "demos": {"num": 2}}},
+        "training_success": {"every_n_epochs": 0},
+        "validation": {"every_n_epochs": 1, "episodes": 4, "workers": 0},
+        "robustness": {"every_n_epochs": 0, "final_episodes": 4, "workers": 0}}
+
+
+@pytest.fixture
+def task_folder(tmp_path, monkeypatch):
+    (tmp_path / "conf").symlink_to(ROOT / "conf")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _tune(*args) -> None:
+    main(["tune", "--config", "conf/pickplace_quick.yaml", "--config", "tiny.yaml", "--jobs", "2",
+          "--finalists", "0", "--final_seeds", "1", "--out", "tune/t", *args])
+
+
+def _trials(folder: Path, method: str) -> list:
+    return optuna.load_study(study_name=method, storage=open_storage(folder / JOURNAL)).trials
+
+
+def test_tune_explains_itself(capsys):
+    with pytest.raises(SystemExit):
+        main(["tune", "--help"])
+    out = capsys.readouterr().out
+    assert "Search each method's settings on validation starts" in out and "--trials" in out and "--space" in out
+
+
+def test_every_method_declares_its_space_as_data():
+    keys = {m.__name__: [p.key for p in m.search_space(TASK)] for m in (BMIL, BC, NoiseBC, CCIL)}
+    assert keys["BC"] == ["model.policy.lr", "trainer.max_epochs"]
+    assert {"model.demo_ratio", "model.traces.length", "model.traces.length_epochs", "model.traces.action_selection",
+            "model.traces.selection_coef", "model.traces.demo_bounds_margin"} <= set(keys["BMIL"])
+    assert "model.noise.scale" in keys["NoiseBC"] and "model.ccil.lipschitz" in keys["CCIL"]
+    lengths = next(p for p in BMIL.search_space(TASK) if p.key == "model.traces.length").choices
+    assert max(n for _, n in lengths) == 5  # a tenth of the horizon
+    long = next(p for p in BMIL.search_space(Task(600, 600, 200)) if p.key == "model.traces.length").choices
+    assert max(n for _, n in long) == 20
+    epochs = next(p for p in BC.search_space(TASK) if p.key == "trainer.max_epochs").choices
+    assert epochs == (100, 200, 400)
+
+
+def test_a_space_is_narrowed_overridden_and_dropped_in_yaml():
+    space = override(BMIL.search_space(TASK), {"model.demo_ratio": {"low": 0.8, "high": 0.9},
+                                                "model.traces.demo_bounds_margin": None,
+                                                "model.traces.length": {"choices": [[1, 3]]},
+                                                "model.policy.batch_size": {"choices": [64, 128]}})
+    params = {p.key: p for p in space}
+    assert (params["model.demo_ratio"].low, params["model.demo_ratio"].high) == (0.8, 0.9)
+    assert "model.traces.demo_bounds_margin" not in params and params["model.traces.length"].choices == ([1, 3],)
+    assert params["model.policy.batch_size"].choices == (64, 128)
+    with pytest.raises(BMILError, match="not a parameter to drop"):
+        override(space, {"model.no_such": None})
+    with pytest.raises(BMILError, match="unknown fields lo"):
+        override(space, {"model.demo_ratio": {"lo": 0.1}})
+    with pytest.raises(BMILError, match="low 0.9 is above high 0.1"):
+        Param("x", 0.9, 0.1)
+
+
+def test_conditional_parameters_follow_their_condition():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = [suggest(study.ask(), BMIL.search_space(TASK)) for _ in range(20)]
+    for settings in seen:
+        assert ("model.traces.selection_coef" in settings) == (settings["model.traces.action_selection"] == "sc")
+    assert {s["model.traces.action_selection"] for s in seen} == {"sc", "none"}
+
+
+def test_the_overlay_reproduces_the_trials_settings(task_folder):
+    from bmil.tuning.study import _write_overlay
+
+    base = ["--config", "conf/pickplace_quick.yaml", "--config", "tiny.yaml"]
+    settings = {"model.demo_ratio": 0.7, "model.traces.length": [1, 3], "model.traces.demo_bounds_margin": None,
+                "model.policy.lr": 5e-4, "trainer.max_epochs": 8}
+    for method, cls in (("bmil", "BMIL"), ("noise_bc", "NoiseBC")):
+        chosen = {k: v for k, v in settings.items() if method == "bmil" or k.startswith(("model.policy", "trainer"))}
+        if method == "noise_bc":
+            chosen["model.noise.scale"] = 0.3
+        _write_overlay(task_folder / "tuned.yaml", method, {"trial": 3, "score": 0.5, "settings": chosen})
+        trial = fit_settings([*base, "--model", f"bmil.methods.{cls}", *as_overrides(chosen)])
+        layered = fit_settings([*base, "--config", "tuned.yaml"])
+        for key in ("model", "trainer"):
+            assert layered[key] == trial[key], key
+
+
+@pytest.mark.slow
+def test_a_tune_scores_trials_on_validation_and_tests_only_at_the_end(task_folder, capsys):
+    _tune("--methods", "bc", "--trials", "2")
+    out = task_folder / "tune" / "t"
+    assert [t.state.name for t in _trials(out, "bc")] == ["COMPLETE", "COMPLETE"]
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    chosen_trial = json.loads((out / "summary.json").read_text())["chosen"]["bc"]["trial"]
+    assert runs == ["pickplace__bc_defaults__s0", "pickplace__bc_trial_0__s100", "pickplace__bc_trial_1__s100",
+                    f"pickplace__bc_tuned_trial_{chosen_trial}__s0"]
+    for name in runs:  # the test starts: the two final runs only
+        folder = out / "runs" / name / "version_0"
+        assert (folder / "robustness_final.json").is_file() == name.endswith("__s0"), name
+        assert (folder / "validation.json").is_file()
+    printed = capsys.readouterr().out
+    assert "plan: 2 trials, 0 finalist runs and 2 final runs of BC on pickplace; about" in printed
+    assert "bc trial 0: validation" in printed and "bc trial 1: validation" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["winner"] == "bc" and summary["trials"]["bc"] == {"complete": 2, "pruned": 0, "fail": 0}
+    chosen = summary["chosen"]["bc"]["settings"]
+    assert yaml.safe_load((out / "tuned_bc.yaml").read_text())["model"]["init_args"]["policy"]["lr"] == \
+        chosen["model.policy.lr"]
+    for name in ("policy.pt", "table.md", "history_bc.png", "importances_bc.png", "validation_vs_test.png"):
+        assert (out / name).is_file(), name
+
+    # A killed tune: one trial was asked (running) and never told. The rerun finishes it first, runs one
+    # new trial for --trials 4, and repeats none of the finished ones.
+    study = optuna.load_study(study_name="bc", storage=open_storage(out / JOURNAL))
+    stale = study.ask({"model.policy.lr": optuna.distributions.FloatDistribution(1e-4, 1e-3, log=True),
+                       "trainer.max_epochs": optuna.distributions.CategoricalDistribution(["2", "4", "8"])})
+    finished = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*trial*/version_0/result.json")}
+    _tune("--methods", "bc", "--trials", "4")
+    trials = _trials(out, "bc")
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4 and trials[stale.number].value is not None
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # not run again
+
+
+@pytest.mark.slow
+def test_a_trial_refused_for_bad_settings_fails_and_the_study_goes_on(task_folder, capsys):
+    (task_folder / "space.yaml").write_text(yaml.safe_dump({"bc": {"model.policy.lr": {"choices": [-0.001, 0.0003]},
+                                                                   "trainer.max_epochs": None}}))
+    _tune("--methods", "bc", "--trials", "4", "--space", "space.yaml", "--seed", "1")
+    states = [t.state.name for t in _trials(task_folder / "tune" / "t", "bc")]
+    assert "FAIL" in states and "COMPLETE" in states and len(states) == 4
+    assert "failed (FAILED (exit code 2)" in capsys.readouterr().out
+
+
+def test_a_fit_reports_its_checks_and_stops_when_the_pruner_says(tmp_path):
+    from types import SimpleNamespace
+
+    from callbacks import TrialReport, Validation
+
+    journal = tmp_path / JOURNAL
+    study = optuna.create_study(study_name="bc", storage=open_storage(journal), direction="maximize")
+    for _ in range(4):  # four finished trials that validated at 0.8 at every check
+        trial = study.ask()
+        for epoch in (1, 2, 3, 4):
+            trial.report(0.8, epoch)
+        study.tell(trial, 0.8)
+    number = study.ask().number
+    validation = Validation(every_n_epochs=1)
+    trainer = SimpleNamespace(callbacks=[validation], max_epochs=4, should_stop=False, is_global_zero=True,
+                              logger=SimpleNamespace(log_dir=str(tmp_path / "run")), default_root_dir=str(tmp_path))
+    report = TrialReport(str(journal), "bc", number)
+    validation.history.append({"epoch": 1, "rate": 0.1})
+    report.on_train_epoch_end(trainer, None)
+    assert not trainer.should_stop  # the first quarter of training is never pruned
+    validation.history.append({"epoch": 2, "rate": 0.1})
+    report.on_train_epoch_end(trainer, None)
+    assert trainer.should_stop
+    assert json.loads((tmp_path / "run" / "pruned.json").read_text()) == {"epoch": 2, "rate": 0.1}
+    reported = optuna.load_study(study_name="bc", storage=open_storage(journal)).trials[number].intermediate_values
+    assert reported == {1: 0.1, 2: 0.1}
