@@ -191,12 +191,27 @@ def _default_strategy(trainer_cfg) -> None:
 def _refuse_other_task(path, saved: dict, model, named: bool) -> None:
     """The checkpoint's domain must be the config's, and its method too where the config names one."""
     env = model.init_args.env
-    made = (_method(saved.get("_class_path", "?")), _plain(saved.get("env", "?")))
-    asked = (_method(model.class_path) if named else made[0], _plain(env.as_dict() if hasattr(env, "as_dict") else env))
+    made = (_method(saved.get("_class_path", "?")), _env_settings(saved.get("env", "?")))
+    asked = (_method(model.class_path) if named else made[0], _env_settings(env.as_dict() if hasattr(env, "as_dict") else env))
     if made != asked:
         raise BMILError(f"'{path}' was made by {made[0]} on {_env_name(made[1])}, but the config asks for {asked[0]} "
                         f"on {_env_name(asked[1])}. Use the checkpoint with its own run's config.yaml (beside it in "
                         "the run folder), or a checkpoint of this method and domain.")
+
+
+def _env_settings(env):
+    """A domain's name, or a configured environment's settings with every default filled in (a
+    checkpoint made before a setting existed names the same environment)."""
+    if isinstance(env, dict):
+        from dataclasses import asdict
+
+        from bmil.domains.from_gym import spec_of
+
+        try:
+            return _plain(asdict(spec_of(env)))
+        except (BMILError, TypeError):
+            pass
+    return _plain(env)
 
 
 def _env_name(env) -> str:

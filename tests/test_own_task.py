@@ -379,3 +379,17 @@ def test_a_users_start_function_moves_the_robustness_starts():
     rise = lifted.robustness_starts(20, 0)[:, -lifted.obs_dim] - plain.robustness_starts(20, 0)[:, -plain.obs_dim]
     assert np.all((rise >= 0.1) & (rise <= 0.2)) and rise.std() > 0.01  # obs[0] is the torso height, qpos[1]
     assert np.array_equal(lifted.training_starts(5, 0), plain.training_starts(5, 0))  # training starts untouched
+
+
+def test_state_bounds_come_from_the_settings_or_a_finite_observation_space():
+    assert get_domain(UMAZE).obs_bounds is None  # PointMaze's observation space is unbounded
+    bounded = get_domain({**UMAZE, "state_bounds": [[-2, -2, -5, -5, -2, -2], [2, 2, 5, 5, 2, 2]]})
+    assert np.array_equal(bounded.obs_bounds[1], [2, 2, 5, 5, 2, 2])
+    pendulum = get_domain({"id": "Pendulum-v1", "success": "terminated"})
+    assert np.array_equal(pendulum.obs_bounds[0], [-1, -1, -8]) and np.array_equal(pendulum.obs_bounds[1], [1, 1, 8])
+    with pytest.raises(BMILError, match="state_bounds: \\[low, high\\], two lists of 6 numbers"):
+        get_domain({**UMAZE, "state_bounds": [[0, 0], [1, 1]]})
+    from bmil.methods import BMIL
+    with pytest.raises(BMILError, match="give an environment's with model.env.state_bounds"):
+        BMIL(env=UMAZE, traces={"bound_states": True})
+    BMIL(env={**UMAZE, "state_bounds": [[-2] * 6, [2] * 6]}, traces={"bound_states": True})

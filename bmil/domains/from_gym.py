@@ -22,7 +22,7 @@ import importlib
 import inspect
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 import gymnasium as gym
 import matplotlib.pyplot as plt
@@ -77,6 +77,8 @@ class GymEnvSpec:
         training: The training (demonstration) start.
         robustness: The robustness starts (outside the demonstrations).
         figure: The two first-observation coordinates of the robustness scatter.
+        state_bounds: [low, high], each a list of the policy's observation size: where a state can
+            be, for traces.bound_states (default: the observation space's bounds, where all are finite).
     """
 
     id: str
@@ -92,6 +94,7 @@ class GymEnvSpec:
     training: StartSettings = field(default_factory=StartSettings)
     robustness: StartSettings = field(default_factory=StartSettings)
     figure: list[int] = field(default_factory=lambda: [0, 1])
+    state_bounds: Optional[list[list[float]]] = None
 
     def __post_init__(self):
         for key in ("training", "robustness"):
@@ -157,6 +160,7 @@ class GymDomain(Domain):
             if settings.qpos_noise or settings.qvel_noise:
                 _check_noise_support(env.unwrapped, spec.id, settings, kind)
         self.terminates_on_success = spec.terminates_on_success
+        self.obs_bounds = _state_bounds(env.observation_space, spec, self.obs_dim)
         self._starts: dict[tuple, np.ndarray] = {}  # drawn start lists, by (kind, n, seed)
         env.close()
 
@@ -326,6 +330,23 @@ def flatten_obs(obs, keys: list[str], env_id: str) -> np.ndarray:
     if keys:
         raise BMILError(f"model.env.obs_keys is set but {env_id} observes an array, not a dict: leave it empty.")
     return np.asarray(obs, dtype=np.float64).ravel()
+
+
+def _state_bounds(space, spec: GymEnvSpec, obs_dim: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """The given ``state_bounds``, or the observation space's bounds of what the policy sees (its
+    keys, flattened in order) where every one is finite; None otherwise."""
+    if spec.state_bounds is not None:
+        bounds = [np.asarray(b, dtype=np.float64) for b in spec.state_bounds] if len(spec.state_bounds) == 2 else []
+        if len(bounds) != 2 or any(b.shape != (obs_dim,) for b in bounds) or not np.all(bounds[0] <= bounds[1]):
+            raise BMILError(f"model.env.state_bounds: [low, high], two lists of {obs_dim} numbers (the policy's "
+                            "observation size), low <= high.")
+        return bounds[0], bounds[1]
+    parts = [space[k] for k in spec.obs_keys] if isinstance(space, gym.spaces.Dict) else [space]
+    if not all(isinstance(p, gym.spaces.Box) for p in parts):
+        return None
+    low = np.concatenate([p.low.ravel() for p in parts]).astype(np.float64)
+    high = np.concatenate([p.high.ravel() for p in parts]).astype(np.float64)
+    return (low, high) if np.isfinite(low).all() and np.isfinite(high).all() else None
 
 
 def _check_distance_keys(obs, spec: GymEnvSpec) -> None:

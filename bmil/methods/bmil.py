@@ -90,7 +90,8 @@ class BMIL(ImitationMethod):
         self.trace_cfg = as_settings(TraceSettings, traces)
         if self.trace_cfg.bound_states and self.domain.obs_bounds is None:
             raise BMILError(f"traces.bound_states needs state bounds, and the {self.domain.name} domain "
-                            "has none (only the mazes do). Set model.traces.bound_states to false.")
+                            "has none: give an environment's with model.env.state_bounds (its observation space's "
+                            "finite bounds are taken otherwise), or set model.traces.bound_states to false.")
         source = TRACE_SOURCES[self.trace_cfg.source]
         self.model = source.model_class(self.domain.obs_dim, self.domain.act_dim)
         self.demo_rows = int(demo_ratio * self.policy_cfg.batch_size)
