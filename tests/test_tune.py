@@ -128,6 +128,10 @@ def test_a_tune_scores_trials_on_validation_and_tests_only_at_the_end(task_folde
         chosen["model.policy.lr"]
     for name in ("policy.pt", "table.md", "history_bc.png", "importances_bc.png", "validation_vs_test.png"):
         assert (out / name).is_file(), name
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard")).Reload()
+    assert len(events.Scalars("tune/bc/validation")) == 2 and "tune/validation_vs_test" in events.Tags()["images"]
 
     # A killed tune: one trial was asked (running) and never told. The rerun finishes it first, runs one
     # new trial for --trials 4, and repeats none of the finished ones.

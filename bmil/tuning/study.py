@@ -312,8 +312,8 @@ class Tuner:
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
         table = _table(summary)
         (self.out / "table.md").write_text(table)
-        _figures(studies, self.out)
-        _validation_against_test(final, self.out)
+        figures = [*_figures(studies, self.out), _validation_against_test(final, self.out)]
+        _tensorboard(studies, figures, self.out)
         print(table)
         print(f"winner (on validation starts): {winner}; its policy: {self.out / 'policy.pt'}; overlays: "
               + ", ".join(str(self.out / f"tuned_{m}.yaml") for m in chosen))
@@ -386,7 +386,7 @@ def _table(summary: dict) -> str:
             f"{seeds} seeds; validation: the chosen settings' score on validation starts.\n\n" + "\n".join(rows) + "\n")
 
 
-def _validation_against_test(final: dict, out: Path) -> None:
+def _validation_against_test(final: dict, out: Path) -> Path:
     """Every final run's best policy: its validation rate against its test robustness."""
     import matplotlib.pyplot as plt
 
@@ -402,9 +402,26 @@ def _validation_against_test(final: dict, out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "validation_vs_test.png")
     plt.close(fig)
+    return out / "validation_vs_test.png"
 
 
-def _figures(studies: dict, out: Path) -> None:
+def _tensorboard(studies: dict, figures: list[Path], out: Path) -> None:
+    """``tensorboard --logdir <out>/tensorboard``: every finished trial's score by trial number, and
+    the figures as images."""
+    import matplotlib.image
+    from optuna.trial import TrialState
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(out / "tensorboard")) as writer:
+        for method, study in studies.items():
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+                writer.add_scalar(f"tune/{method}/validation", t.value, t.number)
+        for path in figures:
+            image = matplotlib.image.imread(path)[..., :3]
+            writer.add_image(f"tune/{path.stem}", image, 0, dataformats="HWC")
+
+
+def _figures(studies: dict, out: Path) -> list[Path]:
     """Optimization history and parameter importances per method (PNG)."""
     import warnings
 
@@ -412,14 +429,18 @@ def _figures(studies: dict, out: Path) -> None:
     import optuna.visualization.matplotlib as views
     from optuna.trial import TrialState
 
+    paths = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # optuna marks its matplotlib views experimental
         for method, study in studies.items():
             views.plot_optimization_history(study)
-            plt.gcf().savefig(out / f"history_{method}.png", bbox_inches="tight")
+            paths.append(out / f"history_{method}.png")
+            plt.gcf().savefig(paths[-1], bbox_inches="tight")
             plt.close("all")
             if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) > 1:
                 views.plot_param_importances(study)
-                plt.gcf().savefig(out / f"importances_{method}.png", bbox_inches="tight")
+                paths.append(out / f"importances_{method}.png")
+                plt.gcf().savefig(paths[-1], bbox_inches="tight")
                 plt.close("all")
+    return paths
 
