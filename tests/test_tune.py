@@ -88,6 +88,21 @@ def test_conditional_parameters_follow_their_condition():
     assert {s["model.traces.action_selection"] for s in seen} == {"sc", "none"}
 
 
+def test_a_study_can_grid_the_space():
+    from bmil.tuning.study import make_sampler
+
+    space = override(BC.search_space(TASK), {"model.policy.lr": {"choices": [1e-4, 3e-4]}})
+    study = optuna.create_study(sampler=make_sampler("grid", space, 0))
+    seen = set()
+    for _ in range(6):
+        trial = study.ask()
+        settings = suggest(trial, space)
+        seen.add((settings["model.policy.lr"], settings["trainer.max_epochs"]))
+        study.tell(trial, 0.0)
+    assert seen == {(lr, e) for lr in (1e-4, 3e-4) for e in (100, 200, 400)}
+    assert Param("x", 0.5, 0.9).grid() == [0.5, 0.7, 0.9] and Param("n", 1, 100, log=True, integer=True).grid() == [1, 10, 100]
+
+
 def test_the_overlay_reproduces_the_trials_settings(task_folder):
     from bmil.tuning.study import _write_overlay
 

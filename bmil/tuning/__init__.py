@@ -12,7 +12,8 @@ from bmil.evaluation import usable_cores
 
 def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20, jobs: Optional[int] = None,
          out: Optional[str] = None, seed: int = 0, finalists: int = 3, finalist_seeds: int = 2,
-         finalist_episodes: int = 500, final_seeds: int = 3, space: Optional[str] = None) -> None:
+         finalist_episodes: int = 500, final_seeds: int = 3, space: Optional[str] = None,
+         sampler: str = "tpe") -> None:
     """Search each method's settings on validation starts, then test the chosen ones beside the defaults.
 
     Every trial is a ``bmil fit`` of the config (which must validate) with sampled settings; the test
@@ -34,6 +35,8 @@ def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20,
         final_seeds: Seeds (0, 1, ...) of the final test of the chosen settings and of the defaults.
         space: A YAML file of changes to the search spaces: {method: {setting: {low, high, log, choices}
             or null to drop it}}, e.g. {bmil: {model.demo_ratio: {low: 0.7, high: 0.95}}}.
+        sampler: tpe (seeded, Optuna's default) or grid (each numeric range's ends and middle, every
+            choice; --trials caps it).
     """
     import yaml
 
@@ -60,4 +63,4 @@ def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20,
             raise BMILError(f"--config {path}: file not found.")
     folder = Path(out) if out else Path("tune") / Path(configs[-1]).stem
     Tuner(configs, chosen, trials, jobs or usable_cores(), folder, seed, finalists, finalist_seeds,
-          finalist_episodes, final_seeds, changes).run()
+          finalist_episodes, final_seeds, changes, sampler).run()

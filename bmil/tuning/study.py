@@ -50,6 +50,27 @@ def make_pruner(max_epochs: Optional[int]):
     return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=max(0, (max_epochs or 0) // 4) + 1)
 
 
+def make_sampler(kind: str, space: list[Param], seed: int):
+    """Seeded TPE, or a grid over every parameter's ``Param.grid`` values (in a seeded order)."""
+    import optuna
+
+    class Grid(optuna.samplers.GridSampler):
+        def after_trial(self, study, trial, state, values) -> None:
+            """No ``study.stop()`` once the grid is done: it raises outside ``optimize``, and the tuner
+            asks for no more than the grid holds (``grid_size``)."""
+
+    if kind == "grid":
+        return Grid({p.key: p.grid() for p in space}, seed=seed)
+    if kind != "tpe":
+        raise BMILError(f"--sampler {kind}: tpe or grid.")
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def grid_size(space: list[Param]) -> int:
+    """The grid's combinations (a conditional parameter counted in full: an upper bound)."""
+    return math.prod(len(p.grid()) for p in space)
+
+
 @dataclass
 class Tuner:
     configs: list[str]
@@ -63,6 +84,7 @@ class Tuner:
     finalist_episodes: int = 500
     final_seeds: int = 3
     space: Optional[dict] = None  # the user's changes, per method
+    sampler: str = "tpe"  # or "grid": every combination of each parameter's grid values
 
     def __post_init__(self):
         from bmil.lightning_cli import fit_settings
@@ -113,7 +135,7 @@ class Tuner:
         spaces = {m: self.space_of(m, task) for m in self.methods}
         self.plan()
         studies = {m: optuna.create_study(study_name=m, storage=storage, direction="maximize", load_if_exists=True,
-                                          sampler=optuna.samplers.TPESampler(seed=self.seed + i))
+                                          sampler=make_sampler(self.sampler, spaces[m], self.seed + i))
                    for i, m in enumerate(self.methods)}
         self._trials(studies, spaces)
         chosen = {m: self._finalists(studies[m], spaces[m], m) for m in self.methods}
@@ -171,6 +193,8 @@ class Tuner:
         from optuna.trial import TrialState
 
         executor, pending = LocalExecutor(self.jobs), {}
+        limit = {m: min(self.trials, grid_size(spaces[m])) if self.sampler == "grid" else self.trials
+                 for m in self.methods}
         finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         queue = [(m, t.number, _settings(t.params, spaces[m])) for m, s in studies.items()
                  for t in s.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
@@ -184,7 +208,7 @@ class Tuner:
                     if queue:
                         method, number, settings = queue.pop(0)
                     else:
-                        method = next((m for m in self.methods if asked(m) < self.trials), None)
+                        method = next((m for m in self.methods if asked(m) < limit[m]), None)
                         if method is None:
                             break
                         trial = studies[method].ask()
