@@ -262,9 +262,12 @@ class Tuner:
         runs = {(t.number, s): self._run(f"{method} finalist {t.number}", method, s, _settings(t.params, space), more)
                 for t in finalists for s in seeds}
         results = self._execute(list(runs.values()))
+        failed = [r for r in results.values() if r.get("failed")]
+        if failed:
+            raise BMILError(f"bmil tune: a finalist run of {method} failed: {failed[0]['error']}")
         scores = {}
         for t in finalists:
-            values = [results[runs[(t.number, s)].run_id].get("validation_late", math.nan) for s in seeds]
+            values = [results[runs[(t.number, s)].run_id]["validation_late"] for s in seeds]
             scores[t.number] = sum(values) / len(values)
             print(f"{method} finalist trial {t.number}: validation {100 * scores[t.number]:.1f}% over seeds "
                   f"{', '.join(map(str, seeds))} on {self.finalist_episodes} starts (trial {100 * t.value:.1f}%)")
