@@ -208,9 +208,11 @@ class Tuner:
                     if queue:
                         method, number, settings = queue.pop(0)
                     else:
-                        method = next((m for m in self.methods if asked(m) < limit[m]), None)
-                        if method is None:
+                        # The method with the fewest trials: a tune stopped early has some of every method.
+                        open_methods = [m for m in self.methods if asked(m) < limit[m]]
+                        if not open_methods:
                             break
+                        method = min(open_methods, key=asked)
                         trial = studies[method].ask()
                         number, settings = trial.number, suggest(trial, spaces[method])
                     run = self._trial_run(method, studies[method], number, settings)
