@@ -26,7 +26,7 @@ def describe_run(trainer, model, checked, ckpt_path: Optional[str], timed_epochs
     max_epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs >= 0 else None
     done = verify_checkpoint(ckpt_path)["epoch"] + 1 if ckpt_path else 0
     left = None if max_epochs is None else max(0, max_epochs - done)
-    budgets = _evaluation_budgets(trainer, left)
+    budgets = _evaluation_budgets(trainer, done, max_epochs)
     facts = {
         "environment": {"name": domain.name, "observation": domain.obs_dim, "action": domain.act_dim,
                         "horizon": domain.horizon},
@@ -45,13 +45,14 @@ def describe_run(trainer, model, checked, ckpt_path: Optional[str], timed_epochs
     return facts
 
 
-def _evaluation_budgets(trainer, epochs: Optional[int]) -> dict:
-    """Episodes each evaluation group runs over ``epochs`` more epochs (None: no limit)."""
+def _evaluation_budgets(trainer, done: int, max_epochs: Optional[int]) -> dict:
+    """Episodes each evaluation group runs after epoch ``done`` up to ``max_epochs`` (None: no limit)."""
     from bmil.preflight import _evaluation_callbacks
 
     budgets = {}
     for callback in _evaluation_callbacks(trainer):
-        checks = 0 if not callback.every_n_epochs or epochs is None else epochs // callback.every_n_epochs
+        every = callback.every_n_epochs
+        checks = 0 if not every or max_epochs is None else max(0, max_epochs // every - done // every)
         budget = {"every_n_epochs": callback.every_n_epochs, "episodes": callback.episodes, "checks": checks,
                   "total": checks * callback.episodes}
         final = getattr(callback, "final_episodes", 0)
