@@ -36,24 +36,41 @@ def mode() -> str:
 
 def pin() -> None:
     """Set the pins (and one thread) in this process's environment, where the user has not set them;
-    children (evaluation workers, a study's fits) inherit them. Without effect once torch is loaded."""
+    children (evaluation workers, a study's fits) inherit them. Without effect once torch is loaded.
+    ATen and oneDNN are pinned to AVX2 only where the CPU has AVX2 and FMA: torch would run AVX2
+    kernels on a CPU without them (an illegal instruction); such a run's record says not portable."""
     if mode() == "native":
         return
-    for name, value in {**PINS, **THREADS}.items():
+    pins = {**PINS, **THREADS}
+    if not _has_avx2():
+        pins = {k: v for k, v in pins.items() if k in ("MKL_CBWR", *THREADS)}
+    for name, value in pins.items():
         os.environ.setdefault(name, value)
 
 
-def cpu_model() -> str:
-    """The CPU's model name, family and model number (Linux), else what platform knows."""
+def _has_avx2() -> bool:
+    return {"avx2", "fma"} <= set(_cpu_fields().get("flags", "").split())
+
+
+def _cpu_fields() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
     fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                key, _, value = line.partition(":")
                 if not line.strip():
                     break  # the first processor is enough
+                key, _, value = line.partition(":")
                 fields.setdefault(key.strip(), value.strip())
     except OSError:
+        pass
+    return fields
+
+
+def cpu_model() -> str:
+    """The CPU's model name, family and model number (Linux), else what platform knows."""
+    fields = _cpu_fields()
+    if not fields:
         return platform.processor() or platform.machine()
     flags = set(fields.get("flags", "").split())
     isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"

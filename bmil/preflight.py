@@ -33,6 +33,10 @@ class Checked:
 
 
 def check_fit(trainer, model, ckpt_path: Optional[str] = None) -> Checked:
+    from bmil.methods import ImitationMethod
+
+    if type(model).training_step is ImitationMethod.training_step:
+        model.training_step(None, 0)  # the base class is no method: it says so, before any demos are made
     demos = _check_demos(model, generate=trainer.local_rank == 0)
     model.check_run(trainer.max_epochs)
     callbacks = _evaluation_callbacks(trainer)

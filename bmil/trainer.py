@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from datetime import datetime, timezone
@@ -33,8 +34,8 @@ class BMILTrainer(L.Trainer):
                 self._carry_best(checked.best_beside)
             super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, weights_only)
         except BMILError:
-            if folder and getattr(self.logger, "claimed", False) and not any(Path(folder).rglob("*.ckpt")):
-                shutil.rmtree(folder, ignore_errors=True)  # a refused start leaves no run folder behind
+            if folder and getattr(self.logger, "claimed", False) and self.global_step == 0:
+                shutil.rmtree(folder, ignore_errors=True)  # a refused start (nothing trained) leaves no folder behind
             raise
         if folder:
             print(f"run folder: {folder} (checkpoints/, robustness_*.json, robustness/*.png; "
@@ -73,11 +74,15 @@ class BMILTrainer(L.Trainer):
 
     def _carry_best(self, best: Path) -> None:
         """A resumed run's best.ckpt lies beside the checkpoint it resumes; a run continuing in another
-        folder (--resume_to new, or its own checkpoint.dirpath) takes a copy."""
-        target = Path(self.checkpoint_callback.dirpath or Path(self.logger.log_dir) / "checkpoints") / "best.ckpt"
-        if target.resolve() != best.resolve() and not target.exists():
+        folder (--resume_to new, or its own checkpoint.dirpath) takes a copy (whole, or none)."""
+        from callbacks.evaluation import _best_checkpoint
+
+        target = Path(_best_checkpoint(self))
+        if target.resolve() != best.resolve():
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(best, target)
+            tmp = target.with_name(f".{target.name}.tmp")
+            shutil.copy2(best, tmp)
+            os.replace(tmp, target)
 
     def evaluate(
         self,

@@ -272,7 +272,8 @@ def _validation(trainer) -> Validation | None:
 
 
 def _best_checkpoint(trainer) -> str:
-    return str(Path(trainer.checkpoint_callback.dirpath or _run_dir(trainer)) / "best.ckpt")
+    checkpoints = trainer.checkpoint_callback.dirpath or Path(_run_dir(trainer)) / "checkpoints"
+    return str(Path(checkpoints) / "best.ckpt")
 
 
 def _journal(trainer, tag: str) -> Path:

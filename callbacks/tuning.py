@@ -21,6 +21,13 @@ class TrialReport(L.Callback):
         self.storage, self.study, self.number = storage, study, number
         self._reported = 0
         self._trial = None
+        self._known: set[int] = set()  # the epochs the trial holds a report of
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        from callbacks.evaluation import _run_dir
+
+        if self.storage and trainer.is_global_zero:  # a resumed trial is pruned again, or not at all
+            (_run_dir(trainer) / "pruned.json").unlink(missing_ok=True)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         from callbacks.evaluation import _run_dir, _validation
@@ -28,14 +35,22 @@ class TrialReport(L.Callback):
         validation = _validation(trainer)
         if not self.storage or validation is None or len(validation.history) == self._reported:
             return
-        trial = self._open(trainer.max_epochs)
-        for check in validation.history[self._reported:]:  # the checks since the last report
-            trial.report(check["rate"], check["epoch"])
-        self._reported = len(validation.history)
-        if trial.should_prune():
+        prune = False
+        if trainer.is_global_zero:  # one rank reports and decides; the others follow
+            trial = self._open(trainer.max_epochs)
+            for check in validation.history[self._reported:]:  # the checks since the last report
+                if check["epoch"] not in self._known:  # a resumed fit's earlier checks are there already
+                    trial.report(check["rate"], check["epoch"])
+                    self._known.add(check["epoch"])
             last = validation.history[-1]
-            if trainer.is_global_zero:
+            # A trial that has trained to its end is finished, not pruned: its score counts.
+            prune = last["epoch"] < (trainer.max_epochs or 0) and trial.should_prune()
+            if prune:
                 write_record(_run_dir(trainer) / "pruned.json", {"epoch": last["epoch"], "rate": last["rate"]})
+        self._reported = len(validation.history)
+        if trainer.world_size > 1:
+            prune = trainer.strategy.broadcast(prune)
+        if prune:
             trainer.should_stop = True
 
     def _open(self, max_epochs: int):
@@ -47,6 +62,7 @@ class TrialReport(L.Callback):
 
             study = optuna.load_study(study_name=self.study, storage=open_storage(self.storage),
                                       pruner=make_pruner(max_epochs))
-            trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, self.number)
-            self._trial = optuna.Trial(study, trial_id)
+            frozen = study.get_trials(deepcopy=False)[self.number]
+            self._known = set(frozen.intermediate_values)
+            self._trial = optuna.Trial(study, frozen._trial_id)
         return self._trial

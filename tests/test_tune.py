@@ -184,7 +184,7 @@ def test_a_fit_reports_its_checks_and_stops_when_the_pruner_says(tmp_path):
         study.tell(trial, 0.8)
     number = study.ask().number
     validation = Validation(every_n_epochs=1)
-    trainer = SimpleNamespace(callbacks=[validation], max_epochs=4, should_stop=False, is_global_zero=True,
+    trainer = SimpleNamespace(callbacks=[validation], max_epochs=4, should_stop=False, is_global_zero=True, world_size=1,
                               logger=SimpleNamespace(log_dir=str(tmp_path / "run")), default_root_dir=str(tmp_path))
     report = TrialReport(str(journal), "bc", number)
     validation.history.append({"epoch": 1, "rate": 0.1})
@@ -196,3 +196,9 @@ def test_a_fit_reports_its_checks_and_stops_when_the_pruner_says(tmp_path):
     assert json.loads((tmp_path / "run" / "pruned.json").read_text()) == {"epoch": 2, "rate": 0.1}
     reported = optuna.load_study(study_name="bc", storage=open_storage(journal)).trials[number].intermediate_values
     assert reported == {1: 0.1, 2: 0.1}
+    # At its last epoch a trial is finished, not pruned, however low its check.
+    last = TrialReport(str(journal), "bc", study.ask().number)
+    trainer.should_stop = False
+    validation.history[:] = [{"epoch": 4, "rate": 0.0}]
+    last.on_train_epoch_end(trainer, None)
+    assert not trainer.should_stop

@@ -194,7 +194,7 @@ class ImitationMethod(L.LightningModule):
     def search_space(cls, task: Task) -> list[Param]:
         """What ``bmil tune`` searches for this method (bmil/tuning/space.py): every method's policy
         learning rate (around the default 3e-4) and length of training (half to twice the config's)."""
-        epochs = sorted({max(1, task.epochs // 2), task.epochs, 2 * task.epochs})
+        epochs = sorted({max(task.validation_every, task.epochs // 2), task.epochs, 2 * task.epochs})
         return [Param("model.policy.lr", 1e-4, 1e-3, log=True), Param("trainer.max_epochs", choices=tuple(epochs))]
 
     # ---- data -----------------------------------------------------------------------------------

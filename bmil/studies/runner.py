@@ -82,13 +82,12 @@ _ADDED_SINCE_RECORDS = {
     ("model", "init_args", "traces", "demo_bounds_margin"): None,
     ("model", "init_args", "demos", "generate"): False,
     ("robustness", "videos"): 0,
-    ("trial",): {"storage": "", "study": "", "number": None},
 }
 
 
 def _settings_hash(settings: dict) -> str:
     settings = json.loads(json.dumps(settings))  # a deep copy to prune
-    for key in ("config", "ckpt_path", "resume_to"):  # how a run is started, not what it computes
+    for key in ("config", "ckpt_path", "resume_to", "trial"):  # how a run is started or reports, not what it computes
         settings.pop(key, None)
     settings["trainer"].pop("logger", None)  # where it writes
     for path, neutral in _ADDED_SINCE_RECORDS.items():

@@ -24,6 +24,7 @@ class Task:
     horizon: int  # steps per episode
     shortest_demo: int  # transitions of the shortest demonstration
     epochs: int  # the config's trainer.max_epochs
+    validation_every: int = 1  # the config's validation.every_n_epochs: a trial must reach a check
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,25 @@ def as_overrides(settings: dict[str, Any]) -> list[str]:
     return args
 
 
+def _typed(key: str, change: dict) -> dict:
+    """A YAML change with its numbers as numbers (PyYAML reads 1e-5 as text) and lists as tuples."""
+    change = dict(change)
+    for bound in ("low", "high"):
+        if bound in change:
+            try:
+                change[bound] = float(change[bound])
+            except (TypeError, ValueError):
+                raise BMILError(f"search space '{key}': {bound} {change[bound]!r} is not a number.") from None
+    if "choices" in change:
+        if not isinstance(change["choices"], list) or not change["choices"]:
+            raise BMILError(f"search space '{key}': choices must be a list, e.g. [0.5, 0.8].")
+        change["choices"] = tuple(change["choices"])
+    if "when" in change and not (isinstance(change["when"], dict)
+                                 and all(isinstance(v, list) for v in change["when"].values())):
+        raise BMILError(f"search space '{key}': when is a mapping of settings to lists of values.")
+    return change
+
+
 def override(space: list[Param], changes: Optional[dict]) -> list[Param]:
     """``space`` with the user's changes for one method: ``{key: {low, high, log, choices, ...}}``
     narrows or replaces a parameter (or adds one), ``{key: null}`` drops it."""
@@ -106,7 +126,7 @@ def override(space: list[Param], changes: Optional[dict]) -> list[Param]:
         if unknown:
             raise BMILError(f"search space '{key}': unknown fields {', '.join(sorted(unknown))}; a parameter "
                             "has low, high, log, integer, choices and when.")
-        change = {**change, "choices": tuple(change["choices"])} if "choices" in change else change
+        change = _typed(key, change)
         if "choices" in change:
             change = {"low": None, "high": None, **change}
         elif "low" in change or "high" in change:

@@ -101,6 +101,9 @@ class Tuner:
         if validation["seed"] == self.base["robustness"]["seed"]:
             raise BMILError("validation.seed must differ from robustness.seed: the trials are scored on "
                             "validation starts, never on the test's.")
+        epochs = self.base["trainer"]["max_epochs"]
+        if epochs is None or epochs < 1:
+            raise BMILError("bmil tune needs a finite trainer.max_epochs in the config (the trials' budget).")
         self.env = self.base["model"]["init_args"]["env"]
         self.domain = _domain_name(self.env)
         cores = usable_cores()
@@ -134,13 +137,16 @@ class Tuner:
         task = self.task()
         spaces = {m: self.space_of(m, task) for m in self.methods}
         self.plan()
-        studies = {m: optuna.create_study(study_name=m, storage=storage, direction="maximize", load_if_exists=True,
-                                          sampler=make_sampler(self.sampler, spaces[m], self.seed + i))
-                   for i, m in enumerate(self.methods)}
+        studies = {}
+        for i, m in enumerate(self.methods):
+            study = optuna.create_study(study_name=m, storage=storage, direction="maximize", load_if_exists=True)
+            # Seeded by the trials already there: a resumed tune's sampler must not replay its first draws.
+            study.sampler = make_sampler(self.sampler, spaces[m], hash((self.seed, i, len(study.trials))) % 2**31)
+            studies[m] = study
         self._trials(studies, spaces)
         chosen = {m: self._finalists(studies[m], spaces[m], m) for m in self.methods}
         final = self._final(chosen)
-        return self._write(studies, chosen, final)
+        return self._write(studies, spaces, chosen, final)
 
     def plan(self) -> None:
         """Before the work: the fits it will run and their core-hours, estimated by ``bmil check``
@@ -154,7 +160,8 @@ class Tuner:
             done = subprocess.run([sys.executable, "-m", "bmil.cli", "check", *self._config_args(), "--json_out",
                                    str(out)], capture_output=True, text=True)
             if done.returncode != 0:
-                raise BMILError(f"the config does not pass bmil check: {done.stderr.strip().splitlines()[-1]}")
+                last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+                raise BMILError(f"the config does not pass bmil check: {last}")
             facts = json.loads(out.read_text())
         estimate, budgets = facts["estimate"], facts["evaluation"]
         test = budgets["robustness"].get("final_episodes", 0) * (2 if budgets["validation"]["checks"] else 1)
@@ -180,12 +187,13 @@ class Tuner:
         demos = self.base["model"]["init_args"]["demos"]
         path = demos["path"] or default_demo_path(domain.name, demos["num"], demos["seed"], demos["stop_on_success"])
         episodes = read_demos(path, domain, demos["num"])[0]["episode"]
-        return Task(domain.horizon, int(episodes.bincount().min()), int(self.base["trainer"]["max_epochs"]))
+        return Task(domain.horizon, int(episodes.bincount().min()), int(self.base["trainer"]["max_epochs"]),
+                    int(self.base["validation"]["every_n_epochs"]))
 
     def _trial_run(self, method: str, study, number: int, settings: dict) -> Run:
         report = ("--trial.storage", str(self.out / JOURNAL), "--trial.study", study.study_name,
                   "--trial.number", str(number))
-        return self._run(f"{method} trial {number}", method, SEARCH_SEEDS_FROM, settings, (*NO_TEST, *report))
+        return self._run(_trial_label(method, number), method, SEARCH_SEEDS_FROM, settings, (*NO_TEST, *report))
 
     def _trials(self, studies: dict, spaces: dict) -> None:
         """Ask, run and tell until every method has ``trials`` finished trials; trials left running by
@@ -214,9 +222,19 @@ class Tuner:
                             break
                         method = min(open_methods, key=asked)
                         trial = studies[method].ask()
-                        number, settings = trial.number, suggest(trial, spaces[method])
+                        number = trial.number
+                        try:
+                            settings = suggest(trial, spaces[method])
+                        except ValueError as e:  # Optuna: a choice list other than the study's
+                            studies[method].tell(number, state=TrialState.FAIL)
+                            raise BMILError(f"{self.out} holds a study of {method} with another search space ({e}); "
+                                            "give another --out, or the same config and --space as before.") from None
                     run = self._trial_run(method, studies[method], number, settings)
-                    pending[executor.submit(self.out, run)] = (method, number, run)
+                    try:
+                        pending[executor.submit(self.out, run)] = (method, number, run)
+                    except BMILError as e:  # its settings do not parse: a failed trial, and the tune goes on
+                        studies[method].tell(number, state=TrialState.FAIL)
+                        print(f"{method} trial {number}: failed ({e})", flush=True)
                 if not pending:
                     return
                 done = executor.wait_any(pending)
@@ -232,8 +250,11 @@ class Tuner:
         from optuna.trial import TrialState
 
         folder = run_dir(self.out, run)
-        if result.get("failed"):
+        if result.get("failed") and result["error"].startswith("skipped"):
+            print(f"{study.study_name} trial {number}: {result['error']}; it stays to run", flush=True)
+        elif result.get("failed") or result.get("validation_late") is None:
             study.tell(number, state=TrialState.FAIL)
+            result.setdefault("error", "no validation check: its epochs ended before the first")
             print(f"{study.study_name} trial {number}: failed ({result['error']})", flush=True)
         elif (folder / "pruned.json").is_file():
             pruned = json.loads((folder / "pruned.json").read_text())
@@ -264,9 +285,10 @@ class Tuner:
         runs = {(t.number, s): self._run(f"{method} finalist {t.number}", method, s, _settings(t.params, space), more)
                 for t in finalists for s in seeds}
         results = self._execute(list(runs.values()))
-        failed = [r for r in results.values() if r.get("failed")]
+        failed = [r for r in results.values() if r.get("failed") or r.get("validation_late") is None]
         if failed:
-            raise BMILError(f"bmil tune: a finalist run of {method} failed: {failed[0]['error']}")
+            raise BMILError(f"bmil tune: a finalist run of {method} failed: "
+                            f"{failed[0].get('error', 'no validation check')}")
         scores = {}
         for t in finalists:
             values = [results[runs[(t.number, s)].run_id]["validation_late"] for s in seeds]
@@ -297,7 +319,7 @@ class Tuner:
             return self._run(f"{method} defaults", method, seed, {})
         return self._run(f"{method} tuned trial {choice['trial']}", method, seed, choice["settings"])
 
-    def _pruning_saved(self, method: str, study) -> dict:
+    def _pruning_saved(self, method: str, study, space: list[Param]) -> dict:
         """What pruning saved: each pruned trial's time, against that time stretched to all its epochs."""
         from optuna.trial import TrialState
 
@@ -308,8 +330,7 @@ class Tuner:
                 continue
             seconds = json.loads((folder / "result.json").read_text())["seconds"]
             epoch = json.loads((folder / "pruned.json").read_text())["epoch"]
-            epochs = json.loads(t.params["trainer.max_epochs"]) if "trainer.max_epochs" in t.params else \
-                self.base["trainer"]["max_epochs"]
+            epochs = _settings(t.params, space).get("trainer.max_epochs", self.base["trainer"]["max_epochs"])
             spent, full = spent + seconds, full + seconds * epochs / max(1, epoch)
         return {"pruned_core_hours": spent / 3600, "to_the_end_core_hours": full / 3600,
                 "saved_core_hours": (full - spent) / 3600}
@@ -326,7 +347,7 @@ class Tuner:
             executor.close()
 
     # ---- outputs --------------------------------------------------------------------------------
-    def _write(self, studies: dict, chosen: dict, final: dict) -> dict:
+    def _write(self, studies: dict, spaces: dict, chosen: dict, final: dict) -> dict:
         for method, choice in chosen.items():
             _write_overlay(self.out / f"tuned_{method}.yaml", method, choice)
         winner = max(chosen, key=lambda m: chosen[m]["score"])  # on validation starts, not the test
@@ -337,7 +358,7 @@ class Tuner:
         export_policy(str(ckpt), str(self.out / "policy.pt"))
         summary = {"winner": winner, "chosen": chosen, "final": final,
                    "trials": {m: _counts(s) for m, s in studies.items()},
-                   "pruning": {m: self._pruning_saved(m, s) for m, s in studies.items()}}
+                   "pruning": {m: self._pruning_saved(m, s, spaces[m]) for m, s in studies.items()}}
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
         table = _table(summary)
         (self.out / "table.md").write_text(table)
@@ -350,7 +371,11 @@ class Tuner:
 
 
 def _trial_folder(tuner: "Tuner", method: str, number: int) -> Path:
-    return run_dir(tuner.out, Run(tuner.domain, f"{method} trial {number}", SEARCH_SEEDS_FROM, ()))
+    return run_dir(tuner.out, Run(tuner.domain, _trial_label(method, number), SEARCH_SEEDS_FROM, ()))
+
+
+def _trial_label(method: str, number: int) -> str:
+    return f"{method} trial {number}"
 
 
 def _domain_name(env) -> str:
