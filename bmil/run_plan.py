@@ -128,7 +128,8 @@ def _text(facts: dict) -> str:
     if facts["epochs_done"]:
         epochs += f" ({facts['epochs_done']} done, resumed)"
     lines = [
-        "bmil check: every check passed; nothing was trained or written.",
+        "bmil check: every check passed; the run was not started (its estimate trained a few epochs in a "
+        "throwaway folder).",
         f"environment   {env['name']}: observation {env['observation']}, action {env['action']}, "
         f"horizon {env['horizon']} steps",
         f"demos         {demos['episodes']} episodes, {demos.get('transitions', '?')} transitions "

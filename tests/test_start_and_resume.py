@@ -142,7 +142,7 @@ def test_an_env_only_the_main_process_can_build_is_refused_at_the_start():
 def test_check_describes_the_run_and_writes_nothing(in_tmp, capsys):
     main(["check", "--config", "conf/pickplace_quick.yaml", "--config", "short.yaml"])
     out = capsys.readouterr().out
-    for line in ("bmil check: every check passed", "environment   pickplace: observation 25, action 4, horizon 50",
+    for line in ("bmil check: every check passed; the run was not started", "environment   pickplace: observation 25, action 4, horizon 50",
                  "demos         2 episodes", "method        BMIL, seed 0", "epochs        2 x 5 policy steps",
                  "validation 2 x 4", "run folder    runs/pickplace_quick/version_0 (new)", "numerics: ",
                  "core-minutes"):

@@ -24,7 +24,7 @@ from typing import Optional
 import yaml
 
 from bmil.errors import BMILError
-from bmil.evaluation import usable_cores
+from bmil.evaluation import usable_cores, write_record
 from bmil.studies.catalog import SEARCH_SEEDS_FROM, Run
 from bmil.studies.report import t_interval
 from bmil.studies.runner import LocalExecutor, _prepare_demos, run_dir
@@ -359,9 +359,11 @@ class Tuner:
         summary = {"winner": winner, "chosen": chosen, "final": final,
                    "trials": {m: _counts(s) for m, s in studies.items()},
                    "pruning": {m: self._pruning_saved(m, s, spaces[m]) for m, s in studies.items()}}
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        write_record(self.out / "summary.json", summary, indent=1)
         table = _table(summary)
-        (self.out / "table.md").write_text(table)
+        tmp = self.out / ".table.md.tmp"
+        tmp.write_text(table)
+        tmp.replace(self.out / "table.md")
         figures = [*_figures(studies, self.out), _validation_against_test(final, self.out)]
         _tensorboard(studies, figures, self.out)
         print(table)
