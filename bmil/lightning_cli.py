@@ -68,9 +68,6 @@ class BMILCLI(LightningCLI):
         warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
         # During fit the val loader is deliberately empty (callbacks evaluate instead).
         warnings.filterwarnings("ignore", message="Total length of `DataLoader` across ranks is zero")
-        # A resumed run writes on into its own checkpoint folder, or (--resume_to new) into another.
-        warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
-        warnings.filterwarnings("ignore", message="The dirpath has changed from")
         super().__init__(ImitationMethod, trainer_class=BMILTrainer, subclass_mode_model=True,
                          seed_everything_default=0, save_config_callback=_SaveConfig,
                          save_config_kwargs={"overwrite": True},
@@ -117,6 +114,9 @@ class BMILCLI(LightningCLI):
         _default_run_name(config)
         if self.subcommand in ("fit", "check") and config.get("ckpt_path"):
             _resume_folder(config)
+            # A resumed run writes on into its own checkpoint folder, or (--resume_to new) into another.
+            warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+            warnings.filterwarnings("ignore", message="The dirpath has changed from")
 
 
 class _ParserOnly(BMILCLI):

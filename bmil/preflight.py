@@ -40,8 +40,9 @@ def check_fit(trainer, model, ckpt_path: Optional[str] = None) -> Checked:
     demos = _check_demos(model, generate=trainer.local_rank == 0)
     model.check_run(trainer.max_epochs)
     callbacks = _evaluation_callbacks(trainer)
-    for callback in callbacks:
-        callback.check(trainer)
+    for callback in trainer.callbacks:  # the evaluation groups' and a tune trial's own checks
+        if callable(getattr(callback, "check", None)):
+            callback.check(trainer)
     best = _check_resume(trainer, ckpt_path) if ckpt_path else None
     workers = max((c.resolved_workers(trainer) for c in callbacks if c.runs()), default=0)
     if workers > 0:

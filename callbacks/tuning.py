@@ -23,6 +23,28 @@ class TrialReport(L.Callback):
         self._trial = None
         self._known: set[int] = set()  # the epochs the trial holds a report of
 
+    def check(self, trainer) -> None:
+        """Before the run (bmil.preflight): a fit told to report to a trial finds it running."""
+        if not self.storage:
+            return
+        from pathlib import Path
+
+        from optuna.trial import TrialState
+
+        from bmil.errors import BMILError
+
+        fix = "(bmil tune sets --trial.*; leave them out to train on your own)"
+        if not Path(self.storage).is_file():
+            raise BMILError(f"--trial.storage {self.storage}: no such Optuna journal {fix}.")
+        try:
+            trial = self._open(trainer.max_epochs)
+        except (KeyError, IndexError, TypeError):
+            raise BMILError(f"--trial.study {self.study!r} has no trial {self.number} in {self.storage} {fix}.") from None
+        state = trial.study.get_trials(deepcopy=False)[self.number].state
+        if state != TrialState.RUNNING:
+            raise BMILError(f"trial {self.number} of {self.study!r} is {state.name.lower()}, not running: a finished "
+                            f"trial takes no more reports {fix}.")
+
     def on_fit_start(self, trainer, pl_module) -> None:
         from callbacks.evaluation import _run_dir
 

@@ -202,3 +202,22 @@ def test_a_fit_reports_its_checks_and_stops_when_the_pruner_says(tmp_path):
     validation.history[:] = [{"epoch": 4, "rate": 0.0}]
     last.on_train_epoch_end(trainer, None)
     assert not trainer.should_stop
+
+
+def test_a_fit_told_to_report_to_a_trial_checks_it_first(tmp_path):
+    from types import SimpleNamespace
+
+    from callbacks import TrialReport
+
+    trainer = SimpleNamespace(max_epochs=4)
+    with pytest.raises(BMILError, match="no such Optuna journal"):
+        TrialReport(str(tmp_path / "none.journal"), "bc", 0).check(trainer)
+    study = optuna.create_study(study_name="bc", storage=open_storage(tmp_path / JOURNAL))
+    with pytest.raises(BMILError, match="has no trial 0"):
+        TrialReport(str(tmp_path / JOURNAL), "bc", 0).check(trainer)
+    trial = study.ask()
+    TrialReport(str(tmp_path / JOURNAL), "bc", trial.number).check(trainer)  # running: fine
+    study.tell(trial, 0.5)
+    with pytest.raises(BMILError, match="is complete, not running"):
+        TrialReport(str(tmp_path / JOURNAL), "bc", trial.number).check(trainer)
+    TrialReport().check(trainer)  # not a trial: nothing to check
