@@ -52,7 +52,7 @@ class BMILTrainer(L.Trainer):
 
     def check(self, model, ckpt_path: Optional[str] = None, resume_to: Literal["same", "new"] = "same",
               timed_epochs: int = 2, json_out: Optional[str] = None) -> dict:
-        """Run every check of ``bmil fit`` with the same arguments, train nothing, and describe the run it
+        """Run every check of ``bmil fit`` with the same arguments, start no run, and describe the run it
         would make, with its cost estimated from a few timed epochs (in a throwaway folder).
 
         Args:
