@@ -1,6 +1,17 @@
+from pathlib import Path
+
 import pytest
+import yaml
 
 from bmil.demos import generate_demos
+
+ROOT = Path(__file__).resolve().parents[1]
+# conf/pickplace_quick.yaml (a shipped config that validates) at a few epochs, steps and episodes.
+TINY_PICKPLACE = {"trainer": {"max_epochs": 2},
+                  "model": {"init_args": {"policy": {"steps_per_epoch": 5}, "demos": {"num": 2}}},
+                  "training_success": {"every_n_epochs": 0},
+                  "validation": {"every_n_epochs": 1, "episodes": 4, "workers": 0},
+                  "robustness": {"every_n_epochs": 0, "final_episodes": 4, "workers": 0}}
 
 
 @pytest.fixture(scope="session")
@@ -10,3 +21,13 @@ def push_demos(tmp_path_factory):
     generate_demos("push", num=2, seed=0, out=path, progress=False)
     return path
 
+
+
+@pytest.fixture
+def user_folder(tmp_path, monkeypatch):
+    """A new user's working folder: conf/ linked beside it, tiny.yaml (TINY_PICKPLACE), and runs/ and
+    demos/ made there."""
+    (tmp_path / "conf").symlink_to(ROOT / "conf")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY_PICKPLACE))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -17,21 +17,6 @@ from bmil.domains import get_domain
 from bmil.errors import BMILError
 
 ROOT = Path(__file__).resolve().parents[1]
-# pickplace_quick (a shipped config that validates) at a few epochs, steps and episodes, in process.
-SHORT = {"trainer": {"max_epochs": 2},
-         "model": {"init_args": {"policy": {"steps_per_epoch": 5}, "demos": {"num": 2}}},
-         "training_success": {"every_n_epochs": 0},
-         "validation": {"every_n_epochs": 1, "episodes": 4, "workers": 0},
-         "robustness": {"every_n_epochs": 0, "final_episodes": 4, "workers": 0}}
-
-
-@pytest.fixture
-def in_tmp(tmp_path, monkeypatch):
-    """The working folder of a new user: conf/ beside it, runs/ and demos/ made there."""
-    (tmp_path / "conf").symlink_to(ROOT / "conf")
-    (tmp_path / "short.yaml").write_text(yaml.safe_dump(SHORT))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def _error(capsys, *argv) -> str:
@@ -46,10 +31,10 @@ def _error(capsys, *argv) -> str:
 
 
 @pytest.mark.slow
-def test_the_readme_resume_command_continues_the_run_in_its_own_folder(in_tmp, capsys):
-    fit = ["fit", "--config", "conf/pickplace_quick.yaml", "--config", "short.yaml"]
+def test_the_readme_resume_command_continues_the_run_in_its_own_folder(user_folder, capsys):
+    fit = ["fit", "--config", "conf/pickplace_quick.yaml", "--config", "tiny.yaml"]
     main(fit)
-    run = in_tmp / "runs" / "pickplace_quick" / "version_0"
+    run = user_folder / "runs" / "pickplace_quick" / "version_0"
     assert (run / "checkpoints" / "best.ckpt").is_file()
     err = _error(capsys, *fit, "--ckpt_path", str(run / "checkpoints" / "best.ckpt"))
     assert "holds a policy's weights only" in err and "resume from the run's last.ckpt" in err
@@ -75,7 +60,7 @@ def test_the_readme_resume_command_continues_the_run_in_its_own_folder(in_tmp, c
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 3  # untouched
 
     # A checkpoint carried out of its run folder: no run to continue, and its best policy left behind.
-    saved = in_tmp / "saved.ckpt"
+    saved = user_folder / "saved.ckpt"
     saved.write_bytes((run / "checkpoints" / "last.ckpt").read_bytes())
     err = _error(capsys, *fit, "--ckpt_path", str(saved), "--trainer.max_epochs", "5")
     assert "is not in a run folder" in err and "--resume_to new" in err
@@ -90,11 +75,11 @@ def test_the_readme_resume_command_continues_the_run_in_its_own_folder(in_tmp, c
     (["--model.policy.lr_decay_epochs", "5", "--trainer.max_epochs", "-1"], "lr_decay_epochs needs a finite"),
     (["--model.model.schedule", "first", "--trainer.max_epochs", "-1"], "schedule first needs a finite"),
 ])
-def test_a_refused_start_leaves_no_run_folder(in_tmp, push_demos, capsys, args, message):
+def test_a_refused_start_leaves_no_run_folder(user_folder, push_demos, capsys, args, message):
     args = [str(push_demos) if a == "PUSH" else a for a in args]
-    err = _error(capsys, "fit", "--config", "conf/pickplace_quick.yaml", "--config", "short.yaml", *args)
+    err = _error(capsys, "fit", "--config", "conf/pickplace_quick.yaml", "--config", "tiny.yaml", *args)
     assert message in err
-    assert not (in_tmp / "runs").exists()
+    assert not (user_folder / "runs").exists()
 
 
 def test_env_settings_from_gymnasium_are_checked_at_construction():
@@ -139,15 +124,15 @@ def test_an_env_only_the_main_process_can_build_is_refused_at_the_start():
 
 
 @pytest.mark.slow
-def test_check_describes_the_run_and_writes_nothing(in_tmp, capsys):
-    main(["check", "--config", "conf/pickplace_quick.yaml", "--config", "short.yaml"])
+def test_check_describes_the_run_and_writes_nothing(user_folder, capsys):
+    main(["check", "--config", "conf/pickplace_quick.yaml", "--config", "tiny.yaml"])
     out = capsys.readouterr().out
     for line in ("bmil check: every check passed; the run was not started", "environment   pickplace: observation 25, action 4, horizon 50",
                  "demos         2 episodes", "method        BMIL, seed 0", "epochs        2 x 5 policy steps",
                  "validation 2 x 4", "run folder    runs/pickplace_quick/version_0 (new)", "numerics: ",
                  "core-minutes"):
         assert line in out, line
-    assert not (in_tmp / "runs").exists()
+    assert not (user_folder / "runs").exists()
 
 
 def test_every_bmil_process_runs_the_pinned_numerics(tmp_path):

@@ -15,22 +15,15 @@ from bmil.methods import BC, BMIL, CCIL, NoiseBC
 from bmil.tuning.space import Param, Task, as_overrides, override, suggest
 from bmil.tuning.study import JOURNAL, open_storage
 
-ROOT = Path(__file__).resolve().parents[1]
 TASK = Task(horizon=50, shortest_demo=50, epochs=200)
-# pickplace_quick at a few epochs, steps and episodes; validation on (it scores the trials).
-TINY = {"trainer": {"max_epochs": 4},
-        "model": {"init_args": {"policy": {"steps_per_epoch": 5}, "demos": {"num": 2}}},
-        "training_success": {"every_n_epochs": 0},
-        "validation": {"every_n_epochs": 1, "episodes": 4, "workers": 0},
-        "robustness": {"every_n_epochs": 0, "final_episodes": 4, "workers": 0}}
 
 
 @pytest.fixture
-def task_folder(tmp_path, monkeypatch):
-    (tmp_path / "conf").symlink_to(ROOT / "conf")
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+def task_folder(user_folder):
+    """The user's folder, tiny.yaml at 4 epochs: the space's epochs are then 2, 4 and 8."""
+    tiny = yaml.safe_load((user_folder / "tiny.yaml").read_text())
+    (user_folder / "tiny.yaml").write_text(yaml.safe_dump({**tiny, "trainer": {"max_epochs": 4}}))
+    return user_folder
 
 
 def _tune(*args) -> None:
