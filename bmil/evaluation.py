@@ -389,6 +389,13 @@ class _Journal:
             os.fsync(f.fileno())
 
 
+def _worker_pool(workers: int) -> ProcessPoolExecutor:
+    """Evaluation worker processes. Spawned, not forked: forking a process that already runs
+    torch/OpenMP threads can hang."""
+    _workers_load_glfw_directly()
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
+
+
 def _build_and_reset(domain: "Domain") -> None:
     """In a worker: build the environment and reset it to a training start and a robustness start."""
     env = domain.make_env()
@@ -403,8 +410,7 @@ def check_worker(domain: "Domain") -> None:
     """One fresh worker process, started as the evaluation's are, builds ``domain``'s environment: an
     environment only the main process can build (registered by code run there alone) is refused at
     the start, not at the first evaluation."""
-    _workers_load_glfw_directly()
-    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
+    with _worker_pool(1) as pool:
         with _signals_held():
             future = pool.submit(_build_and_reset, domain)
         try:
@@ -534,11 +540,7 @@ class Evaluator:
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            _workers_load_glfw_directly()
-            # spawn, not fork: forking a process that already runs torch/OpenMP threads can hang.
-            self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init
-            )
+            self._pool = _worker_pool(self.workers)
         return self._pool
 
     def close(self, kill: bool = False) -> None:

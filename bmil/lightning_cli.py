@@ -42,20 +42,13 @@ class _SaveConfig(SaveConfigCallback):
         log_dir = trainer.log_dir  # every rank: this broadcasts
         if self.save_to_log_dir and trainer.is_global_zero and log_dir and not self.already_saved:
             path = Path(log_dir) / self.config_filename
-            if path.is_file() and self._settings(yaml.safe_load(path.read_text())) != self._settings(
+            if path.is_file() and computed_settings(yaml.safe_load(path.read_text())) != computed_settings(
                     yaml.safe_load(self.parser.dump(self.config, skip_none=False))):
                 k = 1
                 while path.with_name(f"{path.stem}.{k}{path.suffix}").exists():
                     k += 1
                 os.replace(path, path.with_name(f"{path.stem}.{k}{path.suffix}"))
         super().setup(trainer, pl_module, stage)
-
-    @staticmethod
-    def _settings(config: dict) -> dict:
-        """What a run computes: not the checkpoint it was resumed from, nor where it logs."""
-        config = {k: v for k, v in (config or {}).items() if k != "ckpt_path"}
-        config["trainer"] = {k: v for k, v in config.get("trainer", {}).items() if k != "logger"}
-        return config
 
 
 class BMILCLI(LightningCLI):
@@ -139,6 +132,17 @@ class _ParserOnly(BMILCLI):
 
 
 _PARSER = None
+
+
+def computed_settings(settings: dict) -> dict:
+    """What a run computes, from its resolved settings (a deep copy): not how it was started (its
+    config files, the checkpoint it resumed, where to resume), where it reports to (a tune's trial)
+    nor where it logs."""
+    settings = json.loads(json.dumps(settings or {}))
+    for key in ("config", "ckpt_path", "resume_to", "trial"):
+        settings.pop(key, None)
+    settings.get("trainer", {}).pop("logger", None)
+    return settings
 
 
 def fit_settings(args: list[str]) -> dict:

@@ -14,7 +14,6 @@ from typing import Optional
 import lightning as L
 import torch
 
-from bmil.checkpoint import verify_checkpoint
 from bmil.numerics import describe, record
 
 _EVAL_BATCH = 16  # the evaluation's batch: episodes stepped together
@@ -24,7 +23,7 @@ def describe_run(trainer, model, checked, ckpt_path: Optional[str], timed_epochs
     """Print the run and return its facts (the estimate included)."""
     domain, cfg = model.domain, model.policy_cfg
     max_epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs >= 0 else None
-    done = verify_checkpoint(ckpt_path)["epoch"] + 1 if ckpt_path else 0
+    done = checked.epochs_done
     left = None if max_epochs is None else max(0, max_epochs - done)
     budgets = _evaluation_budgets(trainer, done, max_epochs)
     facts = {
@@ -49,17 +48,17 @@ def _evaluation_budgets(trainer, done: int, max_epochs: Optional[int]) -> dict:
     """Episodes each evaluation group runs after epoch ``done`` up to ``max_epochs`` (None: no limit)."""
     from bmil.preflight import _evaluation_callbacks
 
-    budgets = {}
-    for callback in _evaluation_callbacks(trainer):
+    budgets, callbacks = {}, _evaluation_callbacks(trainer)
+    validating = any(c.group == "validation" and c.every_n_epochs for c in callbacks)
+    for callback in callbacks:
         every = callback.every_n_epochs
         checks = 0 if not every or max_epochs is None else max(0, max_epochs // every - done // every)
         budget = {"every_n_epochs": callback.every_n_epochs, "episodes": callback.episodes, "checks": checks,
                   "total": checks * callback.episodes}
         final = getattr(callback, "final_episodes", 0)
         if final:
-            validating = any(c.group == "validation" and c.every_n_epochs for c in _evaluation_callbacks(trainer))
             tests = 2 if validating else 1  # the best policy by validation is tested beside the last
-            budget.update(final_episodes=final, total=budget["total"] + tests * final)
+            budget.update(final_episodes=final, final_total=tests * final, total=budget["total"] + tests * final)
         budgets[callback.group] = budget
     return budgets
 

@@ -208,13 +208,24 @@ class ImitationMethod(L.LightningModule):
         """Generate the demos once (Lightning runs this on one process per node), only into the
         default cache or where ``demos.generate`` asks: a mistyped path is an error, not a new
         dataset."""
+        self.require_method()
+        if self.trainer.state.fn == TrainerFn.FITTING and self.demos_to_generate():
+            self.generate_missing_demos()
+
+    def require_method(self) -> None:
+        """The base class is no method: say so before any demos are made."""
         if type(self).training_step is ImitationMethod.training_step:
-            self.training_step(None, 0)  # the base is no method: say so before any demos are made
+            self.training_step(None, 0)
+
+    def demos_to_generate(self) -> bool:
+        """Whether the demos are missing where they are generated: the default cache, or a path
+        ``demos.generate`` names."""
+        return (self.demo_cfg.generate or not self.demo_cfg.path) and empty_or_missing(self.demo_path)
+
+    def generate_missing_demos(self) -> None:
         cfg = self.demo_cfg
-        wanted = cfg.generate or not cfg.path
-        if self.trainer.state.fn == TrainerFn.FITTING and wanted and empty_or_missing(self.demo_path):
-            print(f"demos {self.demo_path} not found: generating {cfg.num} {self.domain.name} demos")
-            generate_demos(self.domain, cfg.num, cfg.seed, self.demo_path, cfg.stop_on_success)
+        print(f"demos {self.demo_path} not found: generating {cfg.num} {self.domain.name} demos")
+        generate_demos(self.domain, cfg.num, cfg.seed, self.demo_path, cfg.stop_on_success)
 
     def setup(self, stage: str) -> None:
         if stage != "fit":  # validate/test only evaluate the policy

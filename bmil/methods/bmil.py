@@ -103,7 +103,6 @@ class BMIL(ImitationMethod):
         self.buffer: TraceBuffer | None = None
         self._buffer_state = None
 
-    # ---- Algorithm 1 ----------------------------------------------------------------------------
     @classmethod
     def search_space(cls, task: Task) -> list[Param]:
         """p_d; the trace length (up to a tenth of the horizon, at least 3) and when its schedule
@@ -123,6 +122,7 @@ class BMIL(ImitationMethod):
             *super().search_space(task),
         ]
 
+    # ---- Algorithm 1 ----------------------------------------------------------------------------
     def training_step(self, batch, batch_idx) -> torch.Tensor:
         """One outer epoch of Algorithm 1."""
         self.start_epoch()

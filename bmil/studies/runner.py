@@ -86,10 +86,9 @@ _ADDED_SINCE_RECORDS = {
 
 
 def _settings_hash(settings: dict) -> str:
-    settings = json.loads(json.dumps(settings))  # a deep copy to prune
-    for key in ("config", "ckpt_path", "resume_to", "trial"):  # how a run is started or reports, not what it computes
-        settings.pop(key, None)
-    settings["trainer"].pop("logger", None)  # where it writes
+    from bmil.lightning_cli import computed_settings
+
+    settings = computed_settings(settings)
     for path, neutral in _ADDED_SINCE_RECORDS.items():
         *parents, key = path
         node = settings
@@ -475,21 +474,26 @@ class LocalExecutor:
     def close(self) -> None:
         self.pool.shutdown()
 
+    def __enter__(self) -> "LocalExecutor":
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if error is not None:  # Ctrl-C, SIGTERM or a failure: stop the fits, not only this process
+            self.stop()
+        self.close()
+
 
 def _run_parallel(todo: list[Run], out: Path, jobs: int, progress) -> list[dict]:
-    results, executor = [], LocalExecutor(jobs, _evaluation_workers(jobs, len(todo)))
-    futures = [executor.submit(out, r) for r in todo]
+    results = []
     try:
-        for future in as_completed(futures):  # reported as they end, not in start order
-            result = future.result()
-            progress(f"  {result['run_id']}: {_status(result)}")
-            results.append(result)
-    except BaseException:  # Ctrl-C or SIGTERM: stop the fits, not only this process
-        executor.stop()
+        with LocalExecutor(jobs, _evaluation_workers(jobs, len(todo))) as executor:
+            for future in as_completed([executor.submit(out, r) for r in todo]):  # in the order they end
+                result = future.result()
+                progress(f"  {result['run_id']}: {_status(result)}")
+                results.append(result)
+    except BaseException:
         finished = sum(not r.get("failed") for r in results)
         progress(f"stopped; {finished} runs finished in this invocation. Rerun the same command "
                  "to continue: unfinished runs resume from their last checkpoint.")
         raise
-    finally:
-        executor.close()
     return results

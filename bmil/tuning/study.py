@@ -164,7 +164,7 @@ class Tuner:
                 raise BMILError(f"the config does not pass bmil check: {last}")
             facts = json.loads(out.read_text())
         estimate, budgets = facts["estimate"], facts["evaluation"]
-        test = budgets["robustness"].get("final_episodes", 0) * (2 if budgets["validation"]["checks"] else 1)
+        test = budgets["robustness"].get("final_total", 0)
         final = estimate["core_minutes"]
         trial = final - test * estimate["episode_seconds"] / 60
         extra = self.finalist_episodes - budgets["validation"]["episodes"]
@@ -200,7 +200,7 @@ class Tuner:
         a killed tune run again first (a fit resumes from its checkpoint, a finished one is read)."""
         from optuna.trial import TrialState
 
-        executor, pending = LocalExecutor(self.jobs), {}
+        pending = {}
         limit = {m: min(self.trials, grid_size(spaces[m])) if self.sampler == "grid" else self.trials
                  for m in self.methods}
         finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -210,7 +210,7 @@ class Tuner:
         def asked(method: str) -> int:
             return sum(t.state in finished or t.state == TrialState.RUNNING for t in studies[method].trials)
 
-        try:
+        with LocalExecutor(self.jobs) as executor:
             while True:
                 while len(pending) < self.jobs:
                     if queue:
@@ -240,11 +240,6 @@ class Tuner:
                 done = executor.wait_any(pending)
                 method, number, run = pending.pop(done)
                 self._tell(studies[method], number, run, done.result())
-        except BaseException:
-            executor.stop()
-            raise
-        finally:
-            executor.close()
 
     def _tell(self, study, number: int, run: Run, result: dict) -> None:
         from optuna.trial import TrialState
@@ -336,15 +331,9 @@ class Tuner:
                 "saved_core_hours": (full - spent) / 3600}
 
     def _execute(self, runs: list[Run]) -> dict[str, dict]:
-        executor = LocalExecutor(self.jobs)
-        try:
+        with LocalExecutor(self.jobs) as executor:
             futures = {executor.submit(self.out, r): r for r in runs}
             return {futures[f].run_id: f.result() for f in futures}
-        except BaseException:
-            executor.stop()
-            raise
-        finally:
-            executor.close()
 
     # ---- outputs --------------------------------------------------------------------------------
     def _write(self, studies: dict, spaces: dict, chosen: dict, final: dict) -> dict:
