@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -50,6 +51,9 @@ def make_pruner(max_epochs: Optional[int]):
     return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=max(0, (max_epochs or 0) // 4) + 1)
 
 
+TPE_STARTUP_TRIALS = 5
+
+
 def make_sampler(kind: str, space: list[Param], seed: int):
     """Seeded TPE, or a grid over every parameter's ``Param.grid`` values (in a seeded order)."""
     import optuna
@@ -63,7 +67,13 @@ def make_sampler(kind: str, space: list[Param], seed: int):
         return Grid({p.key: p.grid() for p in space}, seed=seed)
     if kind != "tpe":
         raise BMILError(f"--sampler {kind}: tpe or grid.")
-    return optuna.samplers.TPESampler(seed=seed)
+    # Optuna's 10 random start-up trials would be most of a small tune; multivariate TPE in groups
+    # models the conditional parameters (selection_coef with sc) together with the rest, and the
+    # constant liar keeps parallel trials from drawing the same point.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP_TRIALS, multivariate=True,
+                                          group=True, constant_liar=True)
 
 
 def grid_size(space: list[Param]) -> int:
