@@ -154,6 +154,23 @@ def test_a_tune_scores_trials_on_validation_and_tests_only_at_the_end(task_folde
 
 
 @pytest.mark.slow
+def test_the_defaults_compete_with_the_finalists_on_fresh_seeds(task_folder, capsys):
+    _tune("--methods", "bc", "--trials", "2", "--finalists", "1", "--finalist_seeds", "1", "--final_seeds", "0")
+    out = task_folder / "tune" / "t"
+    summary = json.loads((out / "summary.json").read_text())
+    best = max(_trials(out, "bc"), key=lambda t: t.value).number
+    finalists = {"defaults": None, best: best}
+    scores = {number: json.loads((out / "runs" / f"pickplace__bc_finalist_{name}__s101" / "version_0" /
+                                  "result.json").read_text())["validation_late"] for name, number in finalists.items()}
+    chosen = summary["chosen"]["bc"]
+    assert chosen["score"] == max(scores.values()) and scores[chosen["trial"]] == chosen["score"]
+    assert chosen["seeds"] == [101] and summary["final"] == {}
+    assert not (out / "policy.pt").exists() and not list((out / "runs").glob("*__s0"))  # no test at all
+    assert "No final test" in (out / "table.md").read_text()
+    assert "bc finalist the defaults: validation" in capsys.readouterr().out
+
+
+@pytest.mark.slow
 def test_a_trial_refused_for_bad_settings_fails_and_the_study_goes_on(task_folder, capsys):
     (task_folder / "space.yaml").write_text(yaml.safe_dump({"bc": {"model.policy.lr": {"choices": [-0.001, 0.0003]},
                                                                    "trainer.max_epochs": None}}))

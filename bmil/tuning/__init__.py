@@ -28,11 +28,12 @@ def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20,
         out: Output folder (default tune/<config name>): the Optuna journal, runs/, tuned_<method>.yaml,
             policy.pt (the winner's), table.md, summary.json and figures.
         seed: Seed of the samplers (TPE).
-        finalists: Best trials per method trained again on other seeds before choosing (0: choose the
-            best trial).
+        finalists: Best trials per method trained again on other seeds, beside the defaults, before
+            choosing (0: choose the best trial).
         finalist_seeds: Seeds of each finalist's new runs.
         finalist_episodes: Validation starts of the finalists' runs.
-        final_seeds: Seeds (0, 1, ...) of the final test of the chosen settings and of the defaults.
+        final_seeds: Seeds (0, 1, ...) of the final test of the chosen settings and of the defaults
+            (0: no test, no policy exported).
         space: A YAML file of changes to the search spaces: {method: {setting: {low, high, log, choices}
             or null to drop it}}, e.g. {bmil: {model.demo_ratio: {low: 0.7, high: 0.95}}}.
         sampler: tpe (seeded, Optuna's default) or grid (each numeric range's ends and middle, every
@@ -44,7 +45,7 @@ def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20,
 
     for name, value, least in (("--trials", trials, 1), ("--jobs", jobs or 1, 1), ("--finalists", finalists, 0),
                                ("--finalist_seeds", finalist_seeds, 0), ("--finalist_episodes", finalist_episodes, 1),
-                               ("--final_seeds", final_seeds, 1)):
+                               ("--final_seeds", final_seeds, 0)):
         if value < least:
             raise BMILError(f"{name} = {value} is out of range: it must be at least {least}.")
     changes = None

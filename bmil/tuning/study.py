@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -95,6 +95,7 @@ class Tuner:
     final_seeds: int = 3
     space: Optional[dict] = None  # the user's changes, per method
     sampler: str = "tpe"  # or "grid": every combination of each parameter's grid values
+    reference: dict = field(default_factory=dict)  # per method, settings over the config for its defaults
 
     def __post_init__(self):
         from bmil.lightning_cli import fit_settings
@@ -154,8 +155,8 @@ class Tuner:
             study.sampler = make_sampler(self.sampler, spaces[m], hash((self.seed, i, len(study.trials))) % 2**31)
             studies[m] = study
         self._trials(studies, spaces)
-        chosen = {m: self._finalists(studies[m], spaces[m], m) for m in self.methods}
-        final = self._final(chosen)
+        chosen = self._finalists(studies, spaces)
+        final = self._final(chosen) if self.final_seeds else {}
         return self._write(studies, spaces, chosen, final)
 
     def plan(self) -> None:
@@ -180,7 +181,8 @@ class Tuner:
         extra = self.finalist_episodes - budgets["validation"]["episodes"]
         finalist = trial + budgets["validation"]["checks"] * max(0, extra) * estimate["episode_seconds"] / 60
         m = len(self.methods)
-        counts = (m * self.trials, m * self.finalists * self.finalist_seeds, 2 * m * self.final_seeds)
+        finalists = (self.finalists + 1) * self.finalist_seeds if self.finalists else 0  # the defaults compete
+        counts = (m * self.trials, m * finalists, 2 * m * self.final_seeds)
         hours = (counts[0] * trial + counts[1] * finalist + counts[2] * final) / 60
         print(f"plan: {counts[0]} trials, {counts[1]} finalist runs and {counts[2]} final runs of "
               f"{', '.join(METHODS[x] for x in self.methods)} on {self.domain}; about {hours:.1f} core-hours before "
@@ -272,40 +274,48 @@ class Tuner:
             print(f"{study.study_name} trial {number}: validation {100 * result['validation_late']:.1f}% in "
                   f"{result['seconds']:.0f} s (best so far: trial {best.number}, {100 * best.value:.1f}%)", flush=True)
 
-    def _finalists(self, study, space: list[Param], method: str) -> dict:
-        """The best trials trained again on fresh seeds and more validation starts; the best mean wins."""
+    def _finalists(self, studies: dict, spaces: dict) -> dict:
+        """Per method, the best trials and the defaults trained again on fresh seeds and more
+        validation starts, every method's at once; the best mean is chosen. The defaults compete, so
+        that a tuned setting replaces them only where fresh runs agree."""
         from optuna.trial import TrialState
 
-        complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: -t.value)
-        if not complete:
-            raise BMILError(f"bmil tune: no trial of {method} finished (all pruned or failed; see the trials' "
-                            f"fit.log under {self.out / 'runs'}); give more --trials.")
-        finalists = complete[: max(1, self.finalists)]
+        candidates = {}  # method: [(trial number or None for the defaults, settings, trial score)]
+        for m, study in studies.items():
+            complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: -t.value)
+            if not complete:
+                raise BMILError(f"bmil tune: no trial of {m} finished (all pruned or failed; see the trials' "
+                                f"fit.log under {self.out / 'runs'}); give more --trials.")
+            candidates[m] = [(t.number, _settings(t.params, spaces[m]), t.value) for t in complete[: max(1, self.finalists)]]
         if self.finalists == 0 or self.finalist_seeds == 0:
-            best = finalists[0]
-            return {"trial": best.number, "settings": _settings(best.params, space), "score": best.value,
-                    "trial_score": best.value, "seeds": []}
+            return {m: _choice(*c[0], []) for m, c in candidates.items()}
         seeds = [SEARCH_SEEDS_FROM + 1 + i for i in range(self.finalist_seeds)]
         more = ("--validation.episodes", str(self.finalist_episodes), *NO_TEST)
-        runs = {(t.number, s): self._run(f"{method} finalist {t.number}", method, s, _settings(t.params, space), more)
-                for t in finalists for s in seeds}
+        runs = {(m, number, s): self._run(f"{m} finalist {'defaults' if number is None else number}", m, s,
+                                           settings if number is not None else self.defaults(m), more)
+                for m, c in candidates.items() for number, settings, _ in [*c, (None, {}, None)] for s in seeds}
         results = self._execute(list(runs.values()))
         failed = [r for r in results.values() if r.get("failed") or r.get("validation_late") is None]
         if failed:
-            raise BMILError(f"bmil tune: a finalist run of {method} failed: "
-                            f"{failed[0].get('error', 'no validation check')}")
-        scores = {}
-        for t in finalists:
-            values = [results[runs[(t.number, s)].run_id]["validation_late"] for s in seeds]
-            scores[t.number] = sum(values) / len(values)
-            print(f"{method} finalist trial {t.number}: validation {100 * scores[t.number]:.1f}% over seeds "
-                  f"{', '.join(map(str, seeds))} on {self.finalist_episodes} starts (trial {100 * t.value:.1f}%)")
-        best = max(finalists, key=lambda t: (scores[t.number], -t.number))
-        return {"trial": best.number, "settings": _settings(best.params, space), "score": scores[best.number],
-                "trial_score": best.value, "seeds": seeds}
+            raise BMILError(f"bmil tune: a finalist run failed: {failed[0].get('error', 'no validation check')}")
+        chosen = {}
+        for m, c in candidates.items():
+            scored = []
+            for number, settings, trial_score in [*c, (None, self.defaults(m), None)]:
+                values = [results[runs[(m, number, s)].run_id]["validation_late"] for s in seeds]
+                score = sum(values) / len(values)
+                scored.append((score, number, settings, trial_score))
+                name = "the defaults" if number is None else f"trial {number} (trial {100 * trial_score:.1f}%)"
+                print(f"{m} finalist {name}: validation {100 * score:.1f}% over seeds "
+                      f"{', '.join(map(str, seeds))} on {self.finalist_episodes} starts", flush=True)
+            # The best mean; on a tie the defaults (listed last), then the earlier trial.
+            score, number, settings, trial_score = max(scored, key=lambda x: (x[0], x[1] is None, -(x[1] or 0)))
+            chosen[m] = _choice(number, settings, trial_score, seeds, score)
+        return chosen
 
     def _final(self, chosen: dict) -> dict:
-        """The chosen settings and the defaults of every method, tested on seeds 0..final_seeds-1."""
+        """The chosen settings and the defaults of every method, tested on seeds 0..final_seeds-1
+        (where the defaults were chosen, their runs are the tuned ones too)."""
         runs = {(m, kind, s): self._final_run(m, kind, s, chosen[m])
                 for m in self.methods for kind in ("tuned", "defaults") for s in range(self.final_seeds)}
         results = self._execute(list(runs.values()))
@@ -320,9 +330,14 @@ class Tuner:
         return final
 
     def _final_run(self, method: str, kind: str, seed: int, choice: dict) -> Run:
-        if kind == "defaults":
-            return self._run(f"{method} defaults", method, seed, {})
+        if kind == "defaults" or choice["trial"] is None:
+            return self._run(f"{method} defaults", method, seed, self.defaults(method))
         return self._run(f"{method} tuned trial {choice['trial']}", method, seed, choice["settings"])
+
+    def defaults(self, method: str) -> dict:
+        """What the tuned settings are compared with: the config's own (``reference``: other settings
+        over it, such as the search study's earlier choice)."""
+        return dict(self.reference.get(method, {}))
 
     def _pruning_saved(self, method: str, study, space: list[Param]) -> dict:
         """What pruning saved: each pruned trial's time, against that time stretched to all its epochs."""
@@ -341,8 +356,9 @@ class Tuner:
                 "saved_core_hours": (full - spent) / 3600}
 
     def _execute(self, runs: list[Run]) -> dict[str, dict]:
+        unique = {r.run_id: r for r in runs}  # a run asked for twice is run once
         with LocalExecutor(self.jobs) as executor:
-            futures = {executor.submit(self.out, r): r for r in runs}
+            futures = {executor.submit(self.out, r): r for r in unique.values()}
             return {futures[f].run_id: f.result() for f in futures}
 
     # ---- outputs --------------------------------------------------------------------------------
@@ -350,11 +366,12 @@ class Tuner:
         for method, choice in chosen.items():
             _write_overlay(self.out / f"tuned_{method}.yaml", method, choice)
         winner = max(chosen, key=lambda m: chosen[m]["score"])  # on validation starts, not the test
-        from bmil.export import export_policy
+        if final:
+            from bmil.export import export_policy
 
-        best = run_dir(self.out, self._final_run(winner, "tuned", 0, chosen[winner]))
-        ckpt = best / "checkpoints" / ("best.ckpt" if (best / "checkpoints" / "best.ckpt").is_file() else "last.ckpt")
-        export_policy(str(ckpt), str(self.out / "policy.pt"))
+            best = run_dir(self.out, self._final_run(winner, "tuned", 0, chosen[winner]))
+            ckpt = best / "checkpoints" / ("best.ckpt" if (best / "checkpoints" / "best.ckpt").is_file() else "last.ckpt")
+            export_policy(str(ckpt), str(self.out / "policy.pt"))
         summary = {"winner": winner, "chosen": chosen, "final": final,
                    "trials": {m: _counts(s) for m, s in studies.items()},
                    "pruning": {m: self._pruning_saved(m, s, spaces[m]) for m, s in studies.items()}}
@@ -363,16 +380,24 @@ class Tuner:
         tmp = self.out / ".table.md.tmp"
         tmp.write_text(table)
         tmp.replace(self.out / "table.md")
-        figures = [*_figures(studies, self.out), _validation_against_test(final, self.out)]
+        figures = [*_figures(studies, self.out), *([_validation_against_test(final, self.out)] if final else [])]
         _tensorboard(studies, figures, self.out)
         print(table)
-        print(f"winner (on validation starts): {winner}; its policy: {self.out / 'policy.pt'}; overlays: "
+        exported = f"; its policy: {self.out / 'policy.pt'}" if final else " (no final test, no policy exported)"
+        print(f"winner (on validation starts): {winner}{exported}; overlays: "
               + ", ".join(str(self.out / f"tuned_{m}.yaml") for m in chosen))
         return summary
 
 
 def _trial_folder(tuner: "Tuner", method: str, number: int) -> Path:
     return run_dir(tuner.out, Run(tuner.domain, _trial_label(method, number), SEARCH_SEEDS_FROM, ()))
+
+
+def _choice(trial: Optional[int], settings: dict, trial_score: Optional[float], seeds: list[int],
+            score: Optional[float] = None) -> dict:
+    """A method's chosen settings: a trial's, or the defaults' (trial None)."""
+    return {"trial": trial, "settings": settings, "score": trial_score if score is None else score,
+            "trial_score": trial_score, "seeds": seeds}
 
 
 def _trial_label(method: str, number: int) -> str:
@@ -400,7 +425,8 @@ def _write_overlay(path: Path, method: str, choice: dict) -> None:
         for name in rest[:-1]:
             node = node.setdefault(name, {})
         node[rest[-1]] = value
-    header = (f"# bmil tune: {METHODS[method]}'s settings chosen on validation starts (trial {choice['trial']}; "
+    source = "the defaults: no trial beat them on fresh seeds" if choice["trial"] is None else f"trial {choice['trial']}"
+    header = (f"# bmil tune: {METHODS[method]}'s settings chosen on validation starts ({source}; "
               f"validation {100 * choice['score']:.1f}%).\n# Use: bmil fit --config <your config> --config {path.name}\n")
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(header + yaml.safe_dump(nested, sort_keys=False))
@@ -427,18 +453,20 @@ def _table(summary: dict) -> str:
     rows = ["| method | trials (done, pruned, failed) | chosen trial | validation | test: tuned | test: defaults |",
             "| --- | --- | --- | --- | --- | --- |"]
     for method, choice in summary["chosen"].items():
-        counts, final = summary["trials"][method], summary["final"][method]
+        counts, final = summary["trials"][method], summary["final"].get(method, {})
         mark = " (winner)" if method == summary["winner"] else ""
+        trial = "defaults" if choice["trial"] is None else choice["trial"]
         rows.append(f"| {METHODS[method]}{mark} | {counts['complete']}, {counts['pruned']}, {counts['fail']} | "
-                    f"{choice['trial']} | {100 * choice['score']:.1f} | {_mean_ci([r['test'] for r in final['tuned']])} | "
-                    f"{_mean_ci([r['test'] for r in final['defaults']])} |")
-    seeds = len(next(iter(summary["final"].values()))["tuned"])
+                    f"{trial} | {100 * choice['score']:.1f} | {_mean_ci([r['test'] for r in final.get('tuned', [])])} | "
+                    f"{_mean_ci([r['test'] for r in final.get('defaults', [])])} |")
+    seeds = len(next(iter(summary["final"].values()), {}).get("tuned", []))
     saved = [(m, p) for m, p in summary["pruning"].items() if p["to_the_end_core_hours"]]
     rows += [""] + [f"Pruning ({METHODS[m]}): the pruned trials took {p['pruned_core_hours']:.2f} core-hours; run to "
                     f"the end they would have taken about {p['to_the_end_core_hours']:.2f} (saved "
                     f"{p['saved_core_hours']:.2f})." for m, p in saved]
-    return ("Robustness (%) on the test starts, the best policy by validation, mean ± 95% t-interval over "
-            f"{seeds} seeds; validation: the chosen settings' score on validation starts.\n\n" + "\n".join(rows) + "\n")
+    test = (f"Robustness (%) on the test starts, the best policy by validation, mean ± 95% t-interval over {seeds} seeds"
+            if seeds else "No final test (final seeds 0)")
+    return f"{test}; validation: the chosen settings' score on validation starts.\n\n" + "\n".join(rows) + "\n"
 
 
 def _validation_against_test(final: dict, out: Path) -> Path:
@@ -478,8 +506,6 @@ def _tensorboard(studies: dict, figures: list[Path], out: Path) -> None:
 
 def _figures(studies: dict, out: Path) -> list[Path]:
     """Optimization history and parameter importances per method (PNG)."""
-    import warnings
-
     import matplotlib.pyplot as plt
     import optuna.visualization.matplotlib as views
     from optuna.trial import TrialState
