@@ -12,7 +12,7 @@ import yaml
 
 import bmil.studies.runner as runner
 from bmil.errors import BMILError
-from bmil.studies.catalog import SEARCH, Run, Study, make_study, with_extra
+from bmil.studies.catalog import SEARCHED, Run, Study, make_study, with_extra
 from bmil.studies.report import collect, markdown_table, paper_table, plot_study, t_interval, write_results
 from bmil.studies.runner import _command, longest_first, run_dir, run_study, signature
 
@@ -567,44 +567,9 @@ def test_the_table_reports_how_often_episodes_end_flagged(tmp_path, monkeypatch)
     assert "flag_flipped" in (out / "results.csv").read_text().splitlines()[0]
 
 
-def test_the_search_gives_every_tuned_method_the_same_budget_and_never_tests(tmp_path):
-    study = make_study("search", ["push", "point_umaze", "ant_umaze", "relocate"], [0, 1])
-    tuned = {m: len(c) for m, c in SEARCH.items() if m != "bc"}
-    assert set(tuned.values()) == {4} and set(tuned) == {"noise_bc", "ccil", "bmil"}
-    assert len(study.runs) == 4 * 2 * 13 and len({r.run_id for r in study.runs}) == len(study.runs)
-    assert {r.seed for r in study.runs} == {100, 101}  # no training run of a study is among them
-    for run in (r for r in study.runs if r.seed == 100 and r.method in ("BC", "NoiseBC scale 0.3", "CCIL L 0.5 d 5.0",
-                                                                       "BMIL p_d 0.9")):
-        settings = run.settings
-        assert settings["robustness"]["final_episodes"] == 0 and settings["robustness"]["every_n_epochs"] == 0
-        assert settings["validation"]["every_n_epochs"] > 0 and settings["validation"]["episodes"] == 200
-        init = settings["model"]["init_args"]
-        assert {"NoiseBC scale 0.3": lambda: init["noise"]["scale"] == 0.3, "BC": lambda: True,
-                "CCIL L 0.5 d 5.0": lambda: (init["ccil"]["lipschitz"], init["ccil"]["max_distance"]) == (0.5, 5.0),
-                "BMIL p_d 0.9": lambda: init["demo_ratio"] == 0.9}[run.method]()
-    epochs = {r.domain: r.settings["trainer"]["max_epochs"] for r in study.runs if r.method == "BC" and r.seed == 100}
-    assert epochs == {"push": 50, "point_umaze": 200, "ant_umaze": 100, "relocate": 100}
-    (tmp_path / "mine.yaml").write_text("model: {init_args: {env: push}}\n")
-    with pytest.raises(BMILError, match="no budget for domain 'push'.*search_fetch.yaml"):
-        make_study("search", ["push"], [0], configs=str(tmp_path))
-
-
-def test_the_search_refuses_arguments_that_would_test_or_stop_validating():
-    from bmil.studies.catalog import require_validation_only
-
-    study = make_study("search", ["push"], [100])
-    study.runs = [r for r in study.runs if r.method in ("BC", "NoiseBC scale 0.1")]
-    require_validation_only(study)
-    for extra in (["--config", "conf/overlays/fetch_ablation_eval.yaml"], ["--robustness.final_episodes", "100"]):
-        tested = Study("search", with_extra(study.runs, extra, {}))
-        with pytest.raises(BMILError, match="would evaluate on test starts or not validate"):
-            require_validation_only(tested)
-    require_validation_only(Study("table1", with_extra(study.runs, extra, {})))  # other studies may test
-
-
 def test_baselines_use_the_family_settings_the_search_chose(tmp_path):
     tmp_path = shutil.copytree("conf", tmp_path / "conf")
-    for method in SEARCH:  # the search's real choices: replaced by these
+    for method in SEARCHED:  # the search's real choices: replaced by these
         for chosen in tmp_path.glob(f"{method}_*.yaml"):
             chosen.unlink()
     (tmp_path / "noise_bc_fetch.yaml").write_text("model: {class_path: bmil.methods.NoiseBC, init_args: {noise: {scale: 0.3}}}\n")
@@ -621,44 +586,6 @@ def test_baselines_use_the_family_settings_the_search_chose(tmp_path):
     assert init[("push", "NoiseBC")]["noise"]["scale"] == 0.3 and init[("push", "BMIL")]["demo_ratio"] == 0.8
     table1_bmil = make_study("table1", ["push"], [0], configs=str(tmp_path)).runs[-1]  # the paper's settings
     assert table1_bmil.method == "BMIL" and table1_bmil.settings["model"]["init_args"]["demo_ratio"] == 0.5
-
-
-def test_a_search_run_records_its_late_validation_score_and_no_test(tmp_path, monkeypatch):
-    import sys
-
-    study, out = _fake_study(tmp_path, monkeypatch, [0, 1], wait=0)
-    # Fits that skip the final test and validate at epochs 10..40: the score averages epochs 30 and
-    # 40; candidate b's last check is 20 points above a's.
-    last = "(0.4 if '__s0' in folder else 0.6) + (0.2 if 'NoiseBC_b' in folder else 0.0)"
-    history = f"[{{'epoch': 10 * (i + 1), 'rate': r}} for i, r in enumerate([0.9, 0.0, 0.2, {last}])]"
-    validating = _FAKE_FIT.splitlines()[:-1] + [
-        f"json.dump({{'best_epoch': 10, 'best_rate': 0.9, 'history': {history}}}, open(os.path.join(folder, 'validation.json'), 'w'))"]
-    monkeypatch.setattr(runner, "_command", lambda out, run, workers: [sys.executable, "-c", "\n".join(validating),
-                                                               str(run_dir(out, run)), "0"])
-    study = Study("search", [replace(r, method=m, family="noise_bc") for m in ("NoiseBC a", "NoiseBC b") for r in study.runs])
-    run_study(study, out, jobs=2, progress=lambda message: None)
-    rows = collect(study, out)
-    assert [r["robustness"] for r in rows] == [None] * 4 and {r["episodes"] for r in rows} == {0}
-    assert [r["validation_late"] for r in rows] == pytest.approx([0.3, 0.4, 0.4, 0.5])
-    table = write_results(study, out).read_text()
-    assert "| push | NoiseBC a | 35.0 | 30.0 | 40.0 | 0.00 |" in table  # (seed 0, seed 1; a few ms of fits)
-    assert "| push | **NoiseBC b** | **45.0** | 40.0 | 50.0 |  |" in table  # the method's choice
-
-
-def test_the_search_chooses_only_among_candidates_scored_on_every_seed():
-    from bmil.studies.report import search_table
-
-    def row(method, family, seed, score):
-        return {"domain": "push", "method": method, "family": family, "seed": seed, "seconds": 360,
-                **({} if score is None else {"validation_late": score})}
-
-    rows = [row("BC", "bc", 100, 0.2), row("BC", "bc", 101, 0.3),
-            row("NoiseBC a", "noise_bc", 100, 0.5), row("NoiseBC a", "noise_bc", 101, 0.4),
-            row("NoiseBC b", "noise_bc", 100, 0.9), row("NoiseBC b", "noise_bc", 101, None)]  # b's seed 101 failed
-    table = search_table(rows)
-    assert "| push | **NoiseBC a** | **45.0** | 50.0 | 40.0 | 0.40 |" in table
-    assert "| push | NoiseBC b | 90.0 (1 of 2 seeds) | 90.0 | - |  |" in table  # higher, but on one seed
-    assert "| push | BC | 25.0 | 20.0 | 30.0 | 0.20 |" in table  # the reference is nobody's choice
 
 
 def test_each_domains_final_tests_are_drawn_side_by_side(tmp_path):

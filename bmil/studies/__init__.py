@@ -11,7 +11,7 @@ from typing import Optional
 from bmil.domains import get_domain
 from bmil.errors import BMILError
 from bmil.evaluation import usable_cores
-from bmil.studies.catalog import make_study, require_validation_only, split_args, with_extra
+from bmil.studies.catalog import make_study, split_args, with_extra
 from bmil.studies.report import write_results
 from bmil.studies.runner import run_study
 
@@ -23,7 +23,8 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
 
     Args:
         study: table1, table2, fig5a, fig5b, fig6, table6 (the paper's), stability, selection,
-            search (the baselines' settings, on validation starts) or baselines.
+            baselines, or search (the baselines' family settings: bmil tune per family, on validation
+            starts; seeds sets its budget, 3 x seeds trials per method).
         domains: Comma-separated environment names (each needs conf/<env>.yaml and, for table1,
             conf/vins_<env>.yaml).
         seeds: Seeds 0..seeds-1 per configuration.
@@ -47,9 +48,17 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
 
     for name in names:
         get_domain(name)  # an unknown name is one clear error before anything runs
+    if study == "search":
+        from bmil.studies.search import refuse_other_arguments, search
+
+        refuse_other_arguments(extra=extra, domain_extra=domain_extra, methods=methods, reuse=reuse)
+        t0 = time.perf_counter()
+        path = search(names, seeds, jobs or usable_cores(), Path(out or Path("results") / study), configs)
+        print(path.read_text())
+        print(f"{path} written; this invocation took {time.perf_counter() - t0:.0f} s")
+        return
     plan = make_study(study, names, list(range(seeds)), configs)
     plan.runs = with_extra(plan.runs, split_args(extra, "--extra"), domain_extra or {})
-    require_validation_only(plan)
     chosen = {m.strip() for m in methods.split(",") if m.strip()} or None
     labels = list(dict.fromkeys(r.method for r in plan.runs))
     if chosen and not chosen <= set(labels):

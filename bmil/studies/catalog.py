@@ -11,7 +11,9 @@ configs plus overrides (docs/reproducing.md). Nothing here runs anything.
   selection  BC and BMIL as a user gets them: the last and the best-by-validation policy
   baselines  BC, NoiseBC, CCIL, VINS and BMIL on one protocol (issue 29), each with its family's
              settings (conf/<method>_<family>.yaml) where the search chose them
-  search  the settings search behind those: every method's candidates on validation starts only
+
+``search``, the settings search behind those, is not a list of runs: it runs ``bmil tune`` per family
+(``bmil/studies/search.py``).
 
 Add a study: a name in ``STUDIES`` and its runs in ``make_study``.
 """
@@ -88,18 +90,11 @@ TABLES = {
     "table6": [("BC", "bc", ()), ("BMIL (model first)", "bmil", ("--model.model.schedule", "first")),
                ("BMIL (alternating)", "bmil", ())],
 }
-STUDIES = ("table1", "table2", "fig5a", "fig5b", "fig6", "table6", "stability", "selection", "baselines",
-           "search")
+STUDIES = ("table1", "table2", "fig5a", "fig5b", "fig6", "table6", "stability", "selection", "baselines")
 
-# The settings search (issue 29): the same number of candidates (4) for every method with settings
-# of its own, each a row label and its ``bmil fit`` overrides; BC, with none, is the reference.
-SEARCH = {
-    "bc": [("BC", ())],
-    "noise_bc": [(f"NoiseBC scale {v}", ("--model.noise.scale", str(v))) for v in (0.03, 0.1, 0.3, 1.0)],
-    "ccil": [(f"CCIL L {lip} d {d}", ("--model.ccil.lipschitz", str(lip), "--model.ccil.max_distance", str(d)))
-             for lip, d in ((0.5, 2.0), (0.5, 5.0), (3.0, 2.0), (3.0, 5.0))],
-    "bmil": [(f"BMIL p_d {p}", ("--model.demo_ratio", str(p))) for p in (0.5, 0.8, 0.9, 0.95)],
-}
+# The methods whose settings the search (bmil reproduce search: bmil tune per family) chooses per
+# domain family, in conf/<method>_<family>.yaml.
+SEARCHED = ("noise_bc", "ccil", "bmil")
 SEARCH_SEEDS_FROM = 100  # the search's training seeds (100, 101, ...) are none of the studies' (0, 1, ...)
 
 
@@ -112,7 +107,7 @@ def method_configs(configs: str, domain: str, method: str, tuned: bool = False) 
 
     layer = {"bmil": (), "bc": ("bc.yaml",), "noise_bc": ("noise_bc.yaml",), "ccil": ("ccil.yaml",),
              "vins": (f"vins_{domain}.yaml",)}[method]
-    family = get_domain(domain).family if tuned and method in SEARCH else ""
+    family = get_domain(domain).family if tuned and method in SEARCHED else ""
     if family and (Path(configs) / f"{method}_{family}.yaml").is_file():
         layer = (*layer, f"{method}_{family}.yaml")
     return tuple(str(Path(configs) / name) for name in (f"{domain}.yaml", *layer))
@@ -157,22 +152,7 @@ def make_study(name: str, domains: list[str], seeds: list[int], configs: str = "
                     add(Run(d, f"BC {mult}x", s, conf(d, "bc"), steps, x=mult, family="BC"))
                 add(Run(d, "BMIL", s, conf(d)))
         return Study(name, runs, baseline="BC 1x", plot="line", xlabel="BC policy steps (x the original)")
-    if name == "search":  # the family's short training, scored on validation starts only
-        from bmil.domains import get_domain
-
-        for d in domains:
-            family = get_domain(d).family
-            budget = Path(configs) / "overlays" / f"search_{family}.yaml"
-            if not budget.is_file():
-                raise BMILError(f"study 'search': no budget for domain '{d}' (family '{family or d}'): "
-                                f"write {budget} (see conf/overlays/search_fetch.yaml).")
-            for s in (SEARCH_SEEDS_FROM + s for s in seeds):
-                for method, candidates in SEARCH.items():
-                    for label, overrides in candidates:
-                        domain_config, *layer = conf(d, method)  # the budget before the method's layer
-                        add(Run(d, label, s, (domain_config, str(budget), *layer), overrides, family=method))
-        return Study(name, runs, baseline="BC")
-    raise BMILError(f"unknown study '{name}'. Studies: {', '.join(STUDIES)}.")
+    raise BMILError(f"unknown study '{name}'. Studies: {', '.join((*STUDIES, 'search'))}.")
 
 
 def with_extra(runs: list[Run], extra: list[str], domain_extra: dict[str, str]) -> list[Run]:
@@ -195,21 +175,6 @@ def with_extra(runs: list[Run], extra: list[str], domain_extra: dict[str, str]) 
         return (*extra, *(arg for a in picked for arg in a))
 
     return [replace(r, extra=args(r.domain)) for r in runs]
-
-
-def require_validation_only(study: Study) -> None:
-    """The search chooses settings on validation starts alone: refuse arguments (``--extra``,
-    ``--domain_extra``) that would give any of its runs a test or take away its validation."""
-    if study.name != "search":
-        return
-    for run in study.runs:
-        s = run.settings
-        if s["robustness"]["final_episodes"] or s["robustness"]["every_n_epochs"] or not s["validation"]["every_n_epochs"]:
-            raise BMILError(f"study 'search': {run.run_id} would evaluate on test starts or not validate "
-                            f"(robustness.final_episodes {s['robustness']['final_episodes']}, robustness.every_n_epochs "
-                            f"{s['robustness']['every_n_epochs']}, validation.every_n_epochs "
-                            f"{s['validation']['every_n_epochs']}): leave the evaluation overlays "
-                            "conf/overlays/*_eval.yaml out of its --extra and --domain_extra.")
 
 
 def split_args(text: str, option: str) -> list[str]:

@@ -270,37 +270,6 @@ def plot_curves(study: Study, out: Path) -> list[Path]:
     return paths
 
 
-def search_table(rows: list[dict]) -> str:
-    """The settings search: per domain and candidate, the validation score (the mean validation
-    robustness over the second half of training, %) per seed and its mean over seeds; each method's
-    highest mean among the candidates scored on every seed in bold (its choice: a candidate missing
-    a seed, unfinished or failed, cannot win on the rest; none for BC, the reference alone in its
-    group), and the method's core-hours over all its candidates."""
-    seeds = sorted({r["seed"] for r in rows})
-    body = []
-    for domain in dict.fromkeys(r["domain"] for r in rows):
-        here = [r for r in rows if r["domain"] == domain]
-        for family in dict.fromkeys(r["family"] for r in here):
-            runs = [r for r in here if r["family"] == family]
-            labels = list(dict.fromkeys(r["method"] for r in runs))
-            scores = {m: [100 * r["validation_late"] for r in runs if r["method"] == m and "validation_late" in r]
-                      for m in labels}
-            means = {m: float(np.mean(v)) for m, v in scores.items() if v}
-            complete = [m for m in labels if len(scores[m]) == len(seeds)]
-            chosen = max(complete, key=means.get) if complete and len(labels) > 1 else None
-            hours = sum(r["seconds"] for r in runs) / 3600
-            for m in labels:
-                by_seed = {r["seed"]: r for r in runs if r["method"] == m}
-                cells = [f"{100 * by_seed[s]['validation_late']:.1f}" if "validation_late" in by_seed.get(s, {}) else "-"
-                         for s in seeds]
-                mean = f"{means[m]:.1f}" if m in means else "-"
-                if m in means and m not in complete:
-                    mean += f" ({len(scores[m])} of {len(seeds)} seeds)"
-                body.append([domain, f"**{m}**" if m == chosen else m, f"**{mean}**" if m == chosen else mean,
-                             *cells, f"{hours:.2f}" if m == labels[0] else ""])
-    return _markdown(["domain", "candidate", "score (%)", *[f"seed {s}" for s in seeds], "core-h (method)"], body)
-
-
 def compare_figures(study: Study, out: Path, seed: int = 0) -> list[Path]:
     """Per domain, every method's robustness figure of one seed's final test side by side (maze
     heatmaps, Fetch scatters, Relocate's palm starts): ``compare/<domain>__s<seed>.png``."""
@@ -341,13 +310,6 @@ def write_results(study: Study, out: Path) -> Path:
     rows = collect(study, out)
     write_csv(rows, out / "results.csv")
     done = f"{len(rows)} of {len(study.runs)} runs finished"
-    if study.name == "search":
-        text = (f"# search\n\nEach candidate's validation score: the mean validation robustness over the checks "
-                f"in the second half of training (no test starts are used); {done}. Each method's "
-                f"choice in bold.\n\n{search_table(rows) if rows else '(no finished runs)'}\n")
-        (out / "table.md").write_text(text)
-        plot_curves(study, out)
-        return out / "table.md"
     rows = [r for r in rows if r["robustness"] is not None]  # (runs that skipped the final test)
     table = markdown_table(study, rows) if rows else "(no finished runs)"
     text = f"# {study.name}\n\nRobustness (%), mean ± 95% t-interval over seeds; {done}.\n\n{table}\n"

@@ -310,7 +310,8 @@ class Tuner:
                       f"{', '.join(map(str, seeds))} on {self.finalist_episodes} starts", flush=True)
             # The best mean; on a tie the defaults (listed last), then the earlier trial.
             score, number, settings, trial_score = max(scored, key=lambda x: (x[0], x[1] is None, -(x[1] or 0)))
-            chosen[m] = _choice(number, settings, trial_score, seeds, score)
+            chosen[m] = {**_choice(number, settings, trial_score, seeds, score),
+                         "finalists": [{"trial": n, "settings": st, "score": sc, "trial_score": ts} for sc, n, st, ts in scored]}
         return chosen
 
     def _final(self, chosen: dict) -> dict:
