@@ -211,6 +211,25 @@ def _table1_tabulated(folder: Path, output: str) -> None:
     assert re.search(r"^\| push \|", (study / "table.md").read_text(), re.M)
 
 
+def _short_tune(argv: list[str], folder: Path) -> tuple[dict[str, str], list[str]]:
+    """The README's tune on tiny fits: one trial per method, no finalists, one final seed, one job."""
+    tiny = folder / "tiny_tune.yaml"
+    tiny.write_text(yaml.safe_dump({**TINY_STUDY_OVERLAY, "trainer": {"max_epochs": 2},
+                                    "validation": {"every_n_epochs": 1, "episodes": 4, "workers": 0},
+                                    "robustness": {"every_n_epochs": 0, "final_episodes": 4, "workers": 0},
+                                    "training_success": {"every_n_epochs": 0, "workers": 0},
+                                    "model.init_args.model.training": "steps", "model.init_args.model.steps": 2}))
+    config = argv.index("--config") + 2
+    argv = [*argv[:config], "--config", str(tiny), *argv[config:]]
+    return {}, [*_replaced(argv, "--trials", "1"), "--finalists", "0", "--final_seeds", "1", "--jobs", "1"]
+
+
+def _tuned(folder: Path, output: str) -> None:
+    _files("tune/umaze/tuned_bmil.yaml", "tune/umaze/tuned_bc.yaml", "tune/umaze/policy.pt",
+           "tune/umaze/table.md")(folder, output)
+    assert "bmil trial 0: validation" in output and "bc trial 0: validation" in output
+
+
 def _value(argv: list[str], flag: str) -> str:
     assert flag in argv, f"the README command no longer has {flag}; update its short form"
     return argv[argv.index(flag) + 1]
@@ -266,6 +285,10 @@ SHORT_FORMS: dict[str, Short] = {
     "bmil export --ckpt_path runs/pointmaze_umaze/version_0/checkpoints/best.ckpt --out policy.pt":
         Short("own_task", expect=_files("policy.pt", "policy.json")),
     "python -c \"import bmil; policy = bmil.load_policy('policy.pt')\"": Short("own_task"),
+    "bmil tune --config conf/examples/pointmaze_umaze.yaml --methods bmil,bc --trials 20 --out tune/umaze":
+        Short("own_task", rewrite=_short_tune, expect=_tuned),
+    "bmil fit --config conf/examples/pointmaze_umaze.yaml --config tune/umaze/tuned_bmil.yaml":
+        Short("own_task", TINY_FIT + TINY_BMIL, expect=_files("runs/pointmaze_umaze/version_1/checkpoints/last.ckpt")),
 }
 FAST_CHAINS = {"make_test"}
 
