@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -99,9 +100,12 @@ TRAINER_FLAGS = ("max_epochs", "accelerator", "devices", "num_nodes", "default_r
 
 def main(argv: list[str] | None = None) -> None:
     """The program (``argv`` None: the command line, with Ctrl-C and SIGTERM handled) or a call."""
+    from bmil import run_record
+
     if argv is None:
         _stop_cleanly_on_signals()
     argv = sys.argv[1:] if argv is None else argv
+    run_record.COMMAND_STARTED = time.perf_counter()  # before the heavy imports: a run's clock counts them
     try:
         _main(argv)
     except KeyboardInterrupt:
@@ -110,6 +114,8 @@ def main(argv: list[str] | None = None) -> None:
         if _STOPPED_BY:  # Lightning turns an interrupted fit into exit code 1: say what it was
             _exit_interrupted()
         raise e
+    finally:
+        run_record.COMMAND_STARTED = None
 
 
 _STOPPED_BY: list[int] = []
@@ -151,7 +157,7 @@ def _main(argv: list[str]) -> None:
 
             from bmil.studies import reproduce
 
-            auto_cli({"reproduce": reproduce}, args=argv)
+            auto_cli({"reproduce": reproduce}, args=_flag_alone(argv, "--plan"))
         elif argv[0] == "tune":
             from jsonargparse import auto_cli
 
@@ -263,6 +269,16 @@ def _entries(block: str) -> list[str]:
         elif entries:
             entries[-1] += "\n" + line
     return entries
+
+
+def _flag_alone(argv: list[str], flag: str) -> list[str]:
+    """``--plan`` given alone as ``--plan true`` (jsonargparse wants a value for a bool)."""
+    out = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        if arg == flag and (i + 1 == len(argv) or argv[i + 1].lower() not in ("true", "false")):
+            out.append("true")
+    return out
 
 
 def _configs_as_one(argv: list[str]) -> list[str]:

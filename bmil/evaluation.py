@@ -175,15 +175,6 @@ class EvalResult:
         return {name: self.rate, f"{name}_ci_low": lo, f"{name}_ci_high": hi}
 
 
-def write_record(path: str | Path, record: dict, indent: int | None = None) -> None:
-    """Save a record as JSON atomically (a temporary file beside it, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=indent))
-    os.replace(tmp, path)
-
-
 def usable_cores() -> int:
     """The cores this process may run on (``taskset``, cgroups' cpusets), not the machine's count."""
     try:
@@ -389,6 +380,31 @@ class _Journal:
             os.fsync(f.fileno())
 
 
+def _ray_cpus() -> int:
+    """The CPUs of the Ray cluster this process has joined (``ray.init``)."""
+    import ray
+
+    if not ray.is_initialized():
+        raise BMILError("the evaluation's --executor ray needs a Ray cluster joined first (ray.init).")
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _in_ray_task(run, ids: list[int]) -> list:
+    """A Ray task's batches, as a worker process runs them (one thread)."""
+    torch.set_num_threads(1)
+    return run(ids)
+
+
+def _ray_tasks(run, tasks: list[list[int]]) -> list:
+    """The batches dealt to Ray tasks of one CPU each; the evaluation (domain, policy, starts) is sent
+    to the cluster once. Futures in the order of ``tasks``."""
+    import ray
+
+    shared = ray.put(run)
+    remote = ray.remote(num_cpus=1, max_retries=3)(_in_ray_task)
+    return [remote.remote(shared, ids).future() for ids in tasks]
+
+
 def _worker_pool(workers: int) -> ProcessPoolExecutor:
     """Evaluation worker processes. Spawned, not forked: forking a process that already runs
     torch/OpenMP threads can hang."""
@@ -443,9 +459,10 @@ class Evaluator:
     Use as a context manager, or call ``close()``; the pool starts on the first evaluation.
     """
 
-    def __init__(self, domain: "Domain", workers: int | None = None, batch_size: int = 16):
+    def __init__(self, domain: "Domain", workers: int | None = None, batch_size: int = 16, executor: str = "local"):
         self.domain = domain
-        self.workers = usable_cores() if workers is None else workers
+        self.executor = executor  # "ray": the batches go to Ray tasks over the cluster, not to local workers
+        self.workers = _ray_cpus() if executor == "ray" else usable_cores() if workers is None else workers
         self.batch_size = batch_size
         self._pool: ProcessPoolExecutor | None = None
 
@@ -485,13 +502,18 @@ class Evaluator:
             # is pickled only a few times per evaluation.
             per_task = max(1, math.ceil(len(todo) / (8 * self.workers)))
             tasks = [todo[i:i + per_task] for i in range(0, len(todo), per_task)]
-            pool = self._get_pool()
-            try:
+            if self.executor == "ray":
+                futures = _ray_tasks(run, tasks)
+            else:
+                pool = self._get_pool()
                 with _signals_held():  # the pool starts its workers in submit
                     futures = [pool.submit(run, ids) for ids in tasks]
+            try:
                 for future in as_completed(futures):
                     finished(future.result())
             except BaseException:  # Ctrl-C, SIGTERM or a failed batch: end the workers now
+                for future in futures:
+                    future.cancel()
                 self.close(kill=True)
                 raise
         bar.close()

@@ -47,7 +47,7 @@ class _Exported(nn.Module):
 def export_policy(ckpt_path: str, out: str, weights_only: Optional[bool] = True) -> dict:
     """Write the checkpoint's acting policy to ``out`` (TorchScript) and its record beside it."""
     from bmil.checkpoint import verify_checkpoint
-    from bmil.evaluation import write_record
+    from bmil.run_record import write_record
 
     saved = verify_checkpoint(ckpt_path)
     hparams = saved.get("hyper_parameters", {})

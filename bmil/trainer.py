@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,17 +15,23 @@ import lightning as L
 
 from bmil.checkpoint import verify_checkpoint
 from bmil.errors import BMILError, require
-from bmil.evaluation import write_record
+from bmil.run_record import write_record
 
 
 class BMILTrainer(L.Trainer):
     def fit(self, model, train_dataloaders=None, val_dataloaders=None, datamodule=None, ckpt_path=None,
             weights_only=None, resume_to: Literal["same", "new"] = "same"):
+        from lightning.pytorch.trainer.states import TrainerStatus
+
         from bmil.numerics import describe, record
         from bmil.preflight import check_fit
 
+        from bmil import run_record
+
+        started = run_record.COMMAND_STARTED or time.perf_counter()  # the command's start: its imports count
         checked = check_fit(self, model, ckpt_path)  # before the run folder exists
         folder = getattr(self.logger, "log_dir", None) if self.is_global_zero else None  # claims a new one
+        resumed = ckpt_path is not None
         try:
             if folder:
                 numerics = record()
@@ -32,11 +39,14 @@ class BMILTrainer(L.Trainer):
                 _append_run_record(Path(folder), numerics, ckpt_path)
             if checked.best_beside is not None and self.is_global_zero:
                 self._carry_best(checked.best_beside)
-            super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, weights_only)
+            with run_record.RunClock(Path(folder), resumed, started) if folder else contextlib.nullcontext() as clock:
+                super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, weights_only)
         except BMILError:
             if folder and getattr(self.logger, "claimed", False) and self.global_step == 0:
                 shutil.rmtree(folder, ignore_errors=True)  # a refused start (nothing trained) leaves no folder behind
             raise
+        if folder and self.state.status == TrainerStatus.FINISHED:  # trained to its end, not stopped
+            run_record.write_result(Path(folder), clock.seconds, resumed)
         if folder:
             print(f"run folder: {folder} (checkpoints/, robustness_*.json, robustness/*.png; "
                   f"TensorBoard: tensorboard --logdir {Path(folder).parent.parent})")
@@ -100,6 +110,8 @@ class BMILTrainer(L.Trainer):
         weights_only: Optional[bool] = None,
         video: int = 0,
         video_dir: str = "videos",
+        executor: Literal["local", "ray"] = "local",
+        ray_address: Optional[str] = None,
     ) -> dict:
         """Measure training success and robustness (success from unseen start states).
 
@@ -121,16 +133,24 @@ class BMILTrainer(L.Trainer):
             video: Replay this many robustness episodes, failures and successes alternately, as
                 GIFs (offscreen: MUJOCO_GL=egl unless set) and TensorBoard images.
             video_dir: Where the GIFs go (start<index>_<success|failure>.gif).
+            executor: local (worker processes on this machine) or ray (the start states dealt to Ray
+                tasks over a cluster; the same outcomes, start for start).
+            ray_address: With --executor ray: auto, HOST:PORT, or none to join RAY_ADDRESS or start a
+                local Ray instance.
         """
-        from bmil.evaluation import Evaluator, write_record
+        from bmil.evaluation import Evaluator
+        from bmil.executors import join_ray
 
         require(episodes >= 1, "--episodes", episodes, "at least 1")
         require(training_episodes >= 1, "--training_episodes", training_episodes, "at least 1")
         require(workers is None or workers >= 0, "--workers", workers, "0 (in-process) or more")
         require(video >= 0, "--video", video, "0 (none) or more episodes")
+        require(executor == "ray" or not ray_address, "--ray_address", ray_address, "none without --executor ray")
         agent = _agent(model, policy, ckpt_path, seed, weights_only)
+        if executor == "ray":
+            join_ray(ray_address)
         t0 = time.perf_counter()
-        with Evaluator(model.domain, workers) as evaluator:
+        with Evaluator(model.domain, workers, executor=executor) as evaluator:
             train = evaluator.run(agent, "training", training_episodes, seed, success)
             robust = evaluator.run(agent, "robustness", episodes, seed, success, progress=True)
             batch = evaluator.batch_size  # videos replay an episode in its batch

@@ -18,7 +18,8 @@ import matplotlib.pyplot as plt
 
 from bmil.distributed import default_workers, rank_shard
 from bmil.errors import require
-from bmil.evaluation import EvalResult, Evaluator, write_record
+from bmil.evaluation import EvalResult, Evaluator
+from bmil.run_record import write_record
 from bmil.plots import figure_to_array
 
 

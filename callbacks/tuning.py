@@ -7,7 +7,7 @@ from typing import Optional
 
 import lightning as L
 
-from bmil.evaluation import write_record
+from bmil.run_record import write_record
 
 
 class TrialReport(L.Callback):

@@ -4,6 +4,7 @@ import json
 import math
 import re
 import shutil
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -14,7 +15,7 @@ import bmil.studies.runner as runner
 from bmil.errors import BMILError
 from bmil.studies.catalog import SEARCHED, Run, Study, make_study, with_extra
 from bmil.studies.report import collect, markdown_table, paper_table, plot_study, t_interval, write_results
-from bmil.studies.runner import _command, longest_first, run_dir, run_study, signature
+from bmil.studies.runner import fit_command, longest_first, run_dir, run_study, signature
 
 
 def test_t_interval_arithmetic():
@@ -77,11 +78,11 @@ def test_studies_plan_the_papers_comparisons():
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path):
     run = Run("push", "BMIL", 0, ("conf/push.yaml",))
-    assert "--ckpt_path" not in _command(tmp_path, run)
+    assert "--ckpt_path" not in fit_command(tmp_path, run)
     ckpt = run_dir(tmp_path, run) / "checkpoints" / "last.ckpt"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"")
-    assert _command(tmp_path, run)[-2:] == ["--ckpt_path", str(ckpt)]
+    assert fit_command(tmp_path, run)[-2:] == ["--ckpt_path", str(ckpt)]
 
 
 def _tiny_configs(folder, demos):
@@ -224,14 +225,19 @@ def test_the_longest_runs_start_first():
     assert [r.method for r in longest_first(table1.runs)] == ["VINS", "VINS", "BMIL", "BMIL", "BC", "BC"]
 
 
-# A stand-in for ``bmil fit``: records its pid in the run folder, then either finishes with a result
-# or waits to be stopped.
+# A stand-in for ``bmil fit``: records its pid in the run folder, then either finishes, writing its
+# record as a fit does (bmil.run_record), or waits to be stopped.
 _FAKE_FIT = """
 import json, os, sys, time
-folder, wait = sys.argv[1], float(sys.argv[2])
-open(os.path.join(folder, "pid"), "w").write(str(os.getpid()))
-time.sleep(wait)
-json.dump({"success_rate": 0.5, "ci95": [0.4, 0.6], "episodes": 10}, open(os.path.join(folder, "robustness_final.json"), "w"))
+from pathlib import Path
+from bmil.run_record import RunClock, write_result
+folder, wait = Path(sys.argv[1]), float(sys.argv[2])
+resumed = (folder / "checkpoints" / "last.ckpt").is_file()
+(folder / "pid").write_text(str(os.getpid()))
+with RunClock(folder, resumed) as clock:
+    time.sleep(wait)
+    json.dump({"success_rate": 0.5, "ci95": [0.4, 0.6], "episodes": 10}, open(folder / "robustness_final.json", "w"))
+write_result(folder, clock.seconds, resumed)
 """
 
 
@@ -240,7 +246,7 @@ def _fake_study(tmp_path, monkeypatch, seeds, wait):
 
     config = tmp_path / "push.yaml"  # given demos: nothing to generate
     config.write_text("model: {class_path: bmil.methods.BC, init_args: {env: push, demos: {path: given}}}\n")
-    monkeypatch.setattr(runner, "_command",
+    monkeypatch.setattr(runner, "fit_command",
                         lambda out, run, workers: [sys.executable, "-c", _FAKE_FIT, str(run_dir(out, run)), str(wait)])
     return Study("table1", [Run("push", "BC", s, (str(config),)) for s in seeds]), tmp_path / "study"
 
@@ -345,7 +351,7 @@ def test_a_fit_orphaned_by_a_killed_sweep_keeps_its_run_locked(tmp_path):
     sweep = subprocess.Popen([sys.executable, "-c", f"""
 import sys
 import bmil.studies.runner as R
-R._command = lambda out, run, workers: [sys.executable, "-c", {_FAKE_FIT!r}, str(R.run_dir(out, run)), "30"]
+R.fit_command = lambda out, run, workers: [sys.executable, "-c", {_FAKE_FIT!r}, str(R.run_dir(out, run)), "30"]
 R.run_study(R.Study("table1", [R.Run("push", "BC", 0, ({str(config)!r},))]), R.Path({str(out)!r}), 1)
 """])
     folder = run_dir(out, Run("push", "BC", 0, (str(config),)))
@@ -379,7 +385,7 @@ R.run_study(R.Study("table1", [R.Run("push", "BC", 0, ({str(config)!r},))]), R.P
 def test_a_run_finished_by_another_sweep_while_queued_is_not_run_again(tmp_path, monkeypatch):
     import sys
 
-    from bmil.studies.runner import _Fits, execute
+    from bmil.executors.local import _Fits, execute
 
     study, out = _fake_study(tmp_path, monkeypatch, [0], wait=0)
     (run,) = study.runs
@@ -414,7 +420,7 @@ def test_domain_extra_gives_each_family_of_domains_its_own_arguments(tmp_path):
     assert extra["point_umaze"] == ("--trainer.max_epochs", "3", "--config", "maze.yaml")
     assert extra["point_room5x11"] == ("--trainer.max_epochs", "3", "--config", "maze.yaml", "--model.demos.num", "5")
     assert runs[-1].fit_args()[-6:] == list(extra["point_room5x11"])
-    assert _command(tmp_path, runs[-1])[4:4 + len(runs[-1].fit_args())] == runs[-1].fit_args()
+    assert fit_command(tmp_path, runs[-1])[4:4 + len(runs[-1].fit_args())] == runs[-1].fit_args()
     # The same arguments given for every run or for a domain: the same run, found finished.
     overlay = tmp_path / "maze.yaml"
     overlay.write_text("trainer: {max_epochs: 5}\n")
@@ -438,15 +444,6 @@ def test_unbalanced_quotes_in_extra_args_are_one_clear_error(tmp_path, capsys):
     assert "Traceback" not in err
 
 
-_FAKE_FIT_READING_ITS_CLOCK = """
-import json, os, sys, time
-folder = sys.argv[1]
-time.sleep(0.5)
-os.replace(os.path.join(folder, "elapsed.json"), os.path.join(folder, "clock_seen_while_running.json"))
-json.dump({"success_rate": 0.5, "ci95": [0.4, 0.6], "episodes": 10}, open(os.path.join(folder, "robustness_final.json"), "w"))
-"""
-
-
 def test_fits_evaluate_over_the_cores_that_fewer_runs_than_jobs_leave_idle(tmp_path, monkeypatch):
     import sys
 
@@ -457,46 +454,34 @@ def test_fits_evaluate_over_the_cores_that_fewer_runs_than_jobs_leave_idle(tmp_p
         given[run.seed] = workers
         return [sys.executable, "-c", _FAKE_FIT, str(run_dir(out, run)), "0"]
 
-    monkeypatch.setattr(runner, "_command", command)
+    monkeypatch.setattr(runner, "fit_command", command)
     run_study(Study("table1", study.runs[:1]), out, jobs=2, progress=lambda *_: None)
     assert given == {0: 2}  # alone in a 2-job study: both cores
     run_study(Study("table1", study.runs[1:]), out, jobs=2, progress=lambda *_: None)
     assert given == {0: 2, 1: 0, 2: 0}  # one run per core: in process
-    assert _command(tmp_path, study.runs[0], 2)[-6:] == ["--training_success.workers", "2", "--robustness.workers", "2",
+    assert fit_command(tmp_path, study.runs[0], 2)[-6:] == ["--training_success.workers", "2", "--robustness.workers", "2",
                                                          "--validation.workers", "2"]
 
 
 @pytest.mark.parametrize("resumed", [True, False])
 def test_a_resumed_run_reports_the_time_of_all_its_invocations(tmp_path, monkeypatch, resumed):
-    import sys
+    from bmil import run_record
 
-    study, out = _fake_study(tmp_path, monkeypatch, [0], wait=0)
-    monkeypatch.setattr(runner, "_command",
-                        lambda out, run, workers: [sys.executable, "-c", _FAKE_FIT_READING_ITS_CLOCK, str(run_dir(out, run))])
-    monkeypatch.setattr(runner, "_CLOCK_EVERY_S", 0.05)
-    folder = run_dir(out, study.runs[0])
-    (folder / "checkpoints").mkdir(parents=True)
-    (folder / "elapsed.json").write_text('{"seconds": 1000.0}')  # an earlier sweep's part, then killed
-    if resumed:  # an interrupted run: its checkpoint and the signature the runner wrote before the fit
-        (folder / "checkpoints" / "last.ckpt").write_bytes(b"")
-        (folder / "signature.json").write_text(json.dumps({"signature": signature(study.runs[0])}))
-    (result,) = run_study(study, out, jobs=1, progress=lambda *_: None)
-    assert not result.get("failed") and result["resumed"] is resumed
-    # The clock is kept on disk while the fit runs (a kill loses at most _CLOCK_EVERY_S of it) ...
-    seen = json.loads((folder / "clock_seen_while_running.json").read_text())["seconds"]
+    monkeypatch.setattr(run_record, "CLOCK_EVERY_S", 0.05)
+    (tmp_path / "elapsed.json").write_text('{"seconds": 1000.0}')  # an earlier invocation's part, then killed
+    with run_record.RunClock(tmp_path, resumed) as clock:
+        time.sleep(0.3)
+        # The clock is kept on disk while the fit runs (a kill loses at most CLOCK_EVERY_S of it) ...
+        seen = json.loads((tmp_path / "elapsed.json").read_text())["seconds"]
     # ... and counts from the earlier part only when the fit resumes from that part's checkpoint.
     before = 1000.0 if resumed else 0.0
-    assert before + 0.05 <= seen < result["seconds"] < before + 30
-    assert json.loads((folder / "elapsed.json").read_text())["seconds"] == result["seconds"]
+    assert before + 0.05 <= seen < clock.seconds < before + 30
+    assert json.loads((tmp_path / "elapsed.json").read_text())["seconds"] == clock.seconds
 
 
 @pytest.mark.parametrize("damaged", ['{"seconds": 10', '{"second": 10}', '{"seconds": "10"}', "[1]"])
 def test_a_damaged_clock_file_fails_its_run_with_a_message_naming_the_file(tmp_path, monkeypatch, damaged):
-    import sys
-
     study, out = _fake_study(tmp_path, monkeypatch, [0], wait=0)
-    monkeypatch.setattr(runner, "_command",
-                        lambda out, run, workers: [sys.executable, "-c", _FAKE_FIT_READING_ITS_CLOCK, str(run_dir(out, run))])
     folder = run_dir(out, study.runs[0])
     (folder / "checkpoints").mkdir(parents=True)
     (folder / "checkpoints" / "last.ckpt").write_bytes(b"")
@@ -555,8 +540,8 @@ def test_the_table_reports_how_often_episodes_end_flagged(tmp_path, monkeypatch)
     # Push fits whose final test counts flips: 20% (seed 0) and 40% (seed 1) of 10 episodes; a
     # pickplace fit beside them whose domain has no flags gets no row in that section.
     flagged = _FAKE_FIT.replace('"episodes": 10}',
-                                '"episodes": 10, **({"flags": {"flipped": 2 if "__s0" in folder else 4}} if "push__" in folder else {})}')
-    monkeypatch.setattr(runner, "_command", lambda out, run, workers: [sys.executable, "-c", flagged, str(run_dir(out, run)), "0"])
+                                '"episodes": 10, **({"flags": {"flipped": 2 if "__s0" in str(folder) else 4}} if "push__" in str(folder) else {})}')
+    monkeypatch.setattr(runner, "fit_command", lambda out, run, workers: [sys.executable, "-c", flagged, str(run_dir(out, run)), "0"])
     study = Study("table1", [*study.runs, Run("pickplace", "BC", 0, study.runs[0].configs)])
     out = tmp_path / "flagged"
     run_study(study, out, jobs=2, progress=lambda message: None)
@@ -632,3 +617,26 @@ def test_a_study_takes_the_finished_runs_of_another_made_with_the_same_settings(
     with pytest.raises(BMILError, match="--reuse .*nowhere: not a study folder"):
         reproduce("table1", domains="push", seeds=1, out=str(tmp_path / "third"), reuse=str(tmp_path / "nowhere"))
     assert not (tmp_path / "third").exists()  # refused before anything is written
+
+
+def test_a_plan_counts_the_runs_to_do_and_their_core_hours_from_recorded_times(tmp_path, monkeypatch, capsys):
+    from bmil.studies.runner import plan
+
+    study, out = _fake_study(tmp_path, monkeypatch, [0, 1, 2], wait=0)
+    run_study(Study("table1", study.runs[:1]), out, jobs=1, progress=lambda *_: None)
+    seconds = json.loads((run_dir(out, study.runs[0]) / "result.json").read_text())["seconds"]
+    text = plan(study, out)
+    assert f"| push | BC | 2 | 1 | {2 * seconds / 3600:.2f} |" in text
+    assert "table1: 2 runs to do" in text and "Nothing was run" in text
+    assert not run_dir(out, study.runs[1]).exists()
+    other = Study("table1", [Run("pickplace", "BMIL", 0, study.runs[0].configs)])
+    assert "| pickplace | BMIL | 1 | 0 | ? |" in plan(other, out) and "1 runs with no recorded time" in plan(other, out)
+
+
+def test_reproduce_plan_runs_nothing(tmp_path, capsys):
+    from bmil.cli import main
+
+    main(["reproduce", "table1", "--domains", "push", "--seeds", "2", "--out", str(tmp_path / "r"), "--plan"])
+    out = capsys.readouterr().out
+    assert "| push | VINS | 2 | 0 |" in out and "table1: 6 runs to do" in out
+    assert not (tmp_path / "r").exists()

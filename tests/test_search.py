@@ -9,7 +9,7 @@ import pytest
 
 from bmil.errors import BMILError
 from bmil.studies import reproduce
-from bmil.studies.search import SPACE, family_settings, write_table
+from bmil.studies.search import family_settings, write_table
 from bmil.tuning.study import Tuner
 
 
@@ -29,7 +29,11 @@ def test_the_search_tunes_each_family_at_its_budget_against_its_current_settings
     fetch, adroit = tuned
     assert fetch.configs == ["conf/pickplace.yaml", "conf/overlays/search_fetch.yaml"]
     assert fetch.methods == ["noise_bc", "ccil", "bmil"] and fetch.trials == 6 and fetch.final_seeds == 0
-    assert (fetch.finalists, fetch.finalist_seeds) == (2, 1) and fetch.space == SPACE
+    assert (fetch.finalists, fetch.finalist_seeds) == (2, 1)
+    from bmil.tuning.space import Task
+
+    space = [p.key for p in fetch.space_of("noise_bc", Task(50, 50, 50, 10))]
+    assert "trainer.max_epochs" not in space and "model.noise.scale" in space  # the family's budget is fixed
     assert fetch.reference == {"noise_bc": {"model.noise.scale": 0.3},
                                "ccil": {"model.ccil.lipschitz": 3.0, "model.ccil.max_distance": 5.0}, "bmil": {}}
     assert adroit.reference["bmil"] == {"model.demo_ratio": 0.9}  # conf/bmil_adroit.yaml
@@ -37,9 +41,13 @@ def test_the_search_tunes_each_family_at_its_budget_against_its_current_settings
         assert tuner.base["robustness"]["final_episodes"] == 0 and tuner.base["validation"]["every_n_epochs"] > 0
 
 
-def test_the_search_refuses_what_would_change_its_budget(tmp_path):
+def test_the_search_refuses_what_would_change_its_budget_or_is_missing(tmp_path):
     with pytest.raises(BMILError, match="takes no --extra"):
         reproduce("search", domains="pickplace", extra="--robustness.final_episodes 100")
+    with pytest.raises(BMILError, match="takes no --domain_extra, --reuse"):
+        reproduce("search", domains="pickplace", domain_extra={"push": "--seed 1"}, reuse="results/table1")
+    with pytest.raises(BMILError, match="--seeds 0; give at least 1"):
+        reproduce("search", domains="pickplace", seeds=0)
     configs = shutil.copytree("conf", tmp_path / "conf")
     (configs / "overlays" / "search_fetch.yaml").unlink()
     with pytest.raises(BMILError, match="no budget for domain 'push'.*search_fetch.yaml"):
@@ -57,6 +65,6 @@ def test_the_table_sets_the_tuners_choice_beside_the_current_settings(tmp_path):
                "trials": {"noise_bc": {"complete": 4, "pruned": 1, "fail": 1}}}
     (tmp_path / "pickplace").mkdir()
     (tmp_path / "pickplace" / "summary.json").write_text(json.dumps(summary))
-    table = write_table(["pickplace", "relocate"], tmp_path).read_text()  # relocate: not run yet
+    table = write_table(["pickplace", "relocate"], tmp_path, 500).read_text()  # relocate: not run yet
     assert "| pickplace | noise_bc | scale 0.3 | 35.0 | 4: scale 0.123 | 42.0 | +7.0 | trial 4 | 4, 1, 1 | 0.00 |" in table
-    assert "relocate" not in table
+    assert "relocate" not in table and "500 validation starts" in table

@@ -81,6 +81,13 @@ def test_conditional_parameters_follow_their_condition():
     assert {s["model.traces.action_selection"] for s in seen} == {"sc", "none"}
 
 
+def test_the_table_gives_mean_and_interval_half_width():
+    from bmil.tuning.study import _mean_ci
+
+    assert _mean_ci([0.4, 0.5, 0.6]) == "50.0 ± 24.8"  # t(2) 4.303 x 0.1 / sqrt(3)
+    assert _mean_ci([0.7]) == "70.0" and _mean_ci([]) == "-"
+
+
 def test_a_study_can_grid_the_space():
     from bmil.tuning.study import make_sampler
 
@@ -168,6 +175,9 @@ def test_the_defaults_compete_with_the_finalists_on_fresh_seeds(task_folder, cap
     assert not (out / "policy.pt").exists() and not list((out / "runs").glob("*__s0"))  # no test at all
     assert "No final test" in (out / "table.md").read_text()
     assert "bc finalist the defaults: validation" in capsys.readouterr().out
+    lrs = {name: yaml.safe_load((out / "runs" / f"pickplace__bc_finalist_{name}__s101" / "version_0" / "config.yaml")
+                                .read_text())["model"]["init_args"]["policy"]["lr"] for name in finalists}
+    assert lrs["defaults"] == 3e-4 and lrs[best] == _trials(out, "bc")[best].params["model.policy.lr"]
 
 
 @pytest.mark.slow

@@ -18,7 +18,8 @@ from bmil.studies.runner import run_study
 
 def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs: Optional[int] = None,
               out: Optional[str] = None, extra: str = "", domain_extra: Optional[dict[str, str]] = None,
-              configs: str = "conf", methods: str = "", reuse: str = "") -> None:
+              configs: str = "conf", methods: str = "", reuse: str = "", executor: str = "local",
+              ray_address: Optional[str] = None, plan: bool = False) -> None:
     """Run a study of the paper as independent ``bmil fit`` runs and tabulate the results.
 
     Args:
@@ -43,6 +44,12 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
         reuse: Comma-separated study folders whose finished runs this study takes instead of running
             them again, where a run of the same id was made with the same settings (its signature),
             e.g. "results/table1" for the baselines study's BC, VINS and BMIL.
+        executor: local (fit processes on this machine) or ray (fits as tasks on a Ray cluster; the
+            study folder stays here; docs/cluster.md).
+        ray_address: With --executor ray: auto, HOST:PORT, or none to join RAY_ADDRESS or start a
+            local Ray instance.
+        plan: Print the runs to do and those done, and the core-hours the runs to do will take
+            (from the recorded run times), without running anything.
     """
     names = [d.strip() for d in domains.split(",") if d.strip()]
 
@@ -53,14 +60,15 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
 
         refuse_other_arguments(extra=extra, domain_extra=domain_extra, methods=methods, reuse=reuse)
         t0 = time.perf_counter()
-        path = search(names, seeds, jobs or usable_cores(), Path(out or Path("results") / study), configs)
+        path = search(names, seeds, jobs or usable_cores(), Path(out or Path("results") / study), configs,
+                      executor, ray_address)
         print(path.read_text())
         print(f"{path} written; this invocation took {time.perf_counter() - t0:.0f} s")
         return
-    plan = make_study(study, names, list(range(seeds)), configs)
-    plan.runs = with_extra(plan.runs, split_args(extra, "--extra"), domain_extra or {})
+    plan_runs = make_study(study, names, list(range(seeds)), configs)
+    plan_runs.runs = with_extra(plan_runs.runs, split_args(extra, "--extra"), domain_extra or {})
     chosen = {m.strip() for m in methods.split(",") if m.strip()} or None
-    labels = list(dict.fromkeys(r.method for r in plan.runs))
+    labels = list(dict.fromkeys(r.method for r in plan_runs.runs))
     if chosen and not chosen <= set(labels):
         raise BMILError(f"unknown method(s) {', '.join(sorted(chosen - set(labels)))} for study "
                         f"'{study}'. Its methods: {', '.join(labels)}.")
@@ -70,9 +78,15 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
             raise BMILError(f"--reuse {source}: not a study folder (no runs/ inside). Name a folder that "
                             "bmil reproduce wrote, e.g. results/table1.")
     folder = Path(out or Path("results") / study)
+    if plan:
+        from bmil.studies.runner import plan as plan_text
+
+        print(plan_text(plan_runs, folder, chosen, sources))
+        return
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    run_study(plan, folder, jobs or usable_cores(), methods=chosen, reuse=sources)
-    path = write_results(plan, folder)
+    run_study(plan_runs, folder, jobs or usable_cores(), methods=chosen, reuse=sources, executor=executor,
+              ray_address=ray_address)
+    path = write_results(plan_runs, folder)
     print(path.read_text())
     print(f"{path} written; this invocation took {time.perf_counter() - t0:.0f} s")

@@ -95,7 +95,6 @@ STUDIES = ("table1", "table2", "fig5a", "fig5b", "fig6", "table6", "stability", 
 # The methods whose settings the search (bmil reproduce search: bmil tune per family) chooses per
 # domain family, in conf/<method>_<family>.yaml.
 SEARCHED = ("noise_bc", "ccil", "bmil")
-SEARCH_SEEDS_FROM = 100  # the search's training seeds (100, 101, ...) are none of the studies' (0, 1, ...)
 
 
 def method_configs(configs: str, domain: str, method: str, tuned: bool = False) -> tuple[str, ...]:

@@ -1,10 +1,7 @@
-"""Running a study: each run a separate ``bmil fit`` process, several at once (small runs: parallel
-seeds beat one big run), one torch thread and in-process evaluation each. A finished run leaves
-``result.json`` in its folder and is skipped when the study is run again; an interrupted run
-resumes from its ``last.ckpt``. A run's folder is locked while its fit runs (the fit itself holds
-the lock), so a second sweep never starts a run that another one, or an orphaned fit of a killed
-sweep, is still writing; and a sweep that is stopped (Ctrl-C, SIGTERM) stops its fits, which
-resume from ``last.ckpt`` next time.
+"""Planning a study's runs: which are done (``result.json``, written by each fit itself), which to
+run and in what order, with what ``bmil fit`` command; an executor (``bmil/executors``) runs them.
+A finished run is skipped when the study is run again; an interrupted one resumes from its
+``last.ckpt``; a stopped study (Ctrl-C, SIGTERM) stops its fits.
 
 A run's signature is a hash of the settings its fit resolves to (LightningCLI's own parse of its
 configs, overrides and extra arguments), so a finished run made with other settings is never mixed
@@ -13,26 +10,22 @@ into a study, while renaming or re-layering configs with the same settings keeps
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import math
-import os
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import threading
-import time
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
 from bmil.errors import BMILError
-from bmil.evaluation import write_record
+from bmil.run_record import read_record
 from bmil.studies.catalog import Run, Study
 
 
@@ -45,24 +38,7 @@ def is_done(out: Path, run: Run) -> bool:
 
 
 def read_result(out: Path, run: Run) -> dict:
-    return _read_record(run_dir(out, run) / "result.json", f"delete it to run {run.run_id} again")
-
-
-def _read_record(path: Path, fix: str) -> dict:
-    """A JSON record of a run folder, or one clear error naming the file and ``fix``."""
-    try:
-        record = json.loads(path.read_text())
-        if isinstance(record, dict):
-            return record
-        problem = f"a {type(record).__name__}, not a JSON object"
-    except ValueError as e:
-        problem = f"{type(e).__name__}: {e}"
-    raise _damaged(path, problem, fix)
-
-
-def _damaged(path: Path, problem: str, fix: str) -> BMILError:
-    """The one message for a damaged run-folder record: the file, what is wrong, how to mend it."""
-    return BMILError(f"{path} is damaged ({problem}); restore it (git checkout) or {fix}")
+    return read_record(run_dir(out, run) / "result.json", f"delete it to run {run.run_id} again")
 
 
 def signature(run: Run) -> str:
@@ -111,7 +87,7 @@ def _check_signature(out: Path, run: Run, expected: str) -> None:
     for name in ("result.json", "signature.json"):
         path = folder / name
         if path.is_file():
-            found = _read_record(path, f"delete {folder}").get("signature")
+            found = read_record(path, f"delete {folder}").get("signature")
             if found not in (None, expected):
                 raise BMILError(
                     f"{path} was made with other settings (what its configs, overrides, --extra or "
@@ -135,7 +111,7 @@ def _prepare_demos(runs: list[Run]) -> None:
             generate_demos(env, num, seed, stop_on_success=stop, progress=False)
 
 
-def _command(out: Path, run: Run, workers: int = 0) -> list[str]:
+def fit_command(out: Path, run: Run, workers: int = 0) -> list[str]:
     """The run's ``bmil fit``: its definition, then where it writes and how many worker processes
     its evaluations use (0, in process, while the study runs one fit per core)."""
     cmd = [sys.executable, "-m", "bmil.cli", "fit", *run.fit_args(),
@@ -159,208 +135,16 @@ def _evaluation_workers(jobs: int, runs: int) -> int:
     return share if share > 1 else 0
 
 
-class _Fits:
-    """The ``bmil fit`` processes of one ``run_study`` call, so that stopping the study stops them,
-    and the evaluation workers each gets."""
-
-    def __init__(self, evaluation_workers: int = 0):
-        # Where fits start: jsonargparse changes the process's working folder while it reads config
-        # files, and a fit started by another thread meanwhile would inherit that folder.
-        self.cwd = os.getcwd()
-        self.live: set[subprocess.Popen] = set()
-        self.lock = threading.Lock()
-        self.stopping = False  # once set, no new fit starts
-        self.evaluation_workers = evaluation_workers
-
-    def start(self, cmd: list[str], **popen) -> Optional[subprocess.Popen]:
-        with self.lock:
-            if self.stopping:
-                return None
-            proc = subprocess.Popen(cmd, cwd=self.cwd, **popen)
-            self.live.add(proc)
-            return proc
-
-    def ended(self, proc: subprocess.Popen) -> None:
-        with self.lock:
-            self.live.discard(proc)
-
-    def stop(self) -> None:
-        """Terminate every fit still running (each resumes from its last.ckpt when the study reruns)."""
-        with self.lock:
-            self.stopping = True
-            procs = list(self.live)
-        for proc in procs:
-            proc.terminate()  # Lightning stops at the next batch; a long evaluation gets killed below
-        deadline = time.monotonic() + 30
-        for proc in procs:
-            try:
-                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()  # safe: checkpoints are written whole, once per epoch
-                proc.wait()
-
-
-def execute(out: Path, run: Run, fits: _Fits) -> dict:
-    """Run one ``bmil fit`` to the end and record its result (``result.json``, atomically); a
-    failure (of the fit or of reading its results), a run busy in another process or one not
-    started because the study stopped is returned as ``{"failed": True, "error": <message>}``."""
-    try:
-        return _execute(out, run, fits)
-    except Exception as e:  # one broken run must not stop the study or its report
-        return _failed(run, f"FAILED ({e}), see {run_dir(out, run) / 'fit.log'}")
-
-
-def _failed(run: Run, error: str) -> dict:
+def failure(run: Run, error: str) -> dict:
+    """A run that did not finish, as executors report it."""
     return {"run_id": run.run_id, "failed": True, "error": error}
 
 
-def _lock_run(folder: Path) -> Optional[int]:
-    """An exclusive lock on ``folder/run.lock``, or None when another process holds it. The fit
-    inherits the descriptor, so the lock lasts as long as the fit does, even an orphaned one."""
-    fd = os.open(folder / "run.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    except OSError:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _execute(out: Path, run: Run, fits: _Fits) -> dict:
-    folder = run_dir(out, run)
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = _lock_run(folder)
-    if lock is None:
-        return _failed(run, f"skipped: another process is running it ({folder / 'run.lock'} is held); "
-                            "rerun the study when that process has ended")
-    try:
-        _check_signature(out, run, signature(run))  # another sweep, with other settings, may have been first
-        if is_done(out, run):  # finished by another process while this one waited its turn
-            return read_result(out, run)
-        return _fit(out, run, folder, lock, fits)
-    finally:
-        os.close(lock)
-
-
-def _fit(out: Path, run: Run, folder: Path, lock: int, fits: _Fits) -> dict:
-    sig = signature(run)
-    write_record(folder / "signature.json", {"signature": sig}, indent=1)
-    resumed = (folder / "checkpoints" / "last.ckpt").is_file()
-    clock = _RunClock(folder / "elapsed.json", resumed)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with open(folder / "fit.log", "a") as log:
-        proc = fits.start(_command(out, run, fits.evaluation_workers), stdout=log, stderr=subprocess.STDOUT,
-                          env=env, pass_fds=(lock,))
-        if proc is None:
-            return _failed(run, "not started: the study was stopped")
-        try:
-            returncode = clock.wait(proc)
-        finally:
-            fits.ended(proc)
-    seconds = clock.seconds
-    if returncode != 0:
-        return _failed(run, f"FAILED (exit code {returncode}), see {folder / 'fit.log'}")
+def identity(run: Run) -> dict:
+    """What a study's record says of a run besides its outcomes (``result.json`` repeats it)."""
     record = {k: v for k, v in asdict(run).items() if k != "configs"}
-    result = {**record, "config": " ".join(run.configs), "overrides": " ".join(run.overrides), "run_id": run.run_id,
-              **_test_result(folder), "training_success": _last_scalar(folder, "eval/training_success"),
-              "seconds": seconds, "resumed": resumed, "extra": shlex.join(run.extra), "signature": sig,
-              **_validation_result(folder), "numerics": _numerics(folder)}
-    write_record(folder / "result.json", result, indent=1)
-    return result
-
-
-def _test_result(folder: Path) -> dict:
-    """The final test of the last policy; None where the run skipped it (the settings search,
-    ``robustness.final_episodes 0``, never touches the test starts)."""
-    path = folder / "robustness_final.json"
-    if not path.is_file():
-        return {"robustness": None, "robustness_ci_low": None, "robustness_ci_high": None, "episodes": 0}
-    final = json.loads(path.read_text())
-    return {"robustness": final["success_rate"], "robustness_ci_low": final["ci95"][0],
-            "robustness_ci_high": final["ci95"][1], "episodes": final["episodes"], **_flag_rates(final)}
-
-
-def _validation_result(folder: Path) -> dict:
-    """What the run's validation gave, where it validated: ``validation_late``, the mean validation
-    robustness over the checks in the second half of training (the settings search's score: a run's
-    typical level late in training, which neither one lucky check nor one collapse decides); and the
-    test of the policy chosen on validation starts, where the run kept one."""
-    path = folder / "validation.json"
-    if not path.is_file():
-        return {}
-    validation = json.loads(path.read_text())
-    history, result = validation["history"], {}
-    if history:
-        late = [h["rate"] for h in history if h["epoch"] > history[-1]["epoch"] / 2]
-        result.update(validation_late=sum(late) / len(late), validation_checks=len(late))
-    best_path = folder / "robustness_best.json"
-    if best_path.is_file():
-        best = json.loads(best_path.read_text())
-        result.update(best_robustness=best["success_rate"], best_robustness_ci_low=best["ci95"][0],
-                      best_robustness_ci_high=best["ci95"][1], best_epoch=validation["best_epoch"],
-                      best_validation=validation["best_rate"])
-    return result
-
-
-def _numerics(folder: Path) -> Optional[dict]:
-    """What the run's digits depend on (its last start's CPU, kernels and numeric pins: run.json)."""
-    path = folder / "run.json"
-    return _read_record(path, f"delete {folder} to run it again")["starts"][-1]["numerics"] if path.is_file() else None
-
-
-def _flag_rates(final: dict) -> dict:
-    """The share of the final test's episodes that ended with each of the domain's flags
-    (``flag_flipped`` for the ant)."""
-    return {f"flag_{name}": count / final["episodes"] for name, count in final.get("flags", {}).items()}
-
-
-class _RunClock:
-    """A run's wall time over every invocation of its fit, kept in ``elapsed.json`` in the run
-    folder. A run resumed from its ``last.ckpt`` in a later sweep (the one before stopped or killed
-    with its machine) thus reports all the time it took, not only its last part: the file is
-    rewritten every ``_CLOCK_EVERY_S`` seconds while the fit runs, so a kill loses at most that
-    much. A run starting afresh (no checkpoint) starts its clock at zero."""
-
-    def __init__(self, path: Path, resumed: bool):
-        self.path = path
-        self.before = self._read(path) if resumed and path.is_file() else 0.0
-        self.t0 = time.perf_counter()
-        self.seconds = self.before  # as last written
-
-    @staticmethod
-    def _read(path: Path) -> float:
-        fix = "delete it, which resumes the run with its clock at zero, so its 'seconds' undercount"
-        seconds = _read_record(path, fix).get("seconds")
-        number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
-        if number and math.isfinite(seconds) and seconds >= 0:
-            return float(seconds)
-        raise _damaged(path, f"'seconds' is {seconds!r}, not a number of seconds", fix)
-
-    def wait(self, proc: subprocess.Popen) -> int:
-        while True:
-            try:
-                returncode = proc.wait(timeout=_CLOCK_EVERY_S)
-            except subprocess.TimeoutExpired:
-                returncode = None
-            self.seconds = self.before + time.perf_counter() - self.t0
-            write_record(self.path, {"seconds": self.seconds}, indent=1)
-            if returncode is not None:
-                return returncode
-
-
-_CLOCK_EVERY_S = 60.0
-
-
-def _last_scalar(folder: Path, tag: str) -> float:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(folder), size_guidance={"scalars": 0}).Reload()
-    if tag not in events.Tags()["scalars"]:
-        return math.nan
-    return float(events.Scalars(tag)[-1].value)
+    return {**record, "config": " ".join(run.configs), "overrides": " ".join(run.overrides), "run_id": run.run_id,
+            "extra": shlex.join(run.extra)}
 
 
 def longest_first(runs: list[Run]) -> list[Run]:
@@ -379,9 +163,11 @@ def longest_first(runs: list[Run]) -> list[Run]:
 
 
 def run_study(study: Study, out: Path, jobs: int, progress=print,
-              methods: Optional[set[str]] = None, reuse: tuple[Path, ...] | list[Path] = ()) -> list[dict]:
-    """Run every unfinished run of ``study`` (``jobs`` at a time), or of its ``methods`` only,
-    after taking the finished runs of the ``reuse`` folders that match; returns their results."""
+              methods: Optional[set[str]] = None, reuse: tuple[Path, ...] | list[Path] = (),
+              executor: str = "local", ray_address: Optional[str] = None) -> list[dict]:
+    """Run every unfinished run of ``study`` (``jobs`` at a time on this machine, or as Ray tasks),
+    or of its ``methods`` only, after taking the finished runs of the ``reuse`` folders that match;
+    returns their results."""
     for run in study.runs:
         _check_signature(out, run, signature(run))
     taken = [run for run in study.runs if not is_done(out, run) and _take_finished(run, reuse, out)]
@@ -391,11 +177,44 @@ def run_study(study: Study, out: Path, jobs: int, progress=print,
     unfinished = [r for r in study.runs if not is_done(out, r)]
     todo = longest_first([r for r in unfinished if methods is None or r.method in methods])
     done, left = len(study.runs) - len(unfinished), len(unfinished) - len(todo)
+    at_once = f"{jobs} at a time" if executor == "local" else "as Ray tasks"
     progress(f"{study.name}: {len(study.runs)} runs, {done} already done, running {len(todo)} "
-             f"({jobs} at a time){f', leaving {left} of other methods' if left else ''} in {out}")
+             f"({at_once}){f', leaving {left} of other methods' if left else ''} in {out}")
     _prepare_demos(todo)
     with _sigterm_stops_the_study():
-        return _run_parallel(todo, out, jobs, progress)
+        return _run_parallel(todo, out, jobs, progress, executor, ray_address)
+
+
+def plan(study: Study, out: Path, methods: Optional[set[str]] = None, sources: tuple[Path, ...] | list[Path] = ()) -> str:
+    """The runs to do and those done, per domain and method, with the core-hours the runs to do will
+    take, estimated from the recorded times (``seconds`` in ``result.json``) of finished runs of the
+    same domain and method here or in ``sources``, else of the same method; nothing runs."""
+    import numpy as np
+
+    times: dict = {}
+    for folder in (out, *sources):
+        for run in study.runs:
+            if is_done(folder, run):
+                seconds = read_result(folder, run).get("seconds")
+                if seconds:
+                    times.setdefault((run.domain, run.method), []).append(seconds)
+    by_method: dict = {}
+    for (_, method), values in times.items():
+        by_method.setdefault(method, []).extend(values)
+    rows, total, unknown, todo_runs = [], 0.0, 0, 0
+    for domain, method in dict.fromkeys((r.domain, r.method) for r in study.runs):
+        runs = [r for r in study.runs if (r.domain, r.method) == (domain, method)]
+        done = sum(is_done(out, r) for r in runs)
+        todo = 0 if methods is not None and method not in methods else len(runs) - done
+        recorded = times.get((domain, method)) or by_method.get(method)
+        hours = todo * float(np.mean(recorded)) / 3600 if recorded and todo else 0.0
+        unknown += todo if not recorded else 0
+        total, todo_runs = total + hours, todo_runs + todo
+        rows.append(f"| {domain} | {method} | {todo} | {done} | {f'{hours:.2f}' if recorded or not todo else '?'} |")
+    head = ["| domain | method | to do | done | core-hours (est.) |", "| --- | --- | --- | --- | --- |"]
+    note = f"; {unknown} runs with no recorded time of their method are not counted" if unknown else ""
+    return "\n".join([*head, *rows, "", f"{study.name}: {todo_runs} runs to do, about {total:.1f} core-hours from the "
+                       f"recorded run times{note}. Nothing was run (--plan)."])
 
 
 # What a finished run's folder keeps in git (docs/reproducing.md), copied when another study reuses
@@ -447,46 +266,13 @@ def _status(result: dict) -> str:
     return f"validation score {100 * result.get('validation_late', math.nan):.1f}% in {result['seconds']:.0f} s"
 
 
-class LocalExecutor:
-    """The executor seam of every study (``bmil reproduce``, ``bmil tune``): runs fits, ``jobs`` at a
-    time, each a ``bmil fit`` process on this machine (``execute``); ``submit`` returns a future of
-    the run's result. ``stop`` ends the running fits (they resume from their checkpoints)."""
+def _run_parallel(todo: list[Run], out: Path, jobs: int, progress, kind: str = "local",
+                  ray_address: Optional[str] = None) -> list[dict]:
+    from bmil.executors import make_executor
 
-    def __init__(self, jobs: int, evaluation_workers: int = 0):
-        self.pool = ThreadPoolExecutor(max(1, jobs))  # threads only wait on the fit processes
-        self.fits = _Fits(evaluation_workers)
-
-    def submit(self, out: Path, run: Run) -> Future:
-        signature(run)  # the settings are resolved here, by the thread that parses (jsonargparse is not thread-safe)
-        return self.pool.submit(execute, out, run, self.fits)
-
-    @staticmethod
-    def wait_any(futures) -> Future:
-        return next(as_completed(futures))
-
-    def stop(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second signal must not cut
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the clean-up short
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        self.fits.stop()
-
-    def close(self) -> None:
-        self.pool.shutdown()
-
-    def __enter__(self) -> "LocalExecutor":
-        return self
-
-    def __exit__(self, kind, error, trace) -> None:
-        if error is not None:  # Ctrl-C, SIGTERM or a failure: stop the fits, not only this process
-            self.stop()
-        self.close()
-
-
-def _run_parallel(todo: list[Run], out: Path, jobs: int, progress) -> list[dict]:
     results = []
     try:
-        with LocalExecutor(jobs, _evaluation_workers(jobs, len(todo))) as executor:
+        with make_executor(kind, jobs, ray_address, _evaluation_workers(jobs, len(todo))) as executor:
             for future in as_completed([executor.submit(out, r) for r in todo]):  # in the order they end
                 result = future.result()
                 progress(f"  {result['run_id']}: {_status(result)}")

@@ -22,12 +22,15 @@ from bmil.studies.report import _markdown
 SPACE = {method: {"trainer.max_epochs": None} for method in SEARCHED}
 
 
-def search(domains: list[str], seeds: int, jobs: int, out: Path, configs: str = "conf") -> Path:
+def search(domains: list[str], seeds: int, jobs: int, out: Path, configs: str = "conf", executor: str = "local",
+           ray_address: Optional[str] = None) -> Path:
     """Tune each domain's family settings; 3 x ``seeds`` trials per method, then its 2 best trials and
     its current settings on one fresh seed: about the grid's 4 candidates x ``seeds`` runs."""
     from bmil.domains import get_domain
     from bmil.tuning.study import Tuner
 
+    if seeds < 1:
+        raise BMILError(f"study 'search': --seeds {seeds}; give at least 1 (3 trials per method per seed).")
     tuners = []
     for name in domains:
         family = get_domain(name).family or name
@@ -37,10 +40,14 @@ def search(domains: list[str], seeds: int, jobs: int, out: Path, configs: str = 
                             "(see conf/overlays/search_fetch.yaml).")
         current = {m: family_settings(Path(configs) / f"{m}_{family}.yaml") for m in SEARCHED}
         tuners.append(Tuner([str(Path(configs) / f"{name}.yaml"), str(budget)], list(SEARCHED), 3 * seeds, jobs,
-                            out / name, finalists=2, finalist_seeds=1, final_seeds=0, space=SPACE, reference=current))
-    for tuner in tuners:  # (every domain's configs checked before any work)
-        tuner.run()
-    return write_table(domains, out)
+                            out / name, finalists=2, finalist_seeds=1, final_seeds=0, space=SPACE, reference=current,
+                            executor=executor, ray_address=ray_address))
+    try:
+        for tuner in tuners:  # (every domain's configs checked before any work)
+            tuner.run()
+    finally:  # the domains done so far, also when one fails or the search is stopped
+        path = write_table(domains, out, tuners[0].finalist_episodes)
+    return path
 
 
 def family_settings(path: Path) -> dict:
@@ -62,7 +69,7 @@ def family_settings(path: Path) -> dict:
     return flat
 
 
-def write_table(domains: list[str], out: Path) -> Path:
+def write_table(domains: list[str], out: Path, starts: int) -> Path:
     """``table.md``: per domain and method, the current settings' and the tuner's choice's validation
     scores on the fresh seed, the trials and the core-hours."""
     rows = []
@@ -80,11 +87,11 @@ def write_table(domains: list[str], out: Path) -> Path:
                          f"{100 * (best['score'] - current['score']):+.1f}",
                          "current" if choice["trial"] is None else f"trial {choice['trial']}",
                          f"{counts['complete']}, {counts['pruned']}, {counts['fail']}", f"{_core_hours(out / name, method):.2f}"])
-    table = _markdown(["domain", "method", "current settings", "score", "tuner's best finalist", "score", "difference",
+    table = _markdown(["domain", "method", "current settings", "their score", "tuner's best finalist", "its score", "difference",
                        "chosen", "trials (done, pruned, failed)", "core-h"], rows)
-    text = ("# search\n\nValidation scores (%): the mean validation robustness over the second half of training, "
-            "on the finalists' fresh seed and 500 validation starts; no test start is used. The current settings "
-            "are conf/<method>_<family>.yaml (the method's defaults where there is none).\n\n" + table + "\n")
+    text = (f"# search\n\nValidation scores (%): the mean validation robustness over the second half of training, "
+            f"on the finalists' fresh seed and {starts} validation starts; no test start is used. The current settings "
+            "are conf/<method>_<family>.yaml over the domain's config (the config's own where there is none).\n\n" + table + "\n")
     out.mkdir(parents=True, exist_ok=True)
     path = out / "table.md"
     tmp = out / ".table.md.tmp"

@@ -13,7 +13,7 @@ from bmil.evaluation import usable_cores
 def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20, jobs: Optional[int] = None,
          out: Optional[str] = None, seed: int = 0, finalists: int = 3, finalist_seeds: int = 2,
          finalist_episodes: int = 500, final_seeds: int = 3, space: Optional[str] = None,
-         sampler: str = "tpe") -> None:
+         sampler: str = "tpe", executor: str = "local", ray_address: Optional[str] = None) -> None:
     """Search each method's settings on validation starts, then test the chosen ones beside the defaults.
 
     Every trial is a ``bmil fit`` of the config (which must validate) with sampled settings; the test
@@ -30,7 +30,7 @@ def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20,
         seed: Seed of the samplers (TPE).
         finalists: Best trials per method trained again on other seeds, beside the defaults, before
             choosing (0: choose the best trial).
-        finalist_seeds: Seeds of each finalist's new runs.
+        finalist_seeds: Seeds of each finalist's new runs (0: no finalists, as --finalists 0).
         finalist_episodes: Validation starts of the finalists' runs.
         final_seeds: Seeds (0, 1, ...) of the final test of the chosen settings and of the defaults
             (0: no test, no policy exported).
@@ -38,6 +38,10 @@ def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20,
             or null to drop it}}, e.g. {bmil: {model.demo_ratio: {low: 0.7, high: 0.95}}}.
         sampler: tpe (seeded, Optuna's default) or grid (each numeric range's ends and middle, every
             choice; --trials caps it).
+        executor: local (fit processes on this machine) or ray (trials as tasks on a Ray cluster,
+            --jobs of them at once, by default the cluster's CPUs; docs/cluster.md).
+        ray_address: With --executor ray: auto, HOST:PORT, or none to join RAY_ADDRESS or start a
+            local Ray instance.
     """
     import yaml
 
@@ -63,5 +67,9 @@ def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20,
         if not Path(path).is_file():
             raise BMILError(f"--config {path}: file not found.")
     folder = Path(out) if out else Path("tune") / Path(configs[-1]).stem
+    if executor == "ray" and not jobs:
+        from bmil.executors import join_ray
+
+        jobs = max(1, int(join_ray(ray_address).cluster_resources().get("CPU", 1)))
     Tuner(configs, chosen, trials, jobs or usable_cores(), folder, seed, finalists, finalist_seeds,
-          finalist_episodes, final_seeds, changes, sampler).run()
+          finalist_episodes, final_seeds, changes, sampler, executor=executor, ray_address=ray_address).run()

@@ -6,15 +6,17 @@ Three stages, each resumable from the output folder:
    the config's budget and reports its validation checks to Optuna, whose median pruner stops
    hopeless trials (callbacks.TrialReport). The score is ``validation_late``: the mean validation
    robustness over the checks in the second half of training, which one lucky check cannot decide.
-2. **Finalists**: the best trials of each method are trained again on other seeds (101, ...) and
-   validated on more starts; the best mean of these fresh runs is chosen, so the upward bias of
-   picking the best of many noisy trials does not decide.
+2. **Finalists**: the best trials of each method and its defaults are trained again on other seeds
+   (101, ...) and validated on more starts; the best mean of these fresh runs is chosen, so the
+   upward bias of picking the best of many noisy trials does not decide, and tuned settings replace
+   the defaults only where fresh runs agree.
 3. **Final test**: the chosen settings and the method's defaults, each on seeds 0..n-1 with the
    config's own test, the best policy by validation tested. Test starts are used here only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import warnings
@@ -25,10 +27,12 @@ from typing import Optional
 import yaml
 
 from bmil.errors import BMILError
-from bmil.evaluation import usable_cores, write_record
-from bmil.studies.catalog import SEARCH_SEEDS_FROM, Run
+from bmil.evaluation import usable_cores
+from bmil.run_record import write_record
+from bmil.studies.catalog import Run
 from bmil.studies.report import t_interval
-from bmil.studies.runner import LocalExecutor, _prepare_demos, run_dir
+from bmil.executors import make_executor
+from bmil.studies.runner import _prepare_demos, run_dir, signature
 from bmil.tuning.space import Param, Task, as_overrides, override, suggest
 
 METHODS = {"bmil": "BMIL", "bc": "BC", "noise_bc": "NoiseBC", "ccil": "CCIL"}
@@ -52,6 +56,7 @@ def make_pruner(max_epochs: Optional[int]):
 
 
 TPE_STARTUP_TRIALS = 5
+TRIAL_SEED = 100  # the trials' training seed; finalists take 101, ...: none of the final runs' (0, 1, ...)
 
 
 def make_sampler(kind: str, space: list[Param], seed: int):
@@ -96,6 +101,8 @@ class Tuner:
     space: Optional[dict] = None  # the user's changes, per method
     sampler: str = "tpe"  # or "grid": every combination of each parameter's grid values
     reference: dict = field(default_factory=dict)  # per method, settings over the config for its defaults
+    executor: str = "local"  # or "ray": the fits as tasks on a Ray cluster
+    ray_address: Optional[str] = None
 
     def __post_init__(self):
         from bmil.lightning_cli import fit_settings
@@ -118,7 +125,7 @@ class Tuner:
         self.env = self.base["model"]["init_args"]["env"]
         self.domain = _domain_name(self.env)
         cores = usable_cores()
-        if self.jobs > cores:  # each fit takes one core (one torch thread, evaluations in process)
+        if self.executor == "local" and self.jobs > cores:  # each fit takes one core (one torch thread, evaluations in process)
             raise BMILError(f"--jobs {self.jobs}: this process may use {cores} cores; give at most {cores}.")
 
     # ---- runs -----------------------------------------------------------------------------------
@@ -143,7 +150,7 @@ class Tuner:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.out.mkdir(parents=True, exist_ok=True)
         storage = open_storage(self.out / JOURNAL)
-        probe = self._run("probe", self.methods[0], SEARCH_SEEDS_FROM, {})
+        probe = self._run("probe", self.methods[0], TRIAL_SEED, {})
         _prepare_demos([probe])
         task = self.task()
         spaces = {m: self.space_of(m, task) for m in self.methods}
@@ -205,7 +212,7 @@ class Tuner:
     def _trial_run(self, method: str, study, number: int, settings: dict) -> Run:
         report = ("--trial.storage", str(self.out / JOURNAL), "--trial.study", study.study_name,
                   "--trial.number", str(number))
-        return self._run(_trial_label(method, number), method, SEARCH_SEEDS_FROM, settings, (*NO_TEST, *report))
+        return self._run(_trial_label(method, number), method, TRIAL_SEED, settings, (*NO_TEST, *report))
 
     def _trials(self, studies: dict, spaces: dict) -> None:
         """Ask, run and tell until every method has ``trials`` finished trials; trials left running by
@@ -222,7 +229,7 @@ class Tuner:
         def asked(method: str) -> int:
             return sum(t.state in finished or t.state == TrialState.RUNNING for t in studies[method].trials)
 
-        with LocalExecutor(self.jobs) as executor:
+        with make_executor(self.executor, self.jobs, self.ray_address) as executor:
             while True:
                 while len(pending) < self.jobs:
                     if queue:
@@ -277,35 +284,43 @@ class Tuner:
     def _finalists(self, studies: dict, spaces: dict) -> dict:
         """Per method, the best trials and the defaults trained again on fresh seeds and more
         validation starts, every method's at once; the best mean is chosen. The defaults compete, so
-        that a tuned setting replaces them only where fresh runs agree."""
+        that a tuned setting replaces them only where fresh runs agree (a method with no finished
+        trial keeps them). Without finalists (``finalists`` or ``finalist_seeds`` 0), the best trial."""
         from optuna.trial import TrialState
 
         candidates = {}  # method: [(trial number or None for the defaults, settings, trial score)]
         for m, study in studies.items():
             complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: -t.value)
-            if not complete:
-                raise BMILError(f"bmil tune: no trial of {m} finished (all pruned or failed; see the trials' "
-                                f"fit.log under {self.out / 'runs'}); give more --trials.")
             candidates[m] = [(t.number, _settings(t.params, spaces[m]), t.value) for t in complete[: max(1, self.finalists)]]
         if self.finalists == 0 or self.finalist_seeds == 0:
+            for m, c in candidates.items():
+                if not c:
+                    raise BMILError(f"bmil tune: no trial of {m} finished (all pruned or failed; see the trials' "
+                                    f"fit.log under {self.out / 'runs'}); give more --trials, or finalists to "
+                                    "let the defaults stand.")
             return {m: _choice(*c[0], []) for m, c in candidates.items()}
-        seeds = [SEARCH_SEEDS_FROM + 1 + i for i in range(self.finalist_seeds)]
+        for m, c in candidates.items():
+            if not c:
+                print(f"{m}: no trial finished (all pruned or failed); its defaults stand alone", flush=True)
+            c.append((None, self.defaults(m), None))
+        seeds = [TRIAL_SEED + 1 + i for i in range(self.finalist_seeds)]
         more = ("--validation.episodes", str(self.finalist_episodes), *NO_TEST)
-        runs = {(m, number, s): self._run(f"{m} finalist {'defaults' if number is None else number}", m, s,
-                                           settings if number is not None else self.defaults(m), more)
-                for m, c in candidates.items() for number, settings, _ in [*c, (None, {}, None)] for s in seeds}
+        runs = {(m, number, s): self._run(f"{m} finalist {self._defaults_name(m) if number is None else number}",
+                                           m, s, settings, more)
+                for m, c in candidates.items() for number, settings, _ in c for s in seeds}
         results = self._execute(list(runs.values()))
         failed = [r for r in results.values() if r.get("failed") or r.get("validation_late") is None]
         if failed:
-            raise BMILError(f"bmil tune: a finalist run failed: {failed[0].get('error', 'no validation check')}")
+            raise BMILError(f"bmil tune: the finalist run {failed[0]['run_id']} failed: "
+                            f"{failed[0].get('error', 'no validation check')}")
         chosen = {}
         for m, c in candidates.items():
             scored = []
-            for number, settings, trial_score in [*c, (None, self.defaults(m), None)]:
+            for number, settings, trial_score in c:
                 values = [results[runs[(m, number, s)].run_id]["validation_late"] for s in seeds]
                 score = sum(values) / len(values)
                 scored.append((score, number, settings, trial_score))
-                name = "the defaults" if number is None else f"trial {number} (trial {100 * trial_score:.1f}%)"
+                name = "the defaults" if number is None else f"trial {number} (its trial's score {100 * trial_score:.1f}%)"
                 print(f"{m} finalist {name}: validation {100 * score:.1f}% over seeds "
                       f"{', '.join(map(str, seeds))} on {self.finalist_episodes} starts", flush=True)
             # The best mean; on a tie the defaults (listed last), then the earlier trial.
@@ -332,13 +347,19 @@ class Tuner:
 
     def _final_run(self, method: str, kind: str, seed: int, choice: dict) -> Run:
         if kind == "defaults" or choice["trial"] is None:
-            return self._run(f"{method} defaults", method, seed, self.defaults(method))
+            return self._run(f"{method} {self._defaults_name(method)}", method, seed, self.defaults(method))
         return self._run(f"{method} tuned trial {choice['trial']}", method, seed, choice["settings"])
 
     def defaults(self, method: str) -> dict:
-        """What the tuned settings are compared with: the config's own (``reference``: other settings
-        over it, such as the search study's earlier choice)."""
+        """What the tuned settings are compared with: the config's own, or ``reference`` settings
+        over it (the search study's current family settings)."""
         return dict(self.reference.get(method, {}))
+
+    def _defaults_name(self, method: str) -> str:
+        """The defaults' runs are named by their settings, so that other reference settings in the
+        same folder are new runs, not a clash with the old ones."""
+        given = self.defaults(method)
+        return f"defaults {hashlib.sha256(json.dumps(given, sort_keys=True).encode()).hexdigest()[:8]}" if given else "defaults"
 
     def _pruning_saved(self, method: str, study, space: list[Param]) -> dict:
         """What pruning saved: each pruned trial's time, against that time stretched to all its epochs."""
@@ -357,8 +378,12 @@ class Tuner:
                 "saved_core_hours": (full - spent) / 3600}
 
     def _execute(self, runs: list[Run]) -> dict[str, dict]:
-        unique = {r.run_id: r for r in runs}  # a run asked for twice is run once
-        with LocalExecutor(self.jobs) as executor:
+        unique = {}
+        for run in runs:  # a run asked for twice (the defaults chosen: tuned and defaults alike) is run once
+            if run.run_id in unique and signature(unique[run.run_id]) != signature(run):
+                raise BMILError(f"bmil tune: two runs named {run.run_id} with other settings")
+            unique[run.run_id] = run
+        with make_executor(self.executor, self.jobs, self.ray_address) as executor:
             futures = {executor.submit(self.out, r): r for r in unique.values()}
             return {futures[f].run_id: f.result() for f in futures}
 
@@ -391,7 +416,7 @@ class Tuner:
 
 
 def _trial_folder(tuner: "Tuner", method: str, number: int) -> Path:
-    return run_dir(tuner.out, Run(tuner.domain, _trial_label(method, number), SEARCH_SEEDS_FROM, ()))
+    return run_dir(tuner.out, Run(tuner.domain, _trial_label(method, number), TRIAL_SEED, ()))
 
 
 def _choice(trial: Optional[int], settings: dict, trial_score: Optional[float], seeds: list[int],
@@ -442,12 +467,12 @@ def _counts(study) -> dict:
 
 
 def _mean_ci(values: list[float]) -> str:
+    """Mean ± the 95% t-interval's half-width over seeds, in %."""
     values = [v for v in values if v is not None]
     if not values:
         return "-"
-    lo, hi = t_interval(values)
-    mean = sum(values) / len(values)
-    return f"{100 * mean:.1f} ± {100 * (hi - lo) / 2:.1f}" if len(values) > 1 else f"{100 * mean:.1f}"
+    mean, half = t_interval(values)
+    return f"{100 * mean:.1f} ± {100 * half:.1f}" if len(values) > 1 else f"{100 * mean:.1f}"
 
 
 def _table(summary: dict) -> str:

@@ -1,0 +1,38 @@
+"""Executors: how a study's or a tune's fits run, behind one seam (``submit`` a run, get a future of
+its result; ``wait_any``; ``stop``; a context manager). ``local`` (the default): processes on this
+machine, no server. ``ray``: tasks on a Ray cluster (``bmil/executors/ray.py``)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from bmil.errors import BMILError
+
+EXECUTORS = ("local", "ray")
+
+
+def make_executor(kind: str, jobs: int, ray_address: Optional[str] = None, evaluation_workers: int = 0):
+    """The executor ``kind`` (``jobs``: fits at once on this machine; Ray schedules by the cluster's CPUs)."""
+    if kind == "local":
+        if ray_address:
+            raise BMILError("--ray_address is for --executor ray; leave it out, or add --executor ray.")
+        from bmil.executors.local import LocalExecutor
+
+        return LocalExecutor(jobs, evaluation_workers)
+    if kind == "ray":
+        from bmil.executors.ray import RayExecutor
+
+        return RayExecutor(ray_address)  # one CPU a task: each fit evaluates in its own process
+    raise BMILError(f"--executor {kind}: one of {', '.join(EXECUTORS)}.")
+
+
+def join_ray(address: Optional[str] = None):
+    """Join the Ray cluster at ``address`` ("auto", "HOST:PORT"; None: ``RAY_ADDRESS`` or a new local
+    instance), once per process; the ``ray`` module."""
+    try:
+        import ray
+    except ImportError:
+        raise BMILError("--executor ray needs Ray: pip install 'bmil[ray]' (or pip install ray).") from None
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    return ray

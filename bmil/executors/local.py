@@ -1,0 +1,163 @@
+"""The local executor: each run a ``bmil fit`` process on this machine, ``jobs`` at a time, one
+torch thread each (the default; no server). A run's folder is locked while its fit runs (the fit
+itself holds the lock), so a second sweep never starts a run that another one, or an orphaned fit of
+a killed sweep, is still writing; stopping the executor (Ctrl-C, SIGTERM) stops its fits, which
+resume from ``last.ckpt`` next time. The fit writes its own record (``bmil.run_record``); the
+executor only launches it and reads the record back.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Optional
+
+from bmil.run_record import RESULT, RunClock, write_identity
+from bmil.studies import runner
+from bmil.studies.catalog import Run
+from bmil.studies.runner import _check_signature, failure, is_done, read_result, run_dir, signature
+
+
+class _Fits:
+    """The ``bmil fit`` processes of one ``run_study`` call, so that stopping the study stops them,
+    and the evaluation workers each gets."""
+
+    def __init__(self, evaluation_workers: int = 0):
+        # Where fits start: jsonargparse changes the process's working folder while it reads config
+        # files, and a fit started by another thread meanwhile would inherit that folder.
+        self.cwd = os.getcwd()
+        self.live: set[subprocess.Popen] = set()
+        self.lock = threading.Lock()
+        self.stopping = False  # once set, no new fit starts
+        self.evaluation_workers = evaluation_workers
+
+    def start(self, cmd: list[str], **popen) -> Optional[subprocess.Popen]:
+        with self.lock:
+            if self.stopping:
+                return None
+            proc = subprocess.Popen(cmd, cwd=self.cwd, **popen)
+            self.live.add(proc)
+            return proc
+
+    def ended(self, proc: subprocess.Popen) -> None:
+        with self.lock:
+            self.live.discard(proc)
+
+    def stop(self) -> None:
+        """Terminate every fit still running (each resumes from its last.ckpt when the study reruns)."""
+        with self.lock:
+            self.stopping = True
+            procs = list(self.live)
+        for proc in procs:
+            proc.terminate()  # Lightning stops at the next batch; a long evaluation gets killed below
+        deadline = time.monotonic() + 30
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()  # safe: checkpoints are written whole, once per epoch
+                proc.wait()
+
+
+def execute(out: Path, run: Run, fits: _Fits) -> dict:
+    """Run one ``bmil fit`` to the end and record its result (``result.json``, atomically); a
+    failure (of the fit or of reading its results), a run busy in another process or one not
+    started because the study stopped is returned as ``{"failed": True, "error": <message>}``."""
+    try:
+        return _execute(out, run, fits)
+    except Exception as e:  # one broken run must not stop the study or its report
+        return failure(run, f"FAILED ({e}), see {run_dir(out, run) / 'fit.log'}")
+
+
+def _lock_run(folder: Path) -> Optional[int]:
+    """An exclusive lock on ``folder/run.lock``, or None when another process holds it. The fit
+    inherits the descriptor, so the lock lasts as long as the fit does, even an orphaned one."""
+    fd = os.open(folder / "run.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _execute(out: Path, run: Run, fits: _Fits) -> dict:
+    folder = run_dir(out, run)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = _lock_run(folder)
+    if lock is None:
+        return failure(run, f"skipped: another process is running it ({folder / 'run.lock'} is held); "
+                            "rerun the study when that process has ended")
+    try:
+        _check_signature(out, run, signature(run))  # another sweep, with other settings, may have been first
+        if is_done(out, run):  # finished by another process while this one waited its turn
+            return read_result(out, run)
+        return _fit(out, run, folder, lock, fits)
+    finally:
+        os.close(lock)
+
+
+def _fit(out: Path, run: Run, folder: Path, lock: int, fits: _Fits) -> dict:
+    """Launch the run's fit and read the record it writes when it ends (``bmil.run_record``)."""
+    write_identity(folder, signature(run), runner.identity(run))
+    RunClock(folder, (folder / "checkpoints" / "last.ckpt").is_file())  # a damaged clock stops the run before its fit
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open(folder / "fit.log", "a") as log:
+        proc = fits.start(runner.fit_command(out, run, fits.evaluation_workers), stdout=log, stderr=subprocess.STDOUT,
+                          env=env, pass_fds=(lock,))
+        if proc is None:
+            return failure(run, "not started: the study was stopped")
+        try:
+            returncode = proc.wait()
+        finally:
+            fits.ended(proc)
+    if returncode != 0:
+        return failure(run, f"FAILED (exit code {returncode}), see {folder / 'fit.log'}")
+    if not is_done(out, run):
+        return failure(run, f"FAILED (the fit ended without writing {folder / RESULT}), see {folder / 'fit.log'}")
+    return read_result(out, run)
+
+
+class LocalExecutor:
+    """The executor seam of every study (``bmil reproduce``, ``bmil tune``): runs fits, ``jobs`` at a
+    time, each a ``bmil fit`` process on this machine (``execute``); ``submit`` returns a future of
+    the run's result. ``stop`` ends the running fits (they resume from their checkpoints)."""
+
+    def __init__(self, jobs: int, evaluation_workers: int = 0):
+        self.pool = ThreadPoolExecutor(max(1, jobs))  # threads only wait on the fit processes
+        self.fits = _Fits(evaluation_workers)
+
+    def submit(self, out: Path, run: Run) -> Future:
+        signature(run)  # the settings are resolved here, by the thread that parses (jsonargparse is not thread-safe)
+        return self.pool.submit(execute, out, run, self.fits)
+
+    @staticmethod
+    def wait_any(futures) -> Future:
+        return next(as_completed(futures))
+
+    def stop(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second signal must not cut
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the clean-up short
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.fits.stop()
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+    def __enter__(self) -> "LocalExecutor":
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if error is not None:  # Ctrl-C, SIGTERM or a failure: stop the fits, not only this process
+            self.stop()
+        self.close()

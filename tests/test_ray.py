@@ -1,0 +1,98 @@
+"""The Ray executor on a local multi-node cluster (``ray.cluster_utils.Cluster``: a head without
+CPUs, worker nodes of one CPU each), started once for the module: a study's fits run as tasks with
+no shared folder, a lost node's tasks resume elsewhere, and every record equals the local
+executor's."""
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ray = pytest.importorskip("ray")
+
+from bmil.studies.catalog import Run, Study  # noqa: E402
+from bmil.studies.runner import run_dir, run_study  # noqa: E402
+
+# Tiny fits that still checkpoint every epoch, validate and test: 8 epochs of 5 steps on 2 demos.
+TINY = {"trainer": {"max_epochs": 8}, "training_success": {"every_n_epochs": 2, "episodes": 2},
+        "validation": {"every_n_epochs": 1, "episodes": 5}, "robustness": {"every_n_epochs": 0, "final_episodes": 10},
+        "model.init_args.demos.num": 2, "model.init_args.policy.steps_per_epoch": 5}
+# What differs between two runs of one fit: its wall time, and whether it was resumed.
+HISTORY = ("seconds", "resumed")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    nodes = [c.add_node(num_cpus=1) for _ in range(3)]
+    ray.init(address=c.address, log_to_driver=False)
+    c.wait_for_nodes()
+    yield c, nodes
+    ray.shutdown()
+    c.shutdown()
+
+
+def _study(tmp_path: Path, seeds: int) -> Study:
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    extra = ("--config", str(tmp_path / "tiny.yaml"))
+    return Study("table1", [Run("push", "BC", s, ("conf/push.yaml", "conf/bc.yaml"), extra=extra) for s in range(seeds)])
+
+
+def _record(out: Path, run: Run) -> dict:
+    record = json.loads((run_dir(out, run) / "result.json").read_text())
+    return {k: v for k, v in record.items() if k not in HISTORY}
+
+
+@pytest.mark.slow
+def test_a_study_survives_a_lost_node_and_records_what_the_local_executor_records(cluster, tmp_path, monkeypatch):
+    from bmil.executors import ray as ray_executor
+
+    monkeypatch.setattr(ray_executor, "PUSH_EVERY_S", 1.0)  # checkpoints come back while the fits run
+    c, nodes = cluster
+    study = _study(tmp_path, 6)
+    out = tmp_path / "on_ray"
+    results: list = []
+    runner = threading.Thread(target=lambda: results.extend(run_study(study, out, jobs=3, progress=lambda *_: None,
+                                                                      executor="ray")))
+    runner.start()
+    deadline = time.monotonic() + 600
+
+    def in_flight() -> int:  # runs whose checkpoint came back and whose record did not yet
+        return sum(not (p.parent.parent / "result.json").is_file() for p in out.glob("runs/*/version_0/checkpoints/last.ckpt"))
+
+    while in_flight() < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    c.remove_node(nodes[0], allow_graceful=False)  # a worker node lost mid-run, its run's checkpoint here
+    finished_before = len(list(out.glob("runs/*/version_0/result.json")))
+    runner.join(timeout=900)
+    assert not runner.is_alive() and len(results) == 6 and not [r for r in results if r.get("failed")], results
+    local = tmp_path / "local"
+    run_study(study, local, jobs=2, progress=lambda *_: None)
+    starts = {}
+    for run in study.runs:
+        assert _record(out, run) == _record(local, run), run.run_id
+        starts[run.run_id] = json.loads((run_dir(out, run) / "run.json").read_text())["starts"]
+    # The lost node's runs ran once more elsewhere, one of them from the checkpoint that had come back.
+    assert finished_before < 6 and max(len(s) for s in starts.values()) == 2, starts
+    assert any(s[-1]["resumed_from"] is not None for s in starts.values() if len(s) == 2), starts
+    finished = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/version_0/result.json")}
+    again = run_study(study, out, jobs=3, progress=lambda *_: None, executor="ray")  # nothing runs twice
+    assert len(again) == 0 and {p: p.stat().st_mtime_ns for p in finished} == finished
+
+
+@pytest.mark.slow
+def test_an_evaluation_dealt_to_ray_tasks_gives_the_local_outcomes_start_for_start(cluster, tmp_path):
+    from bmil.cli import main
+
+    outcomes = {}
+    for executor in ("local", "ray"):
+        main(["evaluate", "--config", "conf/push.yaml", "--policy", "expert", "--episodes", "64", "--training_episodes", "1",
+              "--executor", executor, "--workers", "2", "--json_out", str(tmp_path / f"{executor}.json")])
+        outcomes[executor] = json.loads((tmp_path / f"{executor}.json").read_text())
+    assert outcomes["ray"]["starts"] == outcomes["local"]["starts"]
+    assert outcomes["ray"]["success"] == outcomes["local"]["success"]
