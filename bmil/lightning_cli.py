@@ -136,12 +136,14 @@ _PARSER = None
 
 def computed_settings(settings: dict) -> dict:
     """What a run computes, from its resolved settings (a deep copy): not how it was started (its
-    config files, the checkpoint it resumed, where to resume), where it reports to (a tune's trial)
-    nor where it logs."""
+    config files, the checkpoint it resumed, where to resume), where it reports to (a tune's trial),
+    where it logs, nor where it evaluates (an evaluation's executor)."""
     settings = json.loads(json.dumps(settings or {}))
     for key in ("config", "ckpt_path", "resume_to", "trial"):
         settings.pop(key, None)
     settings.get("trainer", {}).pop("logger", None)
+    for group in ("training_success", "robustness", "validation"):  # where it evaluates: the same outcomes
+        settings.get(group, {}).pop("executor", None)
     return settings
 
 

@@ -46,6 +46,10 @@ def check_fit(trainer, model, ckpt_path: Optional[str] = None) -> Checked:
         from bmil.evaluation import check_worker
 
         check_worker(model.domain)
+    if any(c.executor == "ray" for c in callbacks if c.runs()):
+        from bmil.executors import join_ray
+
+        join_ray()  # Ray installed and its cluster reachable, before the run starts
     return Checked(demos, workers, best, done)
 
 

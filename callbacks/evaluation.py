@@ -29,7 +29,8 @@ class _PolicyEvaluation(L.Callback):
     metric = ""
 
     def __init__(self, every_n_epochs: int = 10, episodes: int = 100, seed: int = 0,
-                 success: Literal["final", "any"] = "final", workers: Optional[int] = None):
+                 success: Literal["final", "any"] = "final", workers: Optional[int] = None,
+                 executor: Literal["local", "ray"] = "local"):
         """
         Args:
             every_n_epochs: Evaluate after every this many epochs (0: never during fit).
@@ -37,13 +38,15 @@ class _PolicyEvaluation(L.Callback):
             seed: Seed of the start-state list (the same starts at every evaluation).
             success: Judge success at the final step (the paper's Table 1) or at any step.
             workers: Worker processes per rank (default: the usable cores shared by its ranks).
+            executor: local (worker processes) or ray (the batches dealt to Ray tasks on the
+                cluster of RAY_ADDRESS, or a local Ray instance; the same outcomes).
         """
         group = self.group
         require(every_n_epochs >= 0, f"{group}.every_n_epochs", every_n_epochs, "0 (never) or more")
         require(episodes >= 1, f"{group}.episodes", episodes, "at least 1")
         require(workers is None or workers >= 0, f"{group}.workers", workers, "0 (in-process) or more")
         self.every_n_epochs, self.episodes, self.seed = every_n_epochs, episodes, seed
-        self.success, self.workers = success, workers
+        self.success, self.workers, self.executor = success, workers, executor
         self._evaluator: Evaluator | None = None
 
     def runs(self) -> bool:
@@ -51,6 +54,8 @@ class _PolicyEvaluation(L.Callback):
         return self.every_n_epochs > 0
 
     def resolved_workers(self, trainer) -> int:
+        if self.executor == "ray":
+            return 0  # no local worker processes: the cluster evaluates
         return default_workers(trainer) if self.workers is None else self.workers
 
     def check(self, trainer) -> None:
@@ -58,7 +63,11 @@ class _PolicyEvaluation(L.Callback):
 
     def evaluate(self, trainer, agent, episodes: int, progress: bool = False, journal: Path | None = None) -> EvalResult:
         if self._evaluator is None:
-            self._evaluator = Evaluator(trainer.lightning_module.domain, self.resolved_workers(trainer))
+            if self.executor == "ray":
+                from bmil.executors import join_ray
+
+                join_ray()
+            self._evaluator = Evaluator(trainer.lightning_module.domain, self.resolved_workers(trainer), executor=self.executor)
         return self._evaluator.run(agent, self.kind, episodes, self.seed, self.success, rank_shard(trainer),
                                    progress=progress and trainer.is_global_zero, journal=journal)
 
@@ -96,7 +105,7 @@ class Robustness(_PolicyEvaluation):
     def __init__(self, every_n_epochs: int = 20, episodes: int = 500, final_episodes: int = 10000,
                  seed: int = 0, success: Literal["final", "any"] = "final",
                  workers: Optional[int] = None, figures: bool = True, draw_demos: bool = True,
-                 videos: int = 0):
+                 videos: int = 0, executor: Literal["local", "ray"] = "local"):
         """
         Args:
             every_n_epochs: Evaluate after every this many epochs (0: never during fit).
@@ -109,8 +118,10 @@ class Robustness(_PolicyEvaluation):
             draw_demos: Draw the demonstrations over the figure where it supports that (mazes).
             videos: Replay this many final-test episodes (failures and successes alternately) as
                 GIFs in videos/<final|best>/ and TensorBoard, rendered offscreen.
+            executor: local (worker processes) or ray (the batches dealt to Ray tasks on the
+                cluster of RAY_ADDRESS, or a local Ray instance; the same outcomes).
         """
-        super().__init__(every_n_epochs, episodes, seed, success, workers)
+        super().__init__(every_n_epochs, episodes, seed, success, workers, executor)
         require(final_episodes >= 0, "robustness.final_episodes", final_episodes, "0 (skip) or more")
         require(videos >= 0, "robustness.videos", videos, "0 (none) or more")
         self.final_episodes, self.figures, self.draw_demos = final_episodes, figures, draw_demos
@@ -211,7 +222,8 @@ class Validation(_PolicyEvaluation):
     kind, group, metric = "robustness", "validation", "eval/val_robustness"
 
     def __init__(self, every_n_epochs: int = 0, episodes: int = 200, seed: int = 1,
-                 success: Literal["final", "any"] = "final", workers: Optional[int] = None):
+                 success: Literal["final", "any"] = "final", workers: Optional[int] = None,
+                 executor: Literal["local", "ray"] = "local"):
         """
         Args:
             every_n_epochs: Validate after every this many epochs (0: never; no best policy).
@@ -219,8 +231,9 @@ class Validation(_PolicyEvaluation):
             seed: Seed of the validation starts; must differ from robustness.seed.
             success: Judge success at the final step or at any step.
             workers: Worker processes per rank (default: the usable cores shared by its ranks).
+            executor: local (worker processes) or ray (Ray tasks; the same outcomes).
         """
-        super().__init__(every_n_epochs, episodes, seed, success, workers)
+        super().__init__(every_n_epochs, episodes, seed, success, workers, executor)
         self.history: list[dict] = []  # every check; the best is the first with the highest rate
         self._best_agent = None
 

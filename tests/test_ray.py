@@ -96,3 +96,18 @@ def test_an_evaluation_dealt_to_ray_tasks_gives_the_local_outcomes_start_for_sta
         outcomes[executor] = json.loads((tmp_path / f"{executor}.json").read_text())
     assert outcomes["ray"]["starts"] == outcomes["local"]["starts"]
     assert outcomes["ray"]["success"] == outcomes["local"]["success"]
+
+
+@pytest.mark.slow
+def test_a_fits_final_test_dealt_to_ray_tasks_gives_the_local_outcomes(cluster, tmp_path, monkeypatch):
+    from bmil.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({**TINY, "trainer": {"max_epochs": 2}}))
+    records = {}
+    for executor in ("local", "ray"):
+        main(["fit", "--config", str(Path(__file__).parents[1] / "conf/push.yaml"), "--config", "tiny.yaml",
+              "--model", "bmil.methods.BC", "--trainer.logger.init_args.name", executor,
+              "--robustness.executor", executor, "--validation.executor", executor, "--robustness.final_episodes", "48"])
+        records[executor] = json.loads((tmp_path / "runs" / executor / "version_0" / "robustness_final.json").read_text())
+    assert records["ray"]["success"] == records["local"]["success"] and len(records["ray"]["success"]) == 48
