@@ -380,15 +380,6 @@ class _Journal:
             os.fsync(f.fileno())
 
 
-def _ray_cpus() -> int:
-    """The CPUs of the Ray cluster this process has joined (``ray.init``)."""
-    import ray
-
-    if not ray.is_initialized():
-        raise BMILError("the evaluation's --executor ray needs a Ray cluster joined first (ray.init).")
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
-
-
 def _in_ray_task(run, ids: list[int]) -> list:
     """A Ray task's batches, as a worker process runs them (one thread)."""
     torch.set_num_threads(1)
@@ -462,7 +453,12 @@ class Evaluator:
     def __init__(self, domain: "Domain", workers: int | None = None, batch_size: int = 16, executor: str = "local"):
         self.domain = domain
         self.executor = executor  # "ray": the batches go to Ray tasks over the cluster, not to local workers
-        self.workers = _ray_cpus() if executor == "ray" else usable_cores() if workers is None else workers
+        if executor == "ray":
+            from bmil.executors import cluster_cpus
+
+            self.workers = cluster_cpus()  # the cluster this process joined (RAY_ADDRESS, or a local instance)
+        else:
+            self.workers = usable_cores() if workers is None else workers
         self.batch_size = batch_size
         self._pool: ProcessPoolExecutor | None = None
 

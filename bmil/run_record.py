@@ -22,13 +22,18 @@ CLOCK_EVERY_S = 60.0
 COMMAND_STARTED: Optional[float] = None  # set by the ``bmil`` command as it starts (bmil/cli.py)
 
 
-def write_record(path: str | Path, record: dict, indent: int | None = None) -> None:
-    """Save a record as JSON atomically (a temporary file beside it, then a rename)."""
+def write_text(path: str | Path, text: str) -> None:
+    """Save ``text`` atomically (a temporary file beside it, then a rename): never half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=indent))
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_record(path: str | Path, record: dict, indent: int | None = None) -> None:
+    """Save a record as JSON atomically."""
+    write_text(path, json.dumps(record, indent=indent))
 
 
 def read_record(path: Path, fix: str) -> dict:

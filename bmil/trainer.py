@@ -23,10 +23,9 @@ class BMILTrainer(L.Trainer):
             weights_only=None, resume_to: Literal["same", "new"] = "same"):
         from lightning.pytorch.trainer.states import TrainerStatus
 
+        from bmil import run_record
         from bmil.numerics import describe, record
         from bmil.preflight import check_fit
-
-        from bmil import run_record
 
         started = run_record.COMMAND_STARTED or time.perf_counter()  # the command's start: its imports count
         checked = check_fit(self, model, ckpt_path)  # before the run folder exists

@@ -4,11 +4,39 @@ machine, no server. ``ray``: tasks on a Ray cluster (``bmil/executors/ray.py``).
 
 from __future__ import annotations
 
+from concurrent.futures import as_completed
 from typing import Optional
 
 from bmil.errors import BMILError
 
 EXECUTORS = ("local", "ray")
+
+
+class Executor:
+    """The seam: ``submit(out, run)`` returns a future of the run's result; ``stop`` ends what runs
+    (the runs resume from their checkpoints); ``close`` waits for the rest. As a context manager it
+    stops on an error (Ctrl-C, SIGTERM, a failure) and closes always."""
+
+    def submit(self, out, run):
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def wait_any(futures):
+        return next(as_completed(futures))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if error is not None:
+            self.stop()
+        self.close()
 
 
 def make_executor(kind: str, jobs: int, ray_address: Optional[str] = None, evaluation_workers: int = 0):
@@ -36,3 +64,8 @@ def join_ray(address: Optional[str] = None):
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     return ray
+
+
+def cluster_cpus(address: Optional[str] = None) -> int:
+    """The CPUs of the Ray cluster at ``address`` (joined first, as ``join_ray``)."""
+    return max(1, int(join_ray(address).cluster_resources().get("CPU", 1)))

@@ -14,11 +14,11 @@ import signal
 import subprocess
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
-from bmil.run_record import RESULT, RunClock, write_identity
+from bmil.executors import Executor
 from bmil.studies import runner
 from bmil.studies.catalog import Run
 from bmil.studies.runner import _check_signature, failure, is_done, read_result, run_dir, signature
@@ -108,8 +108,7 @@ def _execute(out: Path, run: Run, fits: _Fits) -> dict:
 
 def _fit(out: Path, run: Run, folder: Path, lock: int, fits: _Fits) -> dict:
     """Launch the run's fit and read the record it writes when it ends (``bmil.run_record``)."""
-    write_identity(folder, signature(run), runner.identity(run))
-    RunClock(folder, (folder / "checkpoints" / "last.ckpt").is_file())  # a damaged clock stops the run before its fit
+    runner.before_fit(out, run)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(folder / "fit.log", "a") as log:
         proc = fits.start(runner.fit_command(out, run, fits.evaluation_workers), stdout=log, stderr=subprocess.STDOUT,
@@ -120,14 +119,10 @@ def _fit(out: Path, run: Run, folder: Path, lock: int, fits: _Fits) -> dict:
             returncode = proc.wait()
         finally:
             fits.ended(proc)
-    if returncode != 0:
-        return failure(run, f"FAILED (exit code {returncode}), see {folder / 'fit.log'}")
-    if not is_done(out, run):
-        return failure(run, f"FAILED (the fit ended without writing {folder / RESULT}), see {folder / 'fit.log'}")
-    return read_result(out, run)
+    return runner.after_fit(out, run, returncode)
 
 
-class LocalExecutor:
+class LocalExecutor(Executor):
     """The executor seam of every study (``bmil reproduce``, ``bmil tune``): runs fits, ``jobs`` at a
     time, each a ``bmil fit`` process on this machine (``execute``); ``submit`` returns a future of
     the run's result. ``stop`` ends the running fits (they resume from their checkpoints)."""
@@ -140,10 +135,6 @@ class LocalExecutor:
         signature(run)  # the settings are resolved here, by the thread that parses (jsonargparse is not thread-safe)
         return self.pool.submit(execute, out, run, self.fits)
 
-    @staticmethod
-    def wait_any(futures) -> Future:
-        return next(as_completed(futures))
-
     def stop(self) -> None:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second signal must not cut
@@ -153,11 +144,3 @@ class LocalExecutor:
 
     def close(self) -> None:
         self.pool.shutdown()
-
-    def __enter__(self) -> "LocalExecutor":
-        return self
-
-    def __exit__(self, kind, error, trace) -> None:
-        if error is not None:  # Ctrl-C, SIGTERM or a failure: stop the fits, not only this process
-            self.stop()
-        self.close()

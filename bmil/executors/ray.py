@@ -17,15 +17,15 @@ import os
 import subprocess
 import tempfile
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
-from bmil.executors import join_ray
-from bmil.run_record import RESULT, RunClock, write_identity
+from bmil.executors import Executor, join_ray
+from bmil.run_record import RESULT
 from bmil.studies import runner
 from bmil.studies.catalog import Run
-from bmil.studies.runner import _check_signature, failure, identity, is_done, read_result, run_dir, signature
+from bmil.studies.runner import _check_signature, failure, is_done, read_result, run_dir, signature
 
 PUSH_EVERY_S = 30.0  # how often a running fit's changed files go back to the driver
 # Files that belong to the machine a fit runs on, not to the run.
@@ -105,7 +105,7 @@ def fit_task(files, folder: str, run: Run, workers: int, push_every_s: float) ->
         return returncode
 
 
-class RayExecutor:
+class RayExecutor(Executor):
     """Fits as Ray tasks (``address``: "auto", "HOST:PORT", or None to join ``RAY_ADDRESS`` or start a
     local instance); ``submit`` returns a future of the run's result, as ``LocalExecutor``'s does."""
 
@@ -129,8 +129,7 @@ class RayExecutor:
             done: Future = Future()
             done.set_result(read_result(out, run))
             return done
-        write_identity(folder, signature(run), identity(run))
-        RunClock(folder, (folder / "checkpoints" / "last.ckpt").is_file())  # a damaged clock stops the run here
+        runner.before_fit(out, run)
         ref = self.task.remote(self.files, str(folder.resolve()), run, 0, self.push_every_s)  # one CPU: evaluations in process
         with self.lock:
             self.refs[ref] = run
@@ -144,16 +143,7 @@ class RayExecutor:
         finally:
             with self.lock:
                 self.refs.pop(ref, None)
-        folder = run_dir(out, run)
-        if returncode != 0:
-            return failure(run, f"FAILED (exit code {returncode}), see {folder / 'fit.log'}")
-        if not is_done(out, run):
-            return failure(run, f"FAILED (the fit ended without writing {folder / RESULT}), see {folder / 'fit.log'}")
-        return read_result(out, run)
-
-    @staticmethod
-    def wait_any(futures) -> Future:
-        return next(as_completed(futures))
+        return runner.after_fit(out, run, returncode)
 
     def stop(self) -> None:
         """Cancel every task still running; their runs resume from the checkpoints already pushed."""
@@ -165,11 +155,3 @@ class RayExecutor:
 
     def close(self) -> None:
         self.pool.shutdown()
-
-    def __enter__(self) -> "RayExecutor":
-        return self
-
-    def __exit__(self, kind, error, trace) -> None:
-        if error is not None:
-            self.stop()
-        self.close()

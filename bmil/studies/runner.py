@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Optional
 
 from bmil.errors import BMILError
-from bmil.run_record import read_record
+from bmil.run_record import RESULT, RunClock, read_record, write_identity
 from bmil.studies.catalog import Run, Study
 
 
@@ -138,6 +138,24 @@ def _evaluation_workers(jobs: int, runs: int) -> int:
 def failure(run: Run, error: str) -> dict:
     """A run that did not finish, as executors report it."""
     return {"run_id": run.run_id, "failed": True, "error": error}
+
+
+def before_fit(out: Path, run: Run) -> None:
+    """What every executor does before launching a run's fit: the run's identity for its record, and
+    its clock read (a damaged one stops the run here, before any work)."""
+    folder = run_dir(out, run)
+    write_identity(folder, signature(run), identity(run))
+    RunClock(folder, (folder / "checkpoints" / "last.ckpt").is_file())
+
+
+def after_fit(out: Path, run: Run, returncode: int) -> dict:
+    """The run's record, once its fit has ended with ``returncode``, or why there is none."""
+    log = run_dir(out, run) / "fit.log"
+    if returncode != 0:
+        return failure(run, f"FAILED (exit code {returncode}), see {log}")
+    if not is_done(out, run):
+        return failure(run, f"FAILED (the fit ended without writing {run_dir(out, run) / RESULT}), see {log}")
+    return read_result(out, run)
 
 
 def identity(run: Run) -> dict:

@@ -14,6 +14,7 @@ from typing import Optional
 import yaml
 
 from bmil.errors import BMILError
+from bmil.run_record import write_text
 from bmil.studies.catalog import SEARCHED
 from bmil.studies.report import _markdown
 
@@ -92,12 +93,8 @@ def write_table(domains: list[str], out: Path, starts: int) -> Path:
     text = (f"# search\n\nValidation scores (%): the mean validation robustness over the second half of training, "
             f"on the finalists' fresh seed and {starts} validation starts; no test start is used. The current settings "
             "are conf/<method>_<family>.yaml over the domain's config (the config's own where there is none).\n\n" + table + "\n")
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "table.md"
-    tmp = out / ".table.md.tmp"
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+    write_text(out / "table.md", text)
+    return out / "table.md"
 
 
 def _settings_text(settings: dict) -> str:

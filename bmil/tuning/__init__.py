@@ -68,8 +68,8 @@ def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20,
             raise BMILError(f"--config {path}: file not found.")
     folder = Path(out) if out else Path("tune") / Path(configs[-1]).stem
     if executor == "ray" and not jobs:
-        from bmil.executors import join_ray
+        from bmil.executors import cluster_cpus
 
-        jobs = max(1, int(join_ray(ray_address).cluster_resources().get("CPU", 1)))
+        jobs = cluster_cpus(ray_address)
     Tuner(configs, chosen, trials, jobs or usable_cores(), folder, seed, finalists, finalist_seeds,
           finalist_episodes, final_seeds, changes, sampler, executor=executor, ray_address=ray_address).run()

@@ -28,10 +28,10 @@ import yaml
 
 from bmil.errors import BMILError
 from bmil.evaluation import usable_cores
-from bmil.run_record import write_record
+from bmil.executors import make_executor
+from bmil.run_record import write_record, write_text
 from bmil.studies.catalog import Run
 from bmil.studies.report import t_interval
-from bmil.executors import make_executor
 from bmil.studies.runner import _prepare_demos, run_dir, signature
 from bmil.tuning.space import Param, Task, as_overrides, override, suggest
 
@@ -403,9 +403,7 @@ class Tuner:
                    "pruning": {m: self._pruning_saved(m, s, spaces[m]) for m, s in studies.items()}}
         write_record(self.out / "summary.json", summary, indent=1)
         table = _table(summary)
-        tmp = self.out / ".table.md.tmp"
-        tmp.write_text(table)
-        tmp.replace(self.out / "table.md")
+        write_text(self.out / "table.md", table)
         figures = [*_figures(studies, self.out), *([_validation_against_test(final, self.out)] if final else [])]
         _tensorboard(studies, figures, self.out)
         print(table)
@@ -454,9 +452,7 @@ def _write_overlay(path: Path, method: str, choice: dict) -> None:
     source = "the defaults: no trial beat them on fresh seeds" if choice["trial"] is None else f"trial {choice['trial']}"
     header = (f"# bmil tune: {METHODS[method]}'s settings chosen on validation starts ({source}; "
               f"validation {100 * choice['score']:.1f}%).\n# Use: bmil fit --config <your config> --config {path.name}\n")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(header + yaml.safe_dump(nested, sort_keys=False))
-    tmp.replace(path)
+    write_text(path, header + yaml.safe_dump(nested, sort_keys=False))
 
 
 def _counts(study) -> dict:
