@@ -326,13 +326,14 @@ def _die_with_parent() -> None:
         pass
 
 
-def _run_batches(domain, policy, starts, batch_ids, *, batch_size, seed, success_mode):
-    """Run the given batches of the start list; returns (batch_id, success, steps, flags) per batch."""
+def _run_batches(domain, policy, starts, batch_ids, *, batch_size, seed, success_mode, offset=0):
+    """Run the given batches of the start list, of which ``starts`` holds the rows from ``offset`` on;
+    returns (batch_id, success, steps, flags) per batch."""
     envs = _envs_for(domain, batch_size)
     out = []
     for b in batch_ids:
         lo = b * batch_size
-        rows = starts[lo : lo + batch_size]
+        rows = starts[lo - offset : lo - offset + batch_size]
         seeds = [episode_seed(seed, lo + i) for i in range(len(rows))]
         flags = dict.fromkeys(domain.episode_flags)
         success, steps, _ = run_episodes(envs, policy, rows, seeds, domain.horizon, success_mode,
@@ -488,22 +489,23 @@ class Evaluator:
             results.extend(done)
             bar.update(sum(len(r[1]) for r in done))
 
-        run = partial(_run_batches, self.domain, policy, starts, batch_size=self.batch_size,
-                      seed=seed, success_mode=success)
+        run = partial(_run_batches, self.domain, policy, batch_size=self.batch_size, seed=seed, success_mode=success)
         if self.workers == 0 or len(todo) <= 1:
             for b in todo:
-                finished(run([b]))
+                finished(run(starts, [b]))
         else:
             # ~8 tasks per worker: dynamic load balance and a live progress bar, while the policy
             # is pickled only a few times per evaluation.
             per_task = max(1, math.ceil(len(todo) / (8 * self.workers)))
             tasks = [todo[i:i + per_task] for i in range(0, len(todo), per_task)]
             if self.executor == "ray":
-                futures = _ray_tasks(run, tasks)
+                futures = _ray_tasks(partial(run, starts), tasks)
             else:
                 pool = self._get_pool()
                 with _signals_held():  # the pool starts its workers in submit
-                    futures = [pool.submit(run, ids) for ids in tasks]
+                    # each task carries the rows of its own batches, not every start
+                    futures = [pool.submit(run, starts[ids[0] * self.batch_size:(ids[-1] + 1) * self.batch_size], ids,
+                                           offset=ids[0] * self.batch_size) for ids in tasks]
             try:
                 for future in as_completed(futures):
                     finished(future.result())
@@ -568,6 +570,8 @@ class Evaluator:
             if kill:
                 for process in list(self._pool._processes.values()):  # (no public API ends them)
                     process.terminate()
+                # A task still being fed to the ended workers must not hold this process at its exit.
+                self._pool._call_queue.cancel_join_thread()
             self._pool.shutdown(wait=not kill, cancel_futures=True)
             self._pool = None
 
