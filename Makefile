@@ -22,11 +22,13 @@ setup: $(VENV)/.installed
 fit: setup
 	$(BIN)/bmil fit --config conf/pickplace_quick.yaml
 
+# Two test processes: many tests wait on subprocesses, workers or Ray, so two keep both cores busy.
+# A module that starts a Ray cluster keeps its tests in one process (xdist_group), so it starts once.
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not slow"
 
 bench: setup
 	$(BIN)/python benchmarks/eval_throughput.py

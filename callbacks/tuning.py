@@ -14,7 +14,8 @@ class TrialReport(L.Callback):
     def __init__(self, storage: str = "", study: str = "", number: Optional[int] = None):
         """
         Args:
-            storage: The tune's Optuna journal file (empty: not a trial, nothing is reported).
+            storage: The tune's Optuna journal file, or grpc://HOST:PORT where a tune on a Ray cluster serves it
+                (empty: not a trial, nothing is reported).
             study: The Optuna study's name in it.
             number: This fit's trial number.
         """
@@ -34,7 +35,18 @@ class TrialReport(L.Callback):
         from bmil.errors import BMILError
 
         fix = "(bmil tune sets --trial.*; leave them out to train on your own)"
-        if not Path(self.storage).is_file():
+        if self.storage.startswith("grpc://"):  # the driver's journal, served to a Ray node
+            from bmil.tuning.study import open_storage
+
+            proxy = open_storage(self.storage)
+            try:
+                proxy.wait_server_ready(timeout=60)
+            except ConnectionError:
+                raise BMILError(f"--trial.storage {self.storage}: the tune's storage does not answer from this "
+                                f"machine; its port must be open to the cluster's nodes {fix}.") from None
+            finally:
+                proxy.close()
+        elif not Path(self.storage).is_file():
             raise BMILError(f"--trial.storage {self.storage}: no such Optuna journal {fix}.")
         try:
             trial = self._open(trainer.max_epochs)

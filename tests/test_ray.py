@@ -1,9 +1,11 @@
 """The Ray executor on a local multi-node cluster (``ray.cluster_utils.Cluster``: a head without
 CPUs, worker nodes of one CPU each), started once for the module: a study's fits run as tasks with
-no shared folder, a lost node's tasks resume elsewhere, and every record equals the local
-executor's."""
+no shared folder, a lost node's tasks resume elsewhere, Ctrl-C cancels them, every record equals
+the local executor's, and a tune's trials report to the driver's storage."""
 
 import json
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 import yaml
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.xdist_group("ray")  # under pytest-xdist: one worker, one cluster
 
 from bmil.studies.catalog import Run, Study  # noqa: E402
 from bmil.studies.runner import run_dir, run_study  # noqa: E402
@@ -37,9 +40,16 @@ def cluster():
     c.shutdown()
 
 
-def _study(tmp_path: Path, seeds: int) -> Study:
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    extra = ("--config", str(tmp_path / "tiny.yaml"))
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """The tiny fits' settings file, one for the module: its path is part of every run's record."""
+    path = tmp_path_factory.mktemp("conf") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+def _study(tiny: Path, seeds: int) -> Study:
+    extra = ("--config", str(tiny))
     return Study("table1", [Run("push", "BC", s, ("conf/push.yaml", "conf/bc.yaml"), extra=extra) for s in range(seeds)])
 
 
@@ -48,34 +58,47 @@ def _record(out: Path, run: Run) -> dict:
     return {k: v for k, v in record.items() if k not in HISTORY}
 
 
+@pytest.fixture(scope="module")
+def local_records(tiny, tmp_path_factory):
+    """The tiny study's records as the local executor writes them (6 runs, seeds 0-5)."""
+    folder = tmp_path_factory.mktemp("local")
+    study = _study(tiny, 6)
+    run_study(study, folder / "out", jobs=2, progress=lambda *_: None)
+    return {run.run_id: _record(folder / "out", run) for run in study.runs}
+
+
+def _checkpointed(out: Path) -> int:
+    """Runs whose checkpoint came back to the driver and whose record did not yet."""
+    return sum(not (p.parent.parent / "result.json").is_file() for p in out.glob("runs/*/version_0/checkpoints/last.ckpt"))
+
+
+def _wait_for(condition, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 @pytest.mark.slow
-def test_a_study_survives_a_lost_node_and_records_what_the_local_executor_records(cluster, tmp_path, monkeypatch):
+def test_a_study_survives_a_lost_node_and_records_what_the_local_executor_records(cluster, local_records, tiny,
+                                                                                tmp_path, monkeypatch):
     from bmil.executors import ray as ray_executor
 
     monkeypatch.setattr(ray_executor, "PUSH_EVERY_S", 1.0)  # checkpoints come back while the fits run
     c, nodes = cluster
-    study = _study(tmp_path, 6)
+    study = _study(tiny, 6)
     out = tmp_path / "on_ray"
     results: list = []
     runner = threading.Thread(target=lambda: results.extend(run_study(study, out, jobs=3, progress=lambda *_: None,
                                                                       executor="ray")))
     runner.start()
-    deadline = time.monotonic() + 600
-
-    def in_flight() -> int:  # runs whose checkpoint came back and whose record did not yet
-        return sum(not (p.parent.parent / "result.json").is_file() for p in out.glob("runs/*/version_0/checkpoints/last.ckpt"))
-
-    while in_flight() < 3 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    _wait_for(lambda: _checkpointed(out) >= 3)
     c.remove_node(nodes[0], allow_graceful=False)  # a worker node lost mid-run, its run's checkpoint here
     finished_before = len(list(out.glob("runs/*/version_0/result.json")))
     runner.join(timeout=900)
     assert not runner.is_alive() and len(results) == 6 and not [r for r in results if r.get("failed")], results
-    local = tmp_path / "local"
-    run_study(study, local, jobs=2, progress=lambda *_: None)
     starts = {}
     for run in study.runs:
-        assert _record(out, run) == _record(local, run), run.run_id
+        assert _record(out, run) == local_records[run.run_id], run.run_id
         starts[run.run_id] = json.loads((run_dir(out, run) / "run.json").read_text())["starts"]
     # The lost node's runs ran once more elsewhere, one of them from the checkpoint that had come back.
     assert finished_before < 6 and max(len(s) for s in starts.values()) == 2, starts
@@ -83,6 +106,48 @@ def test_a_study_survives_a_lost_node_and_records_what_the_local_executor_record
     finished = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/version_0/result.json")}
     again = run_study(study, out, jobs=3, progress=lambda *_: None, executor="ray")  # nothing runs twice
     assert len(again) == 0 and {p: p.stat().st_mtime_ns for p in finished} == finished
+
+
+def _fits_running(tiny: Path) -> list[str]:
+    """The ``bmil fit`` processes of the module's tiny runs (their command line names tiny.yaml)."""
+    mark = str(tiny).encode()
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if mark in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_the_driver_cancels_the_tasks_and_the_study_resumes(cluster, local_records, tiny, tmp_path,
+                                                                      monkeypatch):
+    from bmil.executors import ray as ray_executor
+
+    monkeypatch.setattr(ray_executor, "PUSH_EVERY_S", 1.0)
+    study = _study(tiny, 2)
+    out = tmp_path / "on_ray"
+    timer = threading.Thread(target=lambda: (_wait_for(lambda: _checkpointed(out) >= 1),
+                                             os.kill(os.getpid(), signal.SIGINT)))  # Ctrl-C, mid-run
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        run_study(study, out, jobs=2, progress=lambda *_: None, executor="ray")
+    timer.join()
+    assert len(list(out.glob("runs/*/version_0/result.json"))) < 2
+    # The cluster's CPUs are free again and no fit of the study is left running on its nodes.
+    _wait_for(lambda: ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"]
+              and not _fits_running(tiny), timeout=60)
+    assert ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"] and not _fits_running(tiny)
+    results = run_study(study, out, jobs=2, progress=lambda *_: None, executor="ray")  # the rerun resumes
+    assert results and not [r for r in results if r.get("failed")], results
+    resumed = []
+    for run in study.runs:
+        assert _record(out, run) == local_records[run.run_id], run.run_id
+        starts = json.loads((run_dir(out, run) / "run.json").read_text())["starts"]
+        resumed += [s["resumed_from"] for s in starts[1:] if s["resumed_from"]]
+    assert resumed, "no run resumed from the checkpoint pushed before Ctrl-C"
 
 
 @pytest.mark.slow
@@ -111,3 +176,24 @@ def test_a_fits_final_test_dealt_to_ray_tasks_gives_the_local_outcomes(cluster, 
               "--robustness.executor", executor, "--validation.executor", executor, "--robustness.final_episodes", "48"])
         records[executor] = json.loads((tmp_path / "runs" / executor / "version_0" / "robustness_final.json").read_text())
     assert records["ray"]["success"] == records["local"]["success"] and len(records["ray"]["success"]) == 48
+
+
+@pytest.mark.slow
+def test_a_tunes_trials_on_ray_report_to_the_drivers_storage(cluster, user_folder):
+    import optuna
+
+    from bmil.cli import main
+    from bmil.tuning.study import JOURNAL, open_storage
+
+    tiny = yaml.safe_load((user_folder / "tiny.yaml").read_text())
+    (user_folder / "tiny.yaml").write_text(yaml.safe_dump({**tiny, "trainer": {"max_epochs": 4}}))
+    main(["tune", "--config", "conf/pickplace_quick.yaml", "--config", "tiny.yaml", "--methods", "bc", "--trials", "2",
+          "--finalists", "0", "--final_seeds", "0", "--executor", "ray", "--out", "tune/t"])
+    out = user_folder / "tune" / "t"
+    trials = optuna.load_study(study_name="bc", storage=open_storage(out / JOURNAL)).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    for t in trials:  # every validation check reached the journal on the driver, through its gRPC proxy
+        folder = out / "runs" / f"pickplace__bc_trial_{t.number}__s100" / "version_0"
+        storage = yaml.safe_load((folder / "config.yaml").read_text())["trial"]["storage"]
+        checks = json.loads((folder / "validation.json").read_text())
+        assert storage.startswith("grpc://") and sorted(t.intermediate_values) == [c["epoch"] for c in checks["history"]]

@@ -89,18 +89,31 @@ def test_the_table_gives_mean_and_interval_half_width():
 
 
 def test_a_study_can_grid_the_space():
+    from bmil.tuning.space import grid_size
     from bmil.tuning.study import make_sampler
 
     space = override(BC.search_space(TASK), {"model.policy.lr": {"choices": [1e-4, 3e-4]}})
-    study = optuna.create_study(sampler=make_sampler("grid", space, 0))
+    study = optuna.create_study(sampler=make_sampler("grid", 0))
     seen = set()
     for _ in range(6):
         trial = study.ask()
-        settings = suggest(trial, space)
+        settings = suggest(trial, space, grid=True)
         seen.add((settings["model.policy.lr"], settings["trainer.max_epochs"]))
         study.tell(trial, 0.0)
-    assert seen == {(lr, e) for lr in (1e-4, 3e-4) for e in (100, 200, 400)}
+    assert seen == {(lr, e) for lr in (1e-4, 3e-4) for e in (100, 200, 400)} and grid_size(space) == 6
     assert Param("x", 0.5, 0.9).grid() == [0.5, 0.7, 0.9] and Param("n", 1, 100, log=True, integer=True).grid() == [1, 10, 100]
+    # A conditional parameter takes its values only where its condition holds: 2 x (1 + 3) settings,
+    # each once, where the full product (12) would train each "none" setting three times.
+    space = [Param("selection", choices=("none", "sc")), Param("coef", 1.0, 100.0, log=True, when={"selection": ["sc"]}),
+             Param("lr", choices=(1e-4, 3e-4))]
+    study = optuna.create_study(sampler=make_sampler("grid", 1))
+    settings = []
+    for _ in range(grid_size(space)):
+        trial = study.ask()
+        settings.append(tuple(sorted(suggest(trial, space, grid=True).items())))
+        study.tell(trial, 0.0)
+    assert grid_size(space) == 8 and len(set(settings)) == 8
+    assert sum(dict(s)["selection"] == "none" for s in settings) == 2
 
 
 def test_the_overlay_reproduces_the_trials_settings(task_folder):
@@ -162,7 +175,8 @@ def test_a_tune_scores_trials_on_validation_and_tests_only_at_the_end(task_folde
 
 @pytest.mark.slow
 def test_the_defaults_compete_with_the_finalists_on_fresh_seeds(task_folder, capsys):
-    _tune("--methods", "bc", "--trials", "2", "--finalists", "1", "--finalist_seeds", "1", "--final_seeds", "0")
+    _tune("--methods", "bc", "--trials", "2", "--finalists", "1", "--finalist_seeds", "1", "--finalist_episodes", "8",
+          "--final_seeds", "0")
     out = task_folder / "tune" / "t"
     summary = json.loads((out / "summary.json").read_text())
     best = max(_trials(out, "bc"), key=lambda t: t.value).number

@@ -75,7 +75,7 @@ def execute(out: Path, run: Run, fits: _Fits) -> dict:
         return failure(run, f"FAILED ({e}), see {run_dir(out, run) / 'fit.log'}")
 
 
-def _lock_run(folder: Path) -> Optional[int]:
+def lock_run(folder: Path) -> Optional[int]:
     """An exclusive lock on ``folder/run.lock``, or None when another process holds it. The fit
     inherits the descriptor, so the lock lasts as long as the fit does, even an orphaned one."""
     fd = os.open(folder / "run.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -90,13 +90,18 @@ def _lock_run(folder: Path) -> Optional[int]:
     return fd
 
 
+def busy(run: Run, folder: Path) -> dict:
+    """The result of a run that another process is running."""
+    return failure(run, f"skipped: another process is running it ({folder / 'run.lock'} is held); "
+                        "rerun the study when that process has ended")
+
+
 def _execute(out: Path, run: Run, fits: _Fits) -> dict:
     folder = run_dir(out, run)
     folder.mkdir(parents=True, exist_ok=True)
-    lock = _lock_run(folder)
+    lock = lock_run(folder)
     if lock is None:
-        return failure(run, f"skipped: another process is running it ({folder / 'run.lock'} is held); "
-                            "rerun the study when that process has ended")
+        return busy(run, folder)
     try:
         _check_signature(out, run, signature(run))  # another sweep, with other settings, may have been first
         if is_done(out, run):  # finished by another process while this one waited its turn

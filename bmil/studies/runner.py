@@ -111,10 +111,11 @@ def _prepare_demos(runs: list[Run]) -> None:
             generate_demos(env, num, seed, stop_on_success=stop, progress=False)
 
 
-def fit_command(out: Path, run: Run, workers: int = 0) -> list[str]:
-    """The run's ``bmil fit``: its definition, then where it writes and how many worker processes
-    its evaluations use (0, in process, while the study runs one fit per core)."""
-    cmd = [sys.executable, "-m", "bmil.cli", "fit", *run.fit_args(),
+def fit_command(out: Path, run: Run, workers: int = 0, definition: Optional[list[str]] = None) -> list[str]:
+    """The run's ``bmil fit``: its definition (``run.fit_args()``, or ``definition`` that resolves to
+    the same settings), then where it writes and how many worker processes its evaluations use (0,
+    in process, while the study runs one fit per core)."""
+    cmd = [sys.executable, "-m", "bmil.cli", "fit", *(definition or run.fit_args()),
            "--trainer.logger.init_args.save_dir", str(out / "runs"),
            "--trainer.logger.init_args.name", run.run_id,
            "--trainer.logger.init_args.version", "0",

@@ -37,7 +37,7 @@ def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20,
         space: A YAML file of changes to the search spaces: {method: {setting: {low, high, log, choices}
             or null to drop it}}, e.g. {bmil: {model.demo_ratio: {low: 0.7, high: 0.95}}}.
         sampler: tpe (seeded, Optuna's default) or grid (each numeric range's ends and middle, every
-            choice; --trials caps it).
+            choice, each distinct setting once; --trials caps it).
         executor: local (fit processes on this machine) or ray (trials as tasks on a Ray cluster,
             --jobs of them at once, by default the cluster's CPUs; docs/cluster.md).
         ray_address: With --executor ray: auto, HOST:PORT, or none to join RAY_ADDRESS or start a

@@ -46,7 +46,10 @@ class Param:
         if self.log and numeric and self.low <= 0:
             raise BMILError(f"search space '{self.key}': a log range needs low > 0 (got {self.low}).")
 
-    def sample(self, trial) -> Any:
+    def sample(self, trial, grid: bool = False) -> Any:
+        if grid:  # the grid's values as choices, which Optuna's brute force walks, conditions and all
+            value = trial.suggest_categorical(self.key, self.grid())
+            return json.loads(value) if self.choices else value
         if self.choices:
             # Optuna stores choices as JSON-able scalars: lists (trace lengths) travel as JSON text.
             labels = [json.dumps(c) for c in self.choices]
@@ -64,13 +67,30 @@ class Param:
         return list(dict.fromkeys(int(v) if self.integer else float(v) for v in values))
 
 
-def suggest(trial, space: list[Param]) -> dict[str, Any]:
-    """One setting per parameter whose condition holds, in the space's order."""
+def _active(param: Param, chosen: dict) -> bool:
+    return all(chosen.get(key) in values for key, values in param.when.items())
+
+
+def suggest(trial, space: list[Param], grid: bool = False) -> dict[str, Any]:
+    """One setting per parameter whose condition holds, in the space's order (``grid``: from its
+    ``Param.grid`` values)."""
     chosen: dict[str, Any] = {}
     for param in space:
-        if all(chosen.get(key) in values for key, values in param.when.items()):
-            chosen[param.key] = param.sample(trial)
+        if _active(param, chosen):
+            chosen[param.key] = param.sample(trial, grid)
     return chosen
+
+
+def grid_size(space: list[Param], chosen: Optional[dict] = None) -> int:
+    """The grid's distinct settings: a parameter whose condition fails takes no value, so adds none."""
+    chosen = chosen or {}
+    if not space:
+        return 1
+    param, rest = space[0], space[1:]
+    if not _active(param, chosen):
+        return grid_size(rest, chosen)
+    values = [json.loads(v) for v in param.grid()] if param.choices else param.grid()
+    return sum(grid_size(rest, {**chosen, param.key: value}) for value in values)
 
 
 def as_overrides(settings: dict[str, Any]) -> list[str]:

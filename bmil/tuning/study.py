@@ -16,9 +16,9 @@ Three stages, each resumable from the output folder:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,18 +33,47 @@ from bmil.run_record import write_record, write_text
 from bmil.studies.catalog import Run
 from bmil.studies.report import t_interval
 from bmil.studies.runner import _prepare_demos, run_dir, signature
-from bmil.tuning.space import Param, Task, as_overrides, override, suggest
+from bmil.tuning.space import Param, Task, as_overrides, grid_size, override, suggest
 
 METHODS = {"bmil": "BMIL", "bc": "BC", "noise_bc": "NoiseBC", "ccil": "CCIL"}
 NO_TEST = ("--robustness.every_n_epochs", "0", "--robustness.final_episodes", "0")  # trials never see test starts
 JOURNAL = "optuna.journal"
 
 
-def open_storage(path):
-    from optuna.storages import JournalStorage
+def open_storage(address):
+    """The tune's Optuna storage: its journal file, or ``grpc://HOST:PORT``, the driver's journal served
+    to fits on other machines (``serve_storage``)."""
+    from optuna.storages import GrpcStorageProxy, JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    return JournalStorage(JournalFileBackend(str(path)))
+    if str(address).startswith("grpc://"):
+        host, port = str(address).removeprefix("grpc://").rsplit(":", 1)
+        return GrpcStorageProxy(host=host, port=int(port))
+    return JournalStorage(JournalFileBackend(str(address)))
+
+
+@contextlib.contextmanager
+def serve_storage(storage, journal: Path, executor: str):
+    """Where a trial's fit reports to (``--trial.storage``): on this machine, the journal file; on a
+    Ray cluster, which shares no folder, Optuna's gRPC proxy of the journal, served from here for the
+    tune's duration (port chosen free; the nodes must reach this machine)."""
+    if executor != "ray":
+        yield str(journal)
+        return
+    import socket
+
+    from optuna.storages._grpc.server import make_server  # public run_grpc_proxy_server never returns
+    from ray.util import get_node_ip_address
+
+    with socket.socket() as free:
+        free.bind(("", 0))
+        port = free.getsockname()[1]
+    server = make_server(storage, "0.0.0.0", port)
+    server.start()
+    try:
+        yield f"grpc://{get_node_ip_address()}:{port}"
+    finally:
+        server.stop(grace=None)
 
 
 def make_pruner(max_epochs: Optional[int]):
@@ -59,31 +88,26 @@ TPE_STARTUP_TRIALS = 5
 TRIAL_SEED = 100  # the trials' training seed; finalists take 101, ...: none of the final runs' (0, 1, ...)
 
 
-def make_sampler(kind: str, space: list[Param], seed: int):
-    """Seeded TPE, or a grid over every parameter's ``Param.grid`` values (in a seeded order)."""
+def make_sampler(kind: str, seed: int):
+    """Seeded TPE, or every distinct setting of the space's ``Param.grid`` values (in a seeded order)."""
     import optuna
 
-    class Grid(optuna.samplers.GridSampler):
+    class Grid(optuna.samplers.BruteForceSampler):
         def after_trial(self, study, trial, state, values) -> None:
             """No ``study.stop()`` once the grid is done: it raises outside ``optimize``, and the tuner
             asks for no more than the grid holds (``grid_size``)."""
 
-    if kind == "grid":
-        return Grid({p.key: p.grid() for p in space}, seed=seed)
-    if kind != "tpe":
+    if kind not in ("tpe", "grid"):
         raise BMILError(f"--sampler {kind}: tpe or grid.")
-    # Optuna's 10 random start-up trials would be most of a small tune; multivariate TPE in groups
-    # models the conditional parameters (selection_coef with sc) together with the rest, and the
-    # constant liar keeps parallel trials from drawing the same point.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if kind == "grid":
+            return Grid(seed=seed)
+        # Optuna's 10 random start-up trials would be most of a small tune; multivariate TPE in groups
+        # models the conditional parameters (selection_coef with sc) together with the rest, and the
+        # constant liar keeps parallel trials from drawing the same point.
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP_TRIALS, multivariate=True,
                                           group=True, constant_liar=True)
-
-
-def grid_size(space: list[Param]) -> int:
-    """The grid's combinations (a conditional parameter counted in full: an upper bound)."""
-    return math.prod(len(p.grid()) for p in space)
 
 
 @dataclass
@@ -149,7 +173,7 @@ class Tuner:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.out.mkdir(parents=True, exist_ok=True)
-        storage = open_storage(self.out / JOURNAL)
+        self.storage = open_storage(self.out / JOURNAL)
         probe = self._run("probe", self.methods[0], TRIAL_SEED, {})
         _prepare_demos([probe])
         task = self.task()
@@ -157,9 +181,9 @@ class Tuner:
         self.plan()
         studies = {}
         for i, m in enumerate(self.methods):
-            study = optuna.create_study(study_name=m, storage=storage, direction="maximize", load_if_exists=True)
+            study = optuna.create_study(study_name=m, storage=self.storage, direction="maximize", load_if_exists=True)
             # Seeded by the trials already there: a resumed tune's sampler must not replay its first draws.
-            study.sampler = make_sampler(self.sampler, spaces[m], hash((self.seed, i, len(study.trials))) % 2**31)
+            study.sampler = make_sampler(self.sampler, hash((self.seed, i, len(study.trials))) % 2**31)
             studies[m] = study
         self._trials(studies, spaces)
         chosen = self._finalists(studies, spaces)
@@ -209,8 +233,8 @@ class Tuner:
         return Task(domain.horizon, int(episodes.bincount().min()), int(self.base["trainer"]["max_epochs"]),
                     int(self.base["validation"]["every_n_epochs"]))
 
-    def _trial_run(self, method: str, study, number: int, settings: dict) -> Run:
-        report = ("--trial.storage", str(self.out / JOURNAL), "--trial.study", study.study_name,
+    def _trial_run(self, method: str, study, number: int, settings: dict, storage: str) -> Run:
+        report = ("--trial.storage", storage, "--trial.study", study.study_name,
                   "--trial.number", str(number))
         return self._run(_trial_label(method, number), method, TRIAL_SEED, settings, (*NO_TEST, *report))
 
@@ -229,7 +253,8 @@ class Tuner:
         def asked(method: str) -> int:
             return sum(t.state in finished or t.state == TrialState.RUNNING for t in studies[method].trials)
 
-        with make_executor(self.executor, self.jobs, self.ray_address) as executor:
+        with make_executor(self.executor, self.jobs, self.ray_address) as executor, \
+                serve_storage(self.storage, self.out / JOURNAL, self.executor) as storage:
             while True:
                 while len(pending) < self.jobs:
                     if queue:
@@ -243,12 +268,12 @@ class Tuner:
                         trial = studies[method].ask()
                         number = trial.number
                         try:
-                            settings = suggest(trial, spaces[method])
+                            settings = suggest(trial, spaces[method], grid=self.sampler == "grid")
                         except ValueError as e:  # Optuna: a choice list other than the study's
                             studies[method].tell(number, state=TrialState.FAIL)
                             raise BMILError(f"{self.out} holds a study of {method} with another search space ({e}); "
                                             "give another --out, or the same config and --space as before.") from None
-                    run = self._trial_run(method, studies[method], number, settings)
+                    run = self._trial_run(method, studies[method], number, settings, storage)
                     try:
                         pending[executor.submit(self.out, run)] = (method, number, run)
                     except BMILError as e:  # its settings do not parse: a failed trial, and the tune goes on
