@@ -41,6 +41,14 @@ def test_the_search_tunes_each_family_at_its_budget_against_its_current_settings
         assert tuner.base["robustness"]["final_episodes"] == 0 and tuner.base["validation"]["every_n_epochs"] > 0
 
 
+def test_the_search_plan_runs_nothing(tmp_path, monkeypatch, capsys):
+    planned = []
+    monkeypatch.setattr(Tuner, "plan", lambda self: planned.append(self.out.name))
+    monkeypatch.setattr(Tuner, "run", lambda self: pytest.fail("--plan ran the tune"))
+    reproduce("search", domains="pickplace,relocate", seeds=2, jobs=1, out=str(tmp_path / "search"), plan=True)
+    assert planned == ["pickplace", "relocate"] and not (tmp_path / "search").exists()
+
+
 def test_the_search_refuses_what_would_change_its_budget_or_is_missing(tmp_path):
     with pytest.raises(BMILError, match="takes no --extra"):
         reproduce("search", domains="pickplace", extra="--robustness.final_episodes 100")

@@ -167,7 +167,9 @@ def test_a_tune_scores_trials_on_validation_and_tests_only_at_the_end(task_folde
     stale = study.ask({"model.policy.lr": optuna.distributions.FloatDistribution(1e-4, 1e-3, log=True),
                        "trainer.max_epochs": optuna.distributions.CategoricalDistribution(["2", "4", "8"])})
     finished = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*trial*/version_0/result.json")}
+    capsys.readouterr()
     _tune("--methods", "bc", "--trials", "4")
+    assert "plan: 2 trials, 0 finalist runs and 0 final runs to do (2, 0 and 2 done) of BC" in capsys.readouterr().out
     trials = _trials(out, "bc")
     assert [t.state.name for t in trials] == ["COMPLETE"] * 4 and trials[stale.number].value is not None
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # not run again

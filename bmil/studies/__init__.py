@@ -61,7 +61,9 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
         refuse_other_arguments(extra=extra, domain_extra=domain_extra, methods=methods, reuse=reuse)
         t0 = time.perf_counter()
         path = search(names, seeds, jobs or usable_cores(), Path(out or Path("results") / study), configs,
-                      executor, ray_address)
+                      executor, ray_address, plan)
+        if path is None:  # --plan: nothing ran
+            return
         print(path.read_text())
         print(f"{path} written; this invocation took {time.perf_counter() - t0:.0f} s")
         return

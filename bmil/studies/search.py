@@ -24,9 +24,10 @@ SPACE = {method: {"trainer.max_epochs": None} for method in SEARCHED}
 
 
 def search(domains: list[str], seeds: int, jobs: int, out: Path, configs: str = "conf", executor: str = "local",
-           ray_address: Optional[str] = None) -> Path:
+           ray_address: Optional[str] = None, plan: bool = False) -> Optional[Path]:
     """Tune each domain's family settings; 3 x ``seeds`` trials per method, then its 2 best trials and
-    its current settings on one fresh seed: about the grid's 4 candidates x ``seeds`` runs."""
+    its current settings on one fresh seed: about the grid's 4 candidates x ``seeds`` runs. With
+    ``plan``, print each domain's tune plan (what is left, its core-hours) and run nothing."""
     from bmil.domains import get_domain
     from bmil.tuning.study import Tuner
 
@@ -43,6 +44,10 @@ def search(domains: list[str], seeds: int, jobs: int, out: Path, configs: str = 
         tuners.append(Tuner([str(Path(configs) / f"{name}.yaml"), str(budget)], list(SEARCHED), 3 * seeds, jobs,
                             out / name, finalists=2, finalist_seeds=1, final_seeds=0, space=SPACE, reference=current,
                             executor=executor, ray_address=ray_address))
+    if plan:
+        for tuner in tuners:
+            tuner.plan()
+        return None
     try:
         for tuner in tuners:  # (every domain's configs checked before any work)
             tuner.run()

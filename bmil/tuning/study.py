@@ -213,13 +213,31 @@ class Tuner:
         finalist = trial + budgets["validation"]["checks"] * max(0, extra) * estimate["episode_seconds"] / 60
         m = len(self.methods)
         finalists = (self.finalists + 1) * self.finalist_seeds if self.finalists else 0  # the defaults compete
-        counts = (m * self.trials, m * finalists, 2 * m * self.final_seeds)
+        done = self._done()
+        counts = [max(0, n - d) for n, d in zip((m * self.trials, m * finalists, 2 * m * self.final_seeds), done)]
         hours = (counts[0] * trial + counts[1] * finalist + counts[2] * final) / 60
-        print(f"plan: {counts[0]} trials, {counts[1]} finalist runs and {counts[2]} final runs of "
+        done_text = f" to do ({done[0]}, {done[1]} and {done[2]} done)" if any(done) else ""
+        print(f"plan: {counts[0]} trials, {counts[1]} finalist runs and {counts[2]} final runs{done_text} of "
               f"{', '.join(METHODS[x] for x in self.methods)} on {self.domain}; about {hours:.1f} core-hours before "
               f"pruning ({trial:.1f} core-minutes a trial, {final:.1f} a final run, by bmil check of "
               f"{facts['method']}); {self.jobs} fits at once on {usable_cores()} usable cores, about "
               f"{hours / self.jobs:.1f} hours", flush=True)
+
+    def _done(self) -> tuple[int, int, int]:
+        """The trials, finalist runs and final runs already finished in ``out`` (a resumed tune)."""
+        trials = 0
+        if (self.out / JOURNAL).is_file():
+            import optuna
+
+            storage = open_storage(self.out / JOURNAL)
+            names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+            for m in set(self.methods) & names:
+                finished = optuna.load_study(study_name=m, storage=storage).get_trials(deepcopy=False)
+                trials += min(self.trials, sum(t.state.is_finished() for t in finished))
+        runs = [p.parents[1].name for p in (self.out / "runs").glob("*/version_0/result.json")]
+        finalists = sum("_finalist_" in r for r in runs)
+        final = sum("_finalist_" not in r and ("_tuned_" in r or "_defaults__s" in r) for r in runs)
+        return trials, finalists, final
 
     def task(self) -> Task:
         from bmil.demo_formats import read_demos
