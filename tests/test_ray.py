@@ -5,6 +5,7 @@ the local executor's, and a tune's trials report to the driver's storage."""
 
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -197,3 +198,24 @@ def test_a_tunes_trials_on_ray_report_to_the_drivers_storage(cluster, user_folde
         storage = yaml.safe_load((folder / "config.yaml").read_text())["trial"]["storage"]
         checks = json.loads((folder / "validation.json").read_text())
         assert storage.startswith("grpc://") and sorted(t.intermediate_values) == [c["epoch"] for c in checks["history"]]
+
+
+def test_a_runs_inputs_keep_its_settings_and_name_a_missing_dataset_on_the_driver(push_demos, tmp_path, monkeypatch):
+    from bmil.errors import BMILError
+    from bmil.executors.ray import run_inputs
+
+    root = Path(__file__).parents[1]
+    configs = (str(root / "conf/push.yaml"), str(root / "conf/bc.yaml"))
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(push_demos, tmp_path / "mine" / "push")
+
+    def inputs(path: str):
+        return run_inputs(Run("push", "BC", 0, configs, extra=("--model.demos.num", "2", "--model.demos.path", path)))
+
+    config, path, name = inputs("mine/push")  # relative: the same name on the node, the same settings
+    assert (path, name) == ((tmp_path / "mine" / "push").resolve(), "mine/push")
+    assert yaml.safe_load(config)["model"]["init_args"]["demos"]["path"] == "mine/push" and "config" not in yaml.safe_load(config)
+    config, path, name = inputs(str(tmp_path / "mine" / "push"))  # absolute: a folder of the node's
+    assert name == "demo_input/push" and yaml.safe_load(config)["model"]["init_args"]["demos"]["path"] == name
+    with pytest.raises(BMILError, match="model.demos.path elsewhere/push: not found on this machine"):
+        inputs("elsewhere/push")

@@ -27,6 +27,7 @@ import yaml
 
 from bmil.demo_formats import MINARI_PREFIX
 from bmil.demos import default_demo_path
+from bmil.errors import BMILError
 from bmil.executors import Executor, join_ray
 from bmil.executors.local import busy, lock_run
 from bmil.run_record import RESULT
@@ -81,29 +82,41 @@ def _tree(path: Path, name: str) -> dict[str, bytes]:
     return {f"{name}/{f.relative_to(path)}": f.read_bytes() for f in sorted(path.rglob("*")) if f.is_file()}
 
 
-def run_inputs(run: Run) -> tuple[str, dict[str, bytes]]:
+def run_inputs(run: Run) -> tuple[str, Optional[Path], str]:
     """What a run's fit reads on the driver's machine, for a node that shares no folder with it: its
-    settings resolved into one config (so the config files it was given need not be there), and its
-    demonstrations (bmil's own set, a dataset file or folder, or a Minari dataset by id), as files
-    relative to the folder the fit starts in (a Minari dataset under ``minari/``)."""
+    settings resolved into one config (so the config files it was given need not be there), and
+    where its demonstrations are here (bmil's own set, a dataset file or folder, or a Minari dataset
+    by id; None: none to send) with the name they take in the folder the fit starts in. A relative
+    ``model.demos.path`` keeps its name, so the run's settings stay the same on the node; an
+    absolute one becomes ``demo_input/<name>``."""
+    from bmil.domains import get_domain
+
     settings = json.loads(json.dumps(run.settings))
     for key in ("config", "ckpt_path"):  # the files it came from; where it resumes is the task's
         settings.pop(key, None)
-    demos = settings["model"]["init_args"]["demos"]
-    source = demos["path"]
-    if not source:  # the fit looks for bmil's own set at this relative path
-        path = default_demo_path(settings["model"]["init_args"]["env"], demos["num"], demos["seed"],
-                                 demos["stop_on_success"])
-        files = _tree(path, str(path)) if path.exists() else {}
+    init = settings["model"]["init_args"]
+    demos, source = init["demos"], init["demos"]["path"]
+    if not source:  # bmil's own set, where the fit looks for it (generated there if missing, as here)
+        path = default_demo_path(get_domain(init["env"]).name, demos["num"], demos["seed"], demos["stop_on_success"])
+        name = str(path)
+        path = path if path.exists() else None
     elif str(source).startswith(MINARI_PREFIX):
         dataset = str(source)[len(MINARI_PREFIX):]
         root = Path(os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")).expanduser()
-        files = _tree(root / dataset, f"minari/{dataset}") if (root / dataset).is_dir() else {}
+        path, name = root / dataset, f"minari/{dataset}"
+        if not path.is_dir():
+            raise BMILError(f"Minari dataset '{source}' not found under MINARI_DATASETS_PATH ({root}) on this "
+                            "machine, from which it goes to the cluster.")
     else:
-        path = Path(source)
-        demos["path"] = f"demo_input/{path.name}"
-        files = _tree(path, demos["path"]) if path.exists() else {}
-    return yaml.safe_dump(settings, sort_keys=False), files
+        given = Path(source)
+        path = given.resolve()
+        if not path.exists():
+            raise BMILError(f"model.demos.path {source}: not found on this machine, from which it goes to the cluster.")
+        if given.is_absolute() or ".." in given.parts:
+            name = demos["path"] = f"demo_input/{path.name}"
+        else:
+            name = str(given)
+    return yaml.safe_dump(settings, sort_keys=False), path, name
 
 
 def fit_task(files, folder: str, run: Run, workers: int, push_every_s: float, config: str, inputs) -> int:
@@ -118,7 +131,7 @@ def fit_task(files, folder: str, run: Run, workers: int, push_every_s: float, co
         local = run_dir(out, run)
         local.mkdir(parents=True)
         start = out / "inputs"  # the fit starts here: relative paths in its settings resolve here
-        _write_files(start, {**inputs, "run.yaml": config.encode()})
+        _write_files(start, {**(inputs or {}), "run.yaml": config.encode()})
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         if (start / "minari").is_dir():
             env["MINARI_DATASETS_PATH"] = str(start / "minari")
@@ -163,20 +176,22 @@ class RayExecutor(Executor):
         self.task = ray.remote(fit_task).options(num_cpus=1, max_retries=retries)
         self.push_every_s = push_every_s or PUSH_EVERY_S
         self.pool = ThreadPoolExecutor(64)  # threads only wait on the tasks
-        self.refs: dict = {}
-        self.inputs: dict = {}  # the demonstrations put in Ray's object store, by their file names
+        self.pending: dict = {}  # per task out: its run folder's lock
+        self.collects: dict = {}  # per task out: the future that reads its result
+        self.inputs: dict = {}  # the demonstrations put in Ray's object store
         self.lock = threading.Lock()
 
     def submit(self, out: Path, run: Run) -> Future:
         folder = run_dir(out, run)
         folder.mkdir(parents=True, exist_ok=True)
         done: Future = Future()
-        # The driver holds the run's folder lock while its task runs: a second driver (or a local
-        # sweep) on the same study folder skips the run instead of writing it twice.
+        # The driver holds the run's folder lock from here until its result is read: a second driver
+        # (or a local sweep) on the same study folder skips the run instead of writing it twice.
         lock = lock_run(folder)
         if lock is None:
             done.set_result(busy(run, folder))
             return done
+        ref = None
         try:
             _check_signature(out, run, signature(run))  # (the settings resolved here, in the calling thread)
             if is_done(out, run):
@@ -184,39 +199,60 @@ class RayExecutor(Executor):
                 os.close(lock)
                 return done
             runner.before_fit(out, run)
-        except BaseException:
+            config, path, name = run_inputs(run)
+            demos = self._demos(path, name) if path else None
+            ref = self.task.remote(self.files, str(folder.resolve()), run, 0, self.push_every_s, config,
+                                   demos)  # one CPU: evaluations in process
+            with self.lock:
+                self.pending[ref] = lock
+                future = self.collects[ref] = self.pool.submit(self._collect, out, run, ref)
+            return future
+        except BaseException:  # (Ctrl-C too) no task left behind, no lock held
+            if ref is not None:
+                self.ray.cancel(ref, force=True)
+            with self.lock:
+                self.pending.pop(ref, None)
+                self.collects.pop(ref, None)
             os.close(lock)
             raise
-        config, inputs = run_inputs(run)
-        key = json.dumps(sorted(inputs))  # the same demonstrations go to the cluster once
-        if key not in self.inputs:
-            self.inputs[key] = self.ray.put(inputs)
-        ref = self.task.remote(self.files, str(folder.resolve()), run, 0, self.push_every_s, config,
-                               self.inputs[key])  # one CPU: evaluations in process
-        with self.lock:
-            self.refs[ref] = run
-        return self.pool.submit(self._collect, out, run, ref, lock)
 
-    def _collect(self, out: Path, run: Run, ref, lock: int) -> dict:
+    def _demos(self, path: Path, name: str):
+        """The demonstration files in Ray's object store, put once for all the runs that read them
+        (known by where they are, their names and their files' sizes and times)."""
+        files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
+        key = (str(path), name, tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+        if key not in self.inputs:
+            self.inputs[key] = self.ray.put(_tree(path, name))
+        return self.inputs[key]
+
+    def _collect(self, out: Path, run: Run, ref) -> dict:
         try:
             try:
                 returncode = self.ray.get(ref)
             except Exception as e:  # the task failed past its retries, or was cancelled
                 return failure(run, f"FAILED on Ray ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
-            finally:
-                with self.lock:
-                    self.refs.pop(ref, None)
             return runner.after_fit(out, run, returncode)
         finally:
+            self._release(ref)
+
+    def _release(self, ref) -> None:
+        """The run's folder lock, closed once, when its result is read or will never be."""
+        with self.lock:
+            lock = self.pending.pop(ref, None)
+            self.collects.pop(ref, None)
+        if lock is not None:
             os.close(lock)
 
     def stop(self) -> None:
         """Cancel every task still running; their runs resume from the checkpoints already pushed."""
         with self.lock:
-            refs = list(self.refs)
-        for ref in refs:
+            collects = dict(self.collects)
+        for ref in collects:
             self.ray.cancel(ref, force=True)
         self.pool.shutdown(wait=False, cancel_futures=True)
+        for ref, future in collects.items():
+            if future.cancelled():  # its result is never read: its lock is released here
+                self._release(ref)
 
     def close(self) -> None:
         self.pool.shutdown()

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -68,12 +69,14 @@ def serve_storage(storage, journal: Path, executor: str):
     with socket.socket() as free:
         free.bind(("", 0))
         port = free.getsockname()[1]
-    server = make_server(storage, "0.0.0.0", port)
+    threads = ThreadPoolExecutor(10)
+    server = make_server(storage, "0.0.0.0", port, threads)
     server.start()
     try:
         yield f"grpc://{get_node_ip_address()}:{port}"
     finally:
         server.stop(grace=None)
+        threads.shutdown()
 
 
 def make_pruner(max_epochs: Optional[int]):
@@ -123,7 +126,7 @@ class Tuner:
     finalist_episodes: int = 500
     final_seeds: int = 3
     space: Optional[dict] = None  # the user's changes, per method
-    sampler: str = "tpe"  # or "grid": every combination of each parameter's grid values
+    sampler: str = "tpe"  # or "grid": every distinct setting of the parameters' grid values
     reference: dict = field(default_factory=dict)  # per method, settings over the config for its defaults
     executor: str = "local"  # or "ray": the fits as tasks on a Ray cluster
     ray_address: Optional[str] = None
@@ -271,8 +274,9 @@ class Tuner:
         def asked(method: str) -> int:
             return sum(t.state in finished or t.state == TrialState.RUNNING for t in studies[method].trials)
 
-        with make_executor(self.executor, self.jobs, self.ray_address) as executor, \
-                serve_storage(self.storage, self.out / JOURNAL, self.executor) as storage:
+        # The storage outlives the executor: a stopped tune's fits may report until they are cancelled.
+        with serve_storage(self.storage, self.out / JOURNAL, self.executor) as storage, \
+                make_executor(self.executor, self.jobs, self.ray_address) as executor:
             while True:
                 while len(pending) < self.jobs:
                     if queue:
