@@ -510,8 +510,11 @@ class Evaluator:
                 for future in as_completed(futures):
                     finished(future.result())
             except BaseException:  # Ctrl-C, SIGTERM or a failed batch: end the workers now
-                for future in futures:
-                    future.cancel()
+                if self.executor == "ray":
+                    for future in futures:
+                        future.cancel()
+                # (a pool's futures are left to the pool: cancelling them here races with its own
+                # clean-up of a broken pool, which then prints a traceback on Python 3.11)
                 self.close(kill=True)
                 raise
         bar.close()

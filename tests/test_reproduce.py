@@ -275,6 +275,18 @@ def test_a_run_that_another_process_is_running_is_left_alone(tmp_path, monkeypat
     assert (folder / "result.json").is_file()
 
 
+def test_a_stopped_executor_hands_ctrl_c_back():
+    import signal
+
+    from bmil.executors.local import LocalExecutor
+
+    with pytest.raises(RuntimeError):  # a failure inside stops the executor, which holds off signals meanwhile
+        with LocalExecutor(1):
+            raise RuntimeError("a failure inside a tune")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 def test_stopping_a_study_stops_its_fits(tmp_path, monkeypatch):
     import fcntl
     import os

@@ -141,11 +141,16 @@ class LocalExecutor(Executor):
         return self.pool.submit(execute, out, run, self.fits)
 
     def stop(self) -> None:
+        held = {}
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second signal must not cut
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the clean-up short
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        self.fits.stop()
+            for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the clean-up short
+                held[signum] = signal.signal(signum, signal.SIG_IGN)
+        try:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.fits.stop()
+        finally:
+            for signum, handler in held.items():  # the caller's handlers back (a test process goes on)
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
     def close(self) -> None:
         self.pool.shutdown()
