@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if argv is None:
         _stop_cleanly_on_signals()
+    # A call hands the caller's Ctrl-C back: Lightning ignores SIGINT for good once a fit is interrupted.
+    held = _signal_handlers() if argv is not None else {}
     argv = sys.argv[1:] if argv is None else argv
     run_record.COMMAND_STARTED = time.perf_counter()  # before the heavy imports: a run's clock counts them
     try:
@@ -116,9 +119,18 @@ def main(argv: list[str] | None = None) -> None:
         raise e
     finally:
         run_record.COMMAND_STARTED = None
+        for signum, handler in held.items():
+            signal.signal(signum, handler)
 
 
 _STOPPED_BY: list[int] = []
+
+
+def _signal_handlers() -> dict:
+    """SIGINT's and SIGTERM's handlers, where they can be put back (the main thread; set from Python)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: h for s in (signal.SIGINT, signal.SIGTERM) if (h := signal.getsignal(s)) is not None}
 
 
 def _stop_cleanly_on_signals() -> None:

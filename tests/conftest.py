@@ -31,3 +31,14 @@ def user_folder(tmp_path, monkeypatch):
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY_PICKPLACE))
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_still_works():
+    """Every test leaves Ctrl-C as it found it: bmil called in a process (a notebook, a test) must not
+    leave SIGINT ignored or SIGTERM taken over once it returns."""
+    import signal
+
+    before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    yield
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

@@ -32,6 +32,9 @@ HISTORY = ("seconds", "resumed")
 def cluster():
     from ray.cluster_utils import Cluster
 
+    import signal
+
+    sigterm = signal.getsignal(signal.SIGTERM)  # ray.init takes SIGTERM over and keeps it after shutdown
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     nodes = [c.add_node(num_cpus=1) for _ in range(3)]
     ray.init(address=c.address, log_to_driver=False)
@@ -39,6 +42,7 @@ def cluster():
     yield c, nodes
     ray.shutdown()
     c.shutdown()
+    signal.signal(signal.SIGTERM, sigterm)
 
 
 @pytest.fixture(scope="module")
