@@ -127,7 +127,7 @@ def _fits_running(tiny: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_ctrl_c_on_the_driver_cancels_the_tasks_and_the_study_resumes(cluster, tmp_path, monkeypatch):
+def test_ctrl_c_on_the_driver_cancels_the_tasks_and_the_study_resumes(cluster, tmp_path, monkeypatch, ctrl_c_raises):
     from bmil.executors import ray as ray_executor
 
     monkeypatch.setattr(ray_executor, "PUSH_EVERY_S", 1.0)

@@ -275,7 +275,7 @@ def test_a_run_that_another_process_is_running_is_left_alone(tmp_path, monkeypat
     assert (folder / "result.json").is_file()
 
 
-def test_a_stopped_executor_hands_ctrl_c_back():
+def test_a_stopped_executor_hands_ctrl_c_back(ctrl_c_raises):
     import signal
 
     from bmil.executors.local import LocalExecutor
@@ -285,7 +285,7 @@ def test_a_stopped_executor_hands_ctrl_c_back():
         with LocalExecutor(1):
             raise RuntimeError("a failure inside a tune")
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
-    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_stopping_a_study_stops_its_fits(tmp_path, monkeypatch):
