@@ -31,6 +31,11 @@ from bmil.errors import BMILError
 MINARI_PREFIX = "minari:"
 
 
+def minari_root() -> Path:
+    """Where Minari keeps its datasets on this machine (``MINARI_DATASETS_PATH``, else Minari's default)."""
+    return Path(os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")).expanduser()
+
+
 def read_demos(source: str | Path, domain, num: int) -> tuple[TensorDict, dict]:
     """The first ``num`` episodes of ``source`` as transitions, and a record of where they came from."""
     text = str(source)
@@ -188,7 +193,7 @@ def _minari_episodes(source: str, domain) -> list:
         else:
             dataset = MinariDataset(Path(source) / "data")
     except (FileNotFoundError, ValueError) as e:
-        root = os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")
+        root = minari_root()
         raise BMILError(f"Minari dataset '{source}' not found locally ({e}). bmil downloads nothing: put it under "
                         f"MINARI_DATASETS_PATH ({root}) or give its folder.") from None
     episodes = []

@@ -25,7 +25,7 @@ from typing import Optional
 
 import yaml
 
-from bmil.demo_formats import MINARI_PREFIX
+from bmil.demo_formats import MINARI_PREFIX, minari_root
 from bmil.demos import default_demo_path
 from bmil.errors import BMILError
 from bmil.executors import Executor, join_ray
@@ -102,7 +102,7 @@ def run_inputs(run: Run) -> tuple[str, Optional[Path], str]:
         path = path if path.exists() else None
     elif str(source).startswith(MINARI_PREFIX):
         dataset = str(source)[len(MINARI_PREFIX):]
-        root = Path(os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")).expanduser()
+        root = minari_root()
         path, name = root / dataset, f"minari/{dataset}"
         if not path.is_dir():
             raise BMILError(f"Minari dataset '{source}' not found under MINARI_DATASETS_PATH ({root}) on this "
