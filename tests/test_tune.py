@@ -71,6 +71,8 @@ def test_a_space_is_narrowed_overridden_and_dropped_in_yaml():
         override(space, {"model.demo_ratio": {"lo": 0.1}})
     with pytest.raises(BMILError, match="low 0.9 is above high 0.1"):
         Param("x", 0.9, 0.1)
+    with pytest.raises(BMILError, match="the choice 1.0 is given twice"):  # one grid point, not two
+        override(space, {"model.policy.batch_size": {"choices": [64, 1, 1.0]}})
 
 
 def test_conditional_parameters_follow_their_condition():

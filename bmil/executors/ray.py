@@ -75,13 +75,6 @@ class RunFiles:
         _write_files(Path(folder), files)
 
 
-def _tree(path: Path, name: str) -> dict[str, bytes]:
-    """The file ``path``, or every file under the folder ``path``, as ``name/...``: bytes."""
-    if path.is_file():
-        return {name: path.read_bytes()}
-    return {f"{name}/{f.relative_to(path)}": f.read_bytes() for f in sorted(path.rglob("*")) if f.is_file()}
-
-
 def run_inputs(run: Run) -> tuple[str, Optional[Path], str]:
     """What a run's fit reads on the driver's machine, for a node that shares no folder with it: its
     settings resolved into one config (so the config files it was given need not be there), and
@@ -176,8 +169,7 @@ class RayExecutor(Executor):
         self.task = ray.remote(fit_task).options(num_cpus=1, max_retries=retries)
         self.push_every_s = push_every_s or PUSH_EVERY_S
         self.pool = ThreadPoolExecutor(64)  # threads only wait on the tasks
-        self.pending: dict = {}  # per task out: its run folder's lock
-        self.collects: dict = {}  # per task out: the future that reads its result
+        self.running: dict = {}  # per task out: (its run folder's lock, the future that reads its result)
         self.inputs: dict = {}  # the demonstrations put in Ray's object store
         self.lock = threading.Lock()
 
@@ -203,26 +195,26 @@ class RayExecutor(Executor):
             demos = self._demos(path, name) if path else None
             ref = self.task.remote(self.files, str(folder.resolve()), run, 0, self.push_every_s, config,
                                    demos)  # one CPU: evaluations in process
-            with self.lock:
-                self.pending[ref] = lock
-                future = self.collects[ref] = self.pool.submit(self._collect, out, run, ref)
+            with self.lock:  # (held until the entry is in: _collect's release waits for it)
+                future = self.pool.submit(self._collect, out, run, ref)
+                self.running[ref] = (lock, future)
             return future
         except BaseException:  # (Ctrl-C too) no task left behind, no lock held
             if ref is not None:
                 self.ray.cancel(ref, force=True)
             with self.lock:
-                self.pending.pop(ref, None)
-                self.collects.pop(ref, None)
+                self.running.pop(ref, None)
             os.close(lock)
             raise
 
     def _demos(self, path: Path, name: str):
         """The demonstration files in Ray's object store, put once for all the runs that read them
         (known by where they are, their names and their files' sizes and times)."""
-        files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
-        key = (str(path), name, tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+        files = {name: path} if path.is_file() else {
+            f"{name}/{f.relative_to(path)}": f for f in sorted(path.rglob("*")) if f.is_file()}
+        key = (str(path), tuple((n, f.stat().st_mtime_ns, f.stat().st_size) for n, f in files.items()))
         if key not in self.inputs:
-            self.inputs[key] = self.ray.put(_tree(path, name))
+            self.inputs[key] = self.ray.put({n: f.read_bytes() for n, f in files.items()})
         return self.inputs[key]
 
     def _collect(self, out: Path, run: Run, ref) -> dict:
@@ -238,19 +230,18 @@ class RayExecutor(Executor):
     def _release(self, ref) -> None:
         """The run's folder lock, closed once, when its result is read or will never be."""
         with self.lock:
-            lock = self.pending.pop(ref, None)
-            self.collects.pop(ref, None)
-        if lock is not None:
-            os.close(lock)
+            entry = self.running.pop(ref, None)
+        if entry is not None:
+            os.close(entry[0])
 
     def stop(self) -> None:
         """Cancel every task still running; their runs resume from the checkpoints already pushed."""
         with self.lock:
-            collects = dict(self.collects)
-        for ref in collects:
+            running = dict(self.running)
+        for ref in running:
             self.ray.cancel(ref, force=True)
         self.pool.shutdown(wait=False, cancel_futures=True)
-        for ref, future in collects.items():
+        for ref, (_, future) in running.items():
             if future.cancelled():  # its result is never read: its lock is released here
                 self._release(ref)
 

@@ -43,6 +43,9 @@ class Param:
             raise BMILError(f"search space '{self.key}': give either low and high, or choices.")
         if numeric and not self.low <= self.high:
             raise BMILError(f"search space '{self.key}': low {self.low} is above high {self.high}.")
+        repeated = [c for i, c in enumerate(self.choices) if c in self.choices[:i]]  # 1 and 1.0 too
+        if repeated:
+            raise BMILError(f"search space '{self.key}': the choice {repeated[0]!r} is given twice; give each once.")
         if self.log and numeric and self.low <= 0:
             raise BMILError(f"search space '{self.key}': a log range needs low > 0 (got {self.low}).")
 

@@ -57,20 +57,21 @@ def open_storage(address):
 def serve_storage(storage, journal: Path, executor: str):
     """Where a trial's fit reports to (``--trial.storage``): on this machine, the journal file; on a
     Ray cluster, which shares no folder, Optuna's gRPC proxy of the journal, served from here for the
-    tune's duration (port chosen free; the nodes must reach this machine)."""
+    tune's duration (on a free port; the nodes must reach this machine)."""
     if executor != "ray":
         yield str(journal)
         return
-    import socket
+    import grpc
+    from optuna.storages._grpc.auto_generated.api_pb2_grpc import add_StorageServiceServicer_to_server
+    from optuna.storages._grpc.servicer import OptunaStorageProxyService  # Optuna's own server; its
+    from ray.util import get_node_ip_address  # public run_grpc_proxy_server never returns
 
-    from optuna.storages._grpc.server import make_server  # public run_grpc_proxy_server never returns
-    from ray.util import get_node_ip_address
-
-    with socket.socket() as free:
-        free.bind(("", 0))
-        port = free.getsockname()[1]
     threads = ThreadPoolExecutor(10)
-    server = make_server(storage, "0.0.0.0", port, threads)
+    # Port 0: the system binds a free port, no race with another process; SO_REUSEPORT off, so
+    # that no other server shares it.
+    server = grpc.server(threads, options=[("grpc.so_reuseport", 0)])
+    add_StorageServiceServicer_to_server(OptunaStorageProxyService(storage), server)
+    port = server.add_insecure_port("0.0.0.0:0")
     server.start()
     try:
         yield f"grpc://{get_node_ip_address()}:{port}"
