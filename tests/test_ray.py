@@ -194,7 +194,7 @@ def test_a_fits_final_test_dealt_to_ray_tasks_gives_the_local_outcomes(cluster, 
 
 
 @pytest.mark.slow
-def test_a_tunes_trials_on_ray_report_to_the_drivers_storage(cluster, user_folder):
+def test_a_tunes_trials_on_ray_report_to_the_drivers_storage(cluster, user_folder, capsys):
     import optuna
 
     from bmil.cli import main
@@ -204,6 +204,8 @@ def test_a_tunes_trials_on_ray_report_to_the_drivers_storage(cluster, user_folde
     (user_folder / "tiny.yaml").write_text(yaml.safe_dump({**tiny, "trainer": {"max_epochs": 4}}))
     main(["tune", "--config", "conf/pickplace_quick.yaml", "--config", "tiny.yaml", "--methods", "bc", "--trials", "2",
           "--finalists", "0", "--final_seeds", "0", "--executor", "ray", "--out", "tune/t"])
+    cpus = int(ray.cluster_resources()["CPU"])
+    assert f"{cpus} fits at once" in capsys.readouterr().out  # no --jobs: the cluster's CPUs
     out = user_folder / "tune" / "t"
     trials = optuna.load_study(study_name="bc", storage=open_storage(out / JOURNAL)).trials
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]

@@ -69,3 +69,15 @@ def join_ray(address: Optional[str] = None):
 def cluster_cpus(address: Optional[str] = None) -> int:
     """The CPUs of the Ray cluster at ``address`` (joined first, as ``join_ray``)."""
     return max(1, int(join_ray(address).cluster_resources().get("CPU", 1)))
+
+
+def fits_at_once(jobs: Optional[int], kind: str, address: Optional[str] = None) -> int:
+    """A tune's or a search's fits at once: ``jobs`` where given, else the cluster's CPUs on Ray, or
+    this machine's usable cores."""
+    if jobs:
+        return jobs
+    if kind == "ray":
+        return cluster_cpus(address)
+    from bmil.evaluation import usable_cores
+
+    return usable_cores()

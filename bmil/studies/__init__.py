@@ -10,6 +10,7 @@ from typing import Optional
 
 from bmil.domains import get_domain
 from bmil.errors import BMILError
+from bmil.executors import fits_at_once
 from bmil.evaluation import usable_cores
 from bmil.studies.catalog import make_study, split_args, with_extra
 from bmil.studies.report import write_results
@@ -29,7 +30,7 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
         domains: Comma-separated environment names (each needs conf/<env>.yaml and, for table1,
             conf/vins_<env>.yaml).
         seeds: Seeds 0..seeds-1 per configuration.
-        jobs: Runs at once (default: the number of CPU cores).
+        jobs: Runs at once (default: the usable CPU cores; a search on Ray: the cluster's CPUs).
         out: Study folder (default results/<study>); rerunning skips finished runs.
         extra: Extra ``bmil fit`` arguments for every run, e.g. "--trainer.max_epochs 50".
         domain_extra: Extra ``bmil fit`` arguments for the runs of some domains, after ``extra``:
@@ -60,7 +61,7 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
 
         refuse_other_arguments(extra=extra, domain_extra=domain_extra, methods=methods, reuse=reuse)
         t0 = time.perf_counter()
-        path = search(names, seeds, jobs or usable_cores(), Path(out or Path("results") / study), configs,
+        path = search(names, seeds, fits_at_once(jobs, executor, ray_address), Path(out or Path("results") / study), configs,
                       executor, ray_address, plan)
         if path is None:  # --plan: nothing ran
             return

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from bmil.errors import BMILError
-from bmil.evaluation import usable_cores
+from bmil.executors import fits_at_once
 
 
 def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20, jobs: Optional[int] = None,
@@ -67,9 +67,5 @@ def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20,
         if not Path(path).is_file():
             raise BMILError(f"--config {path}: file not found.")
     folder = Path(out) if out else Path("tune") / Path(configs[-1]).stem
-    if executor == "ray" and not jobs:
-        from bmil.executors import cluster_cpus
-
-        jobs = cluster_cpus(ray_address)
-    Tuner(configs, chosen, trials, jobs or usable_cores(), folder, seed, finalists, finalist_seeds,
+    Tuner(configs, chosen, trials, fits_at_once(jobs, executor, ray_address), folder, seed, finalists, finalist_seeds,
           finalist_episodes, final_seeds, changes, sampler, executor=executor, ray_address=ray_address).run()
