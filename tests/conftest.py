@@ -46,8 +46,9 @@ def ctrl_c_still_works():
 
 @pytest.fixture
 def ctrl_c_raises():
-    """SIGINT raises KeyboardInterrupt during the test, as in a fresh `bmil` process, whatever handler
-    the test process holds (some test process state, not yet found, leaves it ignored under xdist)."""
+    """SIGINT raises KeyboardInterrupt during the test, as in a `bmil` run from a terminal, whatever
+    handler the test process holds: a suite started as a background job of a script (`make test &`,
+    some CI runners) inherits SIGINT ignored, and Python then keeps it ignored."""
     import signal
 
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
