@@ -150,6 +150,7 @@ def test_a_tune_scores_trials_on_validation_and_tests_only_at_the_end(task_folde
         assert (folder / "validation.json").is_file()
     printed = capsys.readouterr().out
     assert "plan: 2 trials, 0 finalist runs and 2 final runs of BC on pickplace; about" in printed
+    assert "(core-minutes a trial, by bmil check: BC " in printed  # BC's own cost, timed
     assert "bc trial 0: validation" in printed and "bc trial 1: validation" in printed
     summary = json.loads((out / "summary.json").read_text())
     assert summary["winner"] == "bc" and summary["trials"]["bc"] == {"complete": 2, "pruned": 0, "fail": 0}

@@ -195,19 +195,42 @@ class Tuner:
         return self._write(studies, spaces, chosen, final)
 
     def plan(self) -> None:
-        """Before the work: the fits it will run and their core-hours, estimated by ``bmil check``
-        (two timed epochs and two batches of episodes of the config's own method)."""
+        """Before the work: the fits left to run and their core-hours, estimated per method by ``bmil
+        check`` (two timed epochs and two batches of episodes of that method on the config)."""
+        finalists = (self.finalists + 1) * self.finalist_seeds if self.finalists else 0  # the defaults compete
+        left, done, per_trial, minutes = [0, 0, 0], [0, 0, 0], {}, 0.0
+        for method in self.methods:
+            costs = self._minutes(method)
+            finished = self._done(method)
+            todo = [max(0, n - d) for n, d in zip((self.trials, finalists, 2 * self.final_seeds), finished)]
+            minutes += sum(n * c for n, c in zip(todo, costs))
+            left = [a + b for a, b in zip(left, todo)]
+            done = [a + b for a, b in zip(done, finished)]
+            per_trial[method] = costs[0]
+        hours = minutes / 60
+        done_text = f" to do ({done[0]}, {done[1]} and {done[2]} done)" if any(done) else ""
+        each = ", ".join(f"{METHODS[x]} {per_trial[x]:.1f}" for x in self.methods)
+        counts = left
+        print(f"plan: {counts[0]} trials, {counts[1]} finalist runs and {counts[2]} final runs{done_text} of "
+              f"{', '.join(METHODS[x] for x in self.methods)} on {self.domain}; about {hours:.1f} core-hours before "
+              f"pruning (core-minutes a trial, by bmil check: {each}); {self.jobs} fits at once on "
+              f"{usable_cores()} usable cores, about {hours / self.jobs:.1f} hours", flush=True)
+
+    def _minutes(self, method: str) -> tuple[float, float, float]:
+        """Core-minutes of one trial, one finalist run and one final run of ``method`` at its defaults,
+        from ``bmil check``."""
         import subprocess
         import sys
         import tempfile
 
         with tempfile.TemporaryDirectory() as folder:
             out = Path(folder) / "check.json"
-            done = subprocess.run([sys.executable, "-m", "bmil.cli", "check", *self._config_args(), "--json_out",
-                                   str(out)], capture_output=True, text=True)
+            switch = ["--model", f"bmil.methods.{METHODS[method]}"]
+            done = subprocess.run([sys.executable, "-m", "bmil.cli", "check", *self._config_args(), *switch,
+                                   "--json_out", str(out)], capture_output=True, text=True)
             if done.returncode != 0:
                 last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
-                raise BMILError(f"the config does not pass bmil check: {last}")
+                raise BMILError(f"the config with {METHODS[method]} does not pass bmil check: {last}")
             facts = json.loads(out.read_text())
         estimate, budgets = facts["estimate"], facts["evaluation"]
         test = budgets["robustness"].get("final_total", 0)
@@ -215,32 +238,22 @@ class Tuner:
         trial = final - test * estimate["episode_seconds"] / 60
         extra = self.finalist_episodes - budgets["validation"]["episodes"]
         finalist = trial + budgets["validation"]["checks"] * max(0, extra) * estimate["episode_seconds"] / 60
-        m = len(self.methods)
-        finalists = (self.finalists + 1) * self.finalist_seeds if self.finalists else 0  # the defaults compete
-        done = self._done()
-        counts = [max(0, n - d) for n, d in zip((m * self.trials, m * finalists, 2 * m * self.final_seeds), done)]
-        hours = (counts[0] * trial + counts[1] * finalist + counts[2] * final) / 60
-        done_text = f" to do ({done[0]}, {done[1]} and {done[2]} done)" if any(done) else ""
-        print(f"plan: {counts[0]} trials, {counts[1]} finalist runs and {counts[2]} final runs{done_text} of "
-              f"{', '.join(METHODS[x] for x in self.methods)} on {self.domain}; about {hours:.1f} core-hours before "
-              f"pruning ({trial:.1f} core-minutes a trial, {final:.1f} a final run, by bmil check of "
-              f"{facts['method']}); {self.jobs} fits at once on {usable_cores()} usable cores, about "
-              f"{hours / self.jobs:.1f} hours", flush=True)
+        return trial, finalist, final
 
-    def _done(self) -> tuple[int, int, int]:
-        """The trials, finalist runs and final runs already finished in ``out`` (a resumed tune)."""
+    def _done(self, method: str) -> tuple[int, int, int]:
+        """``method``'s trials, finalist runs and final runs already finished in ``out`` (a resumed tune)."""
         trials = 0
         if (self.out / JOURNAL).is_file():
             import optuna
 
             storage = open_storage(self.out / JOURNAL)
-            names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
-            for m in set(self.methods) & names:
-                finished = optuna.load_study(study_name=m, storage=storage).get_trials(deepcopy=False)
-                trials += min(self.trials, sum(t.state.is_finished() for t in finished))
-        runs = [p.parents[1].name for p in (self.out / "runs").glob("*/version_0/result.json")]
+            if method in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
+                finished = optuna.load_study(study_name=method, storage=storage).get_trials(deepcopy=False)
+                trials = min(self.trials, sum(t.state.is_finished() for t in finished))
+        runs = [p.parents[1].name.split("__")[1] for p in (self.out / "runs").glob("*/version_0/result.json")]
+        runs = [r for r in runs if r.startswith(f"{method}_")]
         finalists = sum("_finalist_" in r for r in runs)
-        final = sum("_finalist_" not in r and ("_tuned_" in r or "_defaults__s" in r) for r in runs)
+        final = sum("_finalist_" not in r and ("_tuned_" in r or r.endswith("_defaults")) for r in runs)
         return trials, finalists, final
 
     def task(self) -> Task:
