@@ -175,7 +175,8 @@ def _main(argv: list[str]) -> None:
 
             from bmil.tuning import tune
 
-            auto_cli({"tune": tune}, args=_configs_as_one(argv), as_positional=False)
+            auto_cli({"tune": tune}, args=_configs_as_one(argv), as_positional=False,
+                     config_help="The task's config file, as for bmil fit; repeat it for layers (read as --configs).")
         elif argv[0] in LIGHTNING_COMMANDS:
             from bmil.lightning_cli import BMILCLI
 

@@ -40,6 +40,7 @@ def test_tune_explains_itself(capsys):
         main(["tune", "--help"])
     out = capsys.readouterr().out
     assert "Search each method's settings on validation starts" in out and "--trials" in out and "--space" in out
+    assert "--config CONFIG       The task's config file, as for bmil fit" in out
 
 
 def test_every_method_declares_its_space_as_data():
