@@ -10,8 +10,8 @@ from typing import Optional
 
 from bmil.domains import get_domain
 from bmil.errors import BMILError
-from bmil.executors import fits_at_once
 from bmil.evaluation import usable_cores
+from bmil.executors import fits_at_once
 from bmil.studies.catalog import make_study, split_args, with_extra
 from bmil.studies.report import write_results
 from bmil.studies.runner import run_study

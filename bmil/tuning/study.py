@@ -63,12 +63,12 @@ def serve_storage(storage, journal: Path, executor: str):
         return
     import grpc
     from optuna.storages._grpc.auto_generated.api_pb2_grpc import add_StorageServiceServicer_to_server
-    from optuna.storages._grpc.servicer import OptunaStorageProxyService  # Optuna's own server; its
-    from ray.util import get_node_ip_address  # public run_grpc_proxy_server never returns
+    from optuna.storages._grpc.servicer import OptunaStorageProxyService
+    from ray.util import get_node_ip_address
 
+    # Optuna's proxy service in a server of our own (its public run_grpc_proxy_server never returns),
+    # on port 0: the system binds a free port, with no race; SO_REUSEPORT off, so none shares it.
     threads = ThreadPoolExecutor(10)
-    # Port 0: the system binds a free port, no race with another process; SO_REUSEPORT off, so
-    # that no other server shares it.
     server = grpc.server(threads, options=[("grpc.so_reuseport", 0)])
     add_StorageServiceServicer_to_server(OptunaStorageProxyService(storage), server)
     port = server.add_insecure_port("0.0.0.0:0")
@@ -198,20 +198,20 @@ class Tuner:
         """Before the work: the fits left to run and their core-hours, estimated per method by ``bmil
         check`` (two timed epochs and two batches of episodes of that method on the config)."""
         finalists = (self.finalists + 1) * self.finalist_seeds if self.finalists else 0  # the defaults compete
-        left, done, per_trial, minutes = [0, 0, 0], [0, 0, 0], {}, 0.0
+        done = self._done()
+        left, minutes, per_trial = [0, 0, 0], 0.0, {}
         for method in self.methods:
-            costs = self._minutes(method)
-            finished = self._done(method)
-            todo = [max(0, n - d) for n, d in zip((self.trials, finalists, 2 * self.final_seeds), finished)]
-            minutes += sum(n * c for n, c in zip(todo, costs))
-            left = [a + b for a, b in zip(left, todo)]
-            done = [a + b for a, b in zip(done, finished)]
-            per_trial[method] = costs[0]
+            todo = [max(0, n - d) for n, d in zip((self.trials, finalists, 2 * self.final_seeds), done[method])]
+            if any(todo):  # (a method with nothing left is not timed)
+                costs = self._minutes(method)
+                minutes += sum(n * c for n, c in zip(todo, costs))
+                left = [a + b for a, b in zip(left, todo)]
+                per_trial[method] = costs[0]
+        finished = [sum(d[i] for d in done.values()) for i in range(3)]
+        done_text = f" to do ({finished[0]}, {finished[1]} and {finished[2]} done)" if any(finished) else ""
+        each = ", ".join(f"{METHODS[x]} {c:.1f}" for x, c in per_trial.items()) or "none left"
         hours = minutes / 60
-        done_text = f" to do ({done[0]}, {done[1]} and {done[2]} done)" if any(done) else ""
-        each = ", ".join(f"{METHODS[x]} {per_trial[x]:.1f}" for x in self.methods)
-        counts = left
-        print(f"plan: {counts[0]} trials, {counts[1]} finalist runs and {counts[2]} final runs{done_text} of "
+        print(f"plan: {left[0]} trials, {left[1]} finalist runs and {left[2]} final runs{done_text} of "
               f"{', '.join(METHODS[x] for x in self.methods)} on {self.domain}; about {hours:.1f} core-hours before "
               f"pruning (core-minutes a trial, by bmil check: {each}); {self.jobs} fits at once on "
               f"{usable_cores()} usable cores, about {hours / self.jobs:.1f} hours", flush=True)
@@ -240,21 +240,26 @@ class Tuner:
         finalist = trial + budgets["validation"]["checks"] * max(0, extra) * estimate["episode_seconds"] / 60
         return trial, finalist, final
 
-    def _done(self, method: str) -> tuple[int, int, int]:
-        """``method``'s trials, finalist runs and final runs already finished in ``out`` (a resumed tune)."""
-        trials = 0
+    def _done(self) -> dict[str, tuple[int, int, int]]:
+        """Per method, its trials, finalist runs and final runs already finished in ``out`` (a resumed
+        tune)."""
+        trials = dict.fromkeys(self.methods, 0)
         if (self.out / JOURNAL).is_file():
             import optuna
 
             storage = open_storage(self.out / JOURNAL)
-            if method in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
-                finished = optuna.load_study(study_name=method, storage=storage).get_trials(deepcopy=False)
-                trials = min(self.trials, sum(t.state.is_finished() for t in finished))
-        runs = [p.parents[1].name.split("__")[1] for p in (self.out / "runs").glob("*/version_0/result.json")]
-        runs = [r for r in runs if r.startswith(f"{method}_")]
-        finalists = sum("_finalist_" in r for r in runs)
-        final = sum("_finalist_" not in r and ("_tuned_" in r or r.endswith("_defaults")) for r in runs)
-        return trials, finalists, final
+            for summary in optuna.get_all_study_summaries(storage):
+                if summary.study_name in trials:
+                    finished = optuna.load_study(study_name=summary.study_name, storage=storage).get_trials(deepcopy=False)
+                    trials[summary.study_name] = min(self.trials, sum(t.state.is_finished() for t in finished))
+        labels = [p.parents[1].name.split("__")[1] for p in (self.out / "runs").glob("*/version_0/result.json")]
+        done = {}
+        for method in self.methods:
+            runs = [r for r in labels if r.startswith(f"{method}_")]
+            finalists = sum("_finalist_" in r for r in runs)
+            final = sum("_finalist_" not in r and ("_tuned_" in r or r.endswith("_defaults")) for r in runs)
+            done[method] = (trials[method], finalists, final)
+        return done
 
     def task(self) -> Task:
         from bmil.demo_formats import read_demos
