@@ -24,7 +24,7 @@ import yaml
 from ray.cluster_utils import Cluster
 
 from bmil.studies.catalog import Run, Study
-from bmil.studies.runner import run_dir, run_study
+from bmil.studies.sweep import run_study
 
 HISTORY = ("seconds", "resumed")
 
@@ -59,7 +59,7 @@ def on_cluster(study: Study, out: Path, nodes: int) -> float:
 
 
 def records(study: Study, out: Path) -> list[dict]:
-    return [{k: v for k, v in json.loads((run_dir(out, r) / "result.json").read_text()).items() if k not in HISTORY}
+    return [{k: v for k, v in json.loads((r.folder(out) / "result.json").read_text()).items() if k not in HISTORY}
             for r in study.runs]
 
 

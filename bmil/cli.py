@@ -101,7 +101,7 @@ TRAINER_FLAGS = ("max_epochs", "accelerator", "devices", "num_nodes", "default_r
 
 def main(argv: list[str] | None = None) -> None:
     """The program (``argv`` None: the command line, with Ctrl-C and SIGTERM handled) or a call."""
-    from bmil import run_record
+    from bmil.runs import record as run_record
 
     if argv is None:
         _stop_cleanly_on_signals()
@@ -243,6 +243,7 @@ def _lightning_help(command: str, full: bool) -> str:
     import io
 
     from bmil.lightning_cli import BMILCLI
+    from bmil.methods import registered
 
     def captured(args: list[str]) -> str:
         out = io.StringIO()
@@ -262,11 +263,12 @@ def _lightning_help(command: str, full: bool) -> str:
     picked = [e for e in _entries(trainer) if any(e.lstrip().startswith(f"--trainer.{f} ") or
                                                    e.lstrip().startswith(f"--trainer.{f}\n") for f in TRAINER_FLAGS)]
     tail = [b for b in blocks if "  --ckpt_path" in b]
+    others = [m.label for m in registered().values() if m.label != "BMIL"]
     return "\n\n".join([
         f"usage: bmil {command} --config conf/<run>.yaml [--<group>.<option> VALUE ...]",
         description, options,
-        "The method (--model bmil.methods.BMIL, BC, NoiseBC, CCIL or VINS; the config sets it). BMIL's "
-        "settings (the others: bmil " + command + " --model.help BC|NoiseBC|CCIL|VINS):\n" + method_options,
+        f"The method (--model bmil.methods.BMIL, {', '.join(others[:-1])} or {others[-1]}; the config sets it). "
+        f"BMIL's settings (the others: bmil {command} --model.help {'|'.join(others)}):\n" + method_options,
         *ours,
         "The Trainer flags used most (Lightning's; all of them: bmil " + command + " --help-all):\n" + "\n".join(picked),
         *tail,

@@ -64,7 +64,7 @@ def read_demos(source: str | Path, domain, num: int) -> tuple[TensorDict, dict]:
     episodes = episodes[:num]
     for i, (obs, action, next_obs) in enumerate(episodes):
         _check_episode(text, i, obs, action, next_obs, domain)
-    if hasattr(domain, "to_unit_actions"):  # the policy's [-1, 1] from the env's action bounds
+    if domain.action_scale.declared:  # the policy's [-1, 1] from the env's action bounds
         episodes = [(o, _unit_actions(text, i, a, domain), n) for i, (o, a, n) in enumerate(episodes)]
     td = to_tensordict([{"obs": o, "action": a, "next_obs": n} for o, a, n in episodes])
     return td, {"format": fmt, "source": text, "episodes": num, "transitions": td.batch_size[0]}
@@ -85,12 +85,12 @@ def _check_episode(source: str, i: int, obs, action, next_obs, domain) -> None:
 
 
 def _unit_actions(source: str, i: int, actions: np.ndarray, domain) -> np.ndarray:
-    unit = domain.to_unit_actions(actions)
+    unit = domain.action_scale.to_unit(actions)
     if np.abs(unit).max() > 1.0 + 1e-5:
         worst = np.unravel_index(np.abs(unit).argmax(), unit.shape)
         raise BMILError(f"'{source}', episode {i}: action {actions[worst]:.4g} (step {worst[0]}, dimension "
-                        f"{worst[1]}) lies outside {domain.name}'s action bounds [{domain.action_low[worst[1]]:.4g}, "
-                        f"{domain.action_high[worst[1]]:.4g}].")
+                        f"{worst[1]}) lies outside {domain.name}'s action bounds [{domain.action_scale.low[worst[1]]:.4g}, "
+                        f"{domain.action_scale.high[worst[1]]:.4g}].")
     return unit
 
 
@@ -156,7 +156,7 @@ def _robomimic_episodes(path: Path, domain) -> list:
         if not names:
             raise BMILError(f"'{path}' has no data/demo_<i> groups (robomimic's layout); it has: "
                             f"{', '.join(f.keys()) or 'nothing'}.")
-        keys = getattr(getattr(domain, "spec", None), "obs_keys", [])
+        keys = list(domain.obs_keys)
         episodes = []
         for name in names:
             demo = f["data"][name]
@@ -186,7 +186,7 @@ def _minari_episodes(source: str, domain) -> list:
     import minari
     from minari.dataset.minari_dataset import MinariDataset
 
-    keys = getattr(getattr(domain, "spec", None), "obs_keys", [])
+    keys = list(domain.obs_keys)
     try:
         if source.startswith(MINARI_PREFIX):
             dataset = minari.load_dataset(source[len(MINARI_PREFIX):], download=False)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from bmil.domains import Domain, get_domain
 from bmil.errors import BMILError
-from bmil.evaluation import episode_seed, run_episodes
+from bmil.evaluation.rollout import episode_seed, run_episodes
 
 FORMAT_VERSION = 1
 META_FILE = "bmil_demos.json"
@@ -85,12 +85,11 @@ def _successful_episodes(domain, expert, num: int, seed: int, stop_on_success: b
     episodes, attempts = [], 0
     bar = tqdm(total=num, desc=f"demos {domain.name}", unit="demo", disable=not progress, leave=False)
     while len(episodes) < num and attempts < max_attempts:
-        success, _, traces = run_episodes(envs, expert, starts[attempts: attempts + 1],
-                                          [episode_seed(seed, attempts)], domain.horizon,
-                                          stop_on_success=stop_on_success, record=True)
+        rollout = run_episodes(envs, expert, starts[attempts: attempts + 1], [episode_seed(seed, attempts)],
+                               domain.horizon, stop_on_success=stop_on_success, record=True)
         attempts += 1
-        if success[0]:
-            episodes.append(traces[0])
+        if rollout.success[0]:
+            episodes.append(rollout.transitions[0])
             bar.update()
         bar.set_postfix(success=f"{len(episodes)}/{attempts}")
     bar.close()

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bmil.evaluation import Shard, usable_cores
+from bmil.evaluation.evaluator import Shard
+from bmil.system import usable_cores
 
 
 def default_workers(trainer) -> int:

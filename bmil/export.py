@@ -13,7 +13,6 @@ came from and what its inputs and outputs are.
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Optional
@@ -23,6 +22,8 @@ import torch
 from torch import nn
 
 from bmil.errors import BMILError
+from bmil.loading import import_object
+from bmil.files import atomic_path
 
 FORMAT = "bmil-policy/1"
 
@@ -47,7 +48,7 @@ class _Exported(nn.Module):
 def export_policy(ckpt_path: str, out: str, weights_only: Optional[bool] = True) -> dict:
     """Write the checkpoint's acting policy to ``out`` (TorchScript) and its record beside it."""
     from bmil.checkpoint import verify_checkpoint
-    from bmil.run_record import write_record
+    from bmil.files import write_record
 
     saved = verify_checkpoint(ckpt_path)
     hparams = saved.get("hyper_parameters", {})
@@ -62,10 +63,8 @@ def export_policy(ckpt_path: str, out: str, weights_only: Optional[bool] = True)
         raise BMILError(f"{type(module).__name__}'s acting policy cannot be exported as TorchScript "
                         f"({type(e).__name__}: {str(e).splitlines()[0]}).") from None
     out_path = Path(out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    scripted.save(str(tmp))
-    tmp.replace(out_path)
+    with atomic_path(out_path) as tmp:
+        scripted.save(str(tmp))
     record = {
         "format": FORMAT,
         "method": hparams.get("_class_path", type(module).__name__),
@@ -89,12 +88,10 @@ def record_path(policy_path: Path) -> Path:
 def observation_layout(domain) -> list[list]:
     """[name, size] of each part of the observation, in order (the domain's, or a configured
     environment's observation keys)."""
-    layout = getattr(domain, "observation_layout", None)
-    if layout:
-        return [list(part) for part in layout]
-    spec = getattr(domain, "spec", None)
-    if spec is not None and spec.obs_keys:
-        return [[key, size] for key, size in zip(spec.obs_keys, domain.obs_part_sizes)]
+    if domain.observation_layout:
+        return [list(part) for part in domain.observation_layout]
+    if domain.obs_keys:
+        return [[key, size] for key, size in zip(domain.obs_keys, domain.obs_part_sizes)]
     return [["observation", domain.obs_dim]]
 
 
@@ -143,17 +140,13 @@ def load_policy(path: str | Path) -> LoadedPolicy:
 
 
 def _method_class(class_path: str, ckpt_path: str):
-    module, _, name = class_path.rpartition(".")
     try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
+        return import_object(class_path)
+    except ImportError:
         raise BMILError(f"'{ckpt_path}' names no importable method ('{class_path}'); export checkpoints that "
                         "bmil fit wrote.") from None
 
 
 def _action_bounds(domain) -> tuple[torch.Tensor, torch.Tensor]:
-    low = getattr(domain, "action_low", None)
-    high = getattr(domain, "action_high", None)
-    if low is None or high is None:
-        return -torch.ones(domain.act_dim), torch.ones(domain.act_dim)
+    low, high = domain.action_scale.bounds(domain.act_dim)
     return torch.as_tensor(low, dtype=torch.float32), torch.as_tensor(high, dtype=torch.float32)

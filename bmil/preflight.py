@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import Optional
 
 from bmil.checkpoint import verify_checkpoint
+from bmil.cluster import join_ray
 from bmil.demo_formats import read_demos
 from bmil.errors import BMILError
+from bmil.evaluation import check_worker
+from callbacks.evaluation import evaluation_callbacks
 
 
 @dataclass
@@ -36,19 +39,15 @@ def check_fit(trainer, model, ckpt_path: Optional[str] = None) -> Checked:
     model.require_method()
     demos = _check_demos(model, generate=trainer.local_rank == 0)
     model.check_run(trainer.max_epochs)
-    callbacks = _evaluation_callbacks(trainer)
+    callbacks = evaluation_callbacks(trainer)
     for callback in trainer.callbacks:  # the evaluation groups' and a tune trial's own checks
         if callable(getattr(callback, "check", None)):
             callback.check(trainer)
     best, done = _check_resume(ckpt_path) if ckpt_path else (None, 0)
     workers = max((c.resolved_workers(trainer) for c in callbacks if c.runs()), default=0)
     if workers > 0:
-        from bmil.evaluation import check_worker
-
         check_worker(model.domain)
     if any(c.executor == "ray" for c in callbacks if c.runs()):
-        from bmil.executors import join_ray
-
         join_ray()  # Ray installed and its cluster reachable, before the run starts
     return Checked(demos, workers, best, done)
 
@@ -63,12 +62,6 @@ def _check_demos(model, generate: bool) -> dict:
         model.generate_missing_demos()
     _, meta = read_demos(path, model.domain, cfg.num)
     return {**meta, "path": str(path)}
-
-
-def _evaluation_callbacks(trainer) -> list:
-    from callbacks.evaluation import _PolicyEvaluation
-
-    return [c for c in trainer.callbacks if isinstance(c, _PolicyEvaluation)]
 
 
 def _check_resume(ckpt_path: str) -> tuple[Optional[Path], int]:

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from bmil.errors import BMILError
-from bmil.evaluation import EvalResult, episode_seed, run_episodes
+from bmil.evaluation.result import EvalResult
+from bmil.evaluation.rollout import episode_seed, run_episodes
 
 
 def pick_episodes(result: EvalResult, n: int) -> list[int]:
@@ -94,8 +95,8 @@ def _episode_frames(domain, policy, starts, seeds: list[int], position: int, wid
         frames.append(renderer.render().copy())
 
     envs[position] = _RenderingEnv(envs[position], render)
-    success, _, _ = run_episodes(envs, policy, starts, seeds, domain.horizon, success_mode,
-                                 stop_on_success=domain.terminates_on_success)
+    success = run_episodes(envs, policy, starts, seeds, domain.horizon, success_mode,
+                           stop_on_success=domain.terminates_on_success).success
     renderer.close()
     for env in envs:
         env.close()

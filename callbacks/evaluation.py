@@ -16,14 +16,16 @@ from typing import Literal, Optional
 import lightning as L
 import matplotlib.pyplot as plt
 
+from bmil.cluster import join_ray
 from bmil.distributed import default_workers, rank_shard
 from bmil.errors import require
 from bmil.evaluation import EvalResult, Evaluator
-from bmil.run_record import write_record
+from bmil.files import write_record
+from bmil.runs.folder import RunFolder
 from bmil.plots import figure_to_array
 
 
-class _PolicyEvaluation(L.Callback):
+class PolicyEvaluation(L.Callback):
     kind = ""  # the start states: "training" or "robustness"
     group = ""  # the config group's name
     metric = ""
@@ -64,10 +66,8 @@ class _PolicyEvaluation(L.Callback):
     def evaluate(self, trainer, agent, episodes: int, progress: bool = False, journal: Path | None = None) -> EvalResult:
         if self._evaluator is None:
             if self.executor == "ray":
-                from bmil.executors import join_ray
-
                 join_ray()
-            self._evaluator = Evaluator(trainer.lightning_module.domain, self.resolved_workers(trainer), executor=self.executor)
+            self._evaluator = Evaluator(trainer.lightning_module.domain, self.resolved_workers(trainer), backend=self.executor)
         return self._evaluator.run(agent, self.kind, episodes, self.seed, self.success, rank_shard(trainer),
                                    progress=progress and trainer.is_global_zero, journal=journal)
 
@@ -88,13 +88,13 @@ class _PolicyEvaluation(L.Callback):
             self._evaluator = None
 
 
-class TrainingSuccess(_PolicyEvaluation):
+class TrainingSuccess(PolicyEvaluation):
     """Success rate from the training (demonstration) starts every ``every_n_epochs`` epochs."""
 
     kind, group, metric = "training", "training_success", "eval/training_success"
 
 
-class Robustness(_PolicyEvaluation):
+class Robustness(PolicyEvaluation):
     """Robustness (success from unseen starts) on a seeded subset during training, and on
     ``final_episodes`` starts (the paper's 10,000) when fit ends; logs rate, 95% CI and the
     robustness figure to TensorBoard, and writes PNGs plus the final per-start JSON to the run
@@ -135,13 +135,13 @@ class Robustness(_PolicyEvaluation):
         lo, hi = result.ci
         label = {"final": "final test, last policy", "best": "final test, best policy by validation"}.get(tag, "robustness")
         # The title names the epoch the policy is from (the best's is earlier than the final test).
-        policy_epoch = _validation(trainer).best_epoch if tag == "best" else epoch
+        policy_epoch = validation_of(trainer).best_epoch if tag == "best" else epoch
         fig.suptitle(f"{label}, epoch {policy_epoch}\n{100 * result.rate:.1f}% of {result.episodes} starts "
                      f"(95% CI {100 * lo:.1f}-{100 * hi:.1f}%)", fontsize=8)
         with warnings.catch_warnings():  # some figures' axes (colour bars) do not fit tight_layout
             warnings.simplefilter("ignore")
             fig.tight_layout(rect=(0, 0, 1, 0.92))  # room for the two title lines
-        folder = _run_dir(trainer) / "robustness"
+        folder = run_folder(trainer) / "robustness"
         folder.mkdir(parents=True, exist_ok=True)
         fig.savefig(folder / f"{tag}.png")
         experiment = getattr(trainer.logger, "experiment", None)
@@ -154,7 +154,7 @@ class Robustness(_PolicyEvaluation):
         return self.every_n_epochs > 0 or self.final_episodes > 0
 
     def check(self, trainer) -> None:
-        validation = _validation(trainer)
+        validation = validation_of(trainer)
         if validation is not None and validation.every_n_epochs > 0:
             require(validation.seed != self.seed, "validation.seed", validation.seed,
                     f"a seed other than robustness.seed ({self.seed}): the best policy must be chosen "
@@ -164,7 +164,7 @@ class Robustness(_PolicyEvaluation):
         """The final test of the last policy and, when validation kept one, of the best policy."""
         if self.final_episodes <= 0:
             return
-        validation = _validation(trainer)
+        validation = validation_of(trainer)
         best = validation.best_agent(trainer, pl_module) if validation is not None else None
         agent = pl_module.agent()
         last = self._final_test(trainer, agent, "final")
@@ -194,7 +194,7 @@ class Robustness(_PolicyEvaluation):
             metrics["hp_metric"] = result.rate
         _log(trainer, metrics, epoch)
         if trainer.is_global_zero:
-            write_record(_run_dir(trainer) / f"robustness_{tag}.json", result.record())
+            write_record(run_folder(trainer) / RunFolder.robustness_name(tag), result.record())
             _journal(trainer, tag).unlink(missing_ok=True)
             print(f"{tag} robustness{f' ({which})' if which else ''}: {result.summary()}")
             text = self._evaluator.domain.describe(result)
@@ -206,14 +206,14 @@ class Robustness(_PolicyEvaluation):
     def _record(self, trainer, result: EvalResult, tag: str, agent, epoch: int) -> None:
         from bmil.video import log_gifs, offscreen
 
-        folder = _run_dir(trainer) / "videos" / tag
+        folder = run_folder(trainer) / "videos" / tag
         paths = offscreen(self._evaluator.domain, agent, result, self.videos, self.seed, folder,
                           success_mode=self.success, batch_size=self._evaluator.batch_size)
         log_gifs(trainer.logger, f"eval/{tag}_video", paths, epoch)
         print(f"{len(paths)} videos of the {tag} test in {folder}")
 
 
-class Validation(_PolicyEvaluation):
+class Validation(PolicyEvaluation):
     """Robustness on *validation* starts, drawn with their own seed so that they are never the
     test starts, every ``every_n_epochs`` epochs; the policy with the highest validation rate
     (the earliest on ties) is saved as ``checkpoints/best.ckpt`` and, when fit ends, tested beside
@@ -251,18 +251,18 @@ class Validation(_PolicyEvaluation):
                  "ci": [lo, hi], "episodes": result.episodes}
         if result.rate > self.best["rate"]:
             self._best_agent = copy.deepcopy(trainer.lightning_module.agent()).cpu()
-            trainer.save_checkpoint(_best_checkpoint(trainer), weights_only=True)  # every rank: a collective under DDP
+            trainer.save_checkpoint(best_checkpoint(trainer), weights_only=True)  # every rank: a collective under DDP
         self.history.append(check)
         _log(trainer, {"eval/val_best_robustness": self.best["rate"]}, epoch)
         if trainer.is_global_zero:
-            write_record(_run_dir(trainer) / "validation.json",
+            write_record(run_folder(trainer) / RunFolder.VALIDATION,
                          {"best_epoch": self.best_epoch, "best_rate": self.best["rate"], "seed": self.seed,
                           "history": self.history}, indent=1)
 
     def best_agent(self, trainer, pl_module):
         """The best policy's agent (from best.ckpt after a resume), or None if none yet."""
         if self._best_agent is None and self.history:
-            best = type(pl_module).load_from_checkpoint(_best_checkpoint(trainer), map_location="cpu",
+            best = type(pl_module).load_from_checkpoint(best_checkpoint(trainer), map_location="cpu",
                                                         weights_only=True)
             self._best_agent = best.agent()
         return self._best_agent
@@ -281,20 +281,26 @@ def _log(trainer, metrics: dict[str, float], epoch: int) -> None:
         trainer.logger.log_metrics(metrics, step=epoch)
 
 
-def _validation(trainer) -> Validation | None:
+def validation_of(trainer) -> Validation | None:
     return next((c for c in trainer.callbacks if isinstance(c, Validation)), None)
 
 
-def _best_checkpoint(trainer) -> str:
-    checkpoints = trainer.checkpoint_callback.dirpath or Path(_run_dir(trainer)) / "checkpoints"
-    return str(Path(checkpoints) / "best.ckpt")
+def best_checkpoint(trainer) -> str:
+    folder = run_folder(trainer)
+    checkpoints = trainer.checkpoint_callback.dirpath
+    return str(Path(checkpoints) / folder.best_ckpt.name if checkpoints else folder.best_ckpt)
 
 
 def _journal(trainer, tag: str) -> Path:
-    return _run_dir(trainer) / f"robustness_{tag}.journal"
+    return run_folder(trainer) / RunFolder.journal_name(tag)
 
 
-def _run_dir(trainer) -> Path:
+def run_folder(trainer) -> RunFolder:
     # The logger's folder, not trainer.log_dir: that one broadcasts, and only rank 0 gets here.
     log_dir = getattr(trainer.logger, "log_dir", None)
-    return Path(log_dir or trainer.default_root_dir)
+    return RunFolder(log_dir or trainer.default_root_dir)
+
+
+def evaluation_callbacks(trainer) -> list[PolicyEvaluation]:
+    """The fit's evaluation groups (training_success, robustness, validation)."""
+    return [c for c in trainer.callbacks if isinstance(c, PolicyEvaluation)]

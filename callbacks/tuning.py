@@ -7,7 +7,10 @@ from typing import Optional
 
 import lightning as L
 
-from bmil.run_record import write_record
+from bmil.files import write_record
+from bmil.runs.folder import RunFolder
+from bmil.tuning.storage import make_pruner, open_storage
+from callbacks.evaluation import run_folder, validation_of
 
 
 class TrialReport(L.Callback):
@@ -36,8 +39,6 @@ class TrialReport(L.Callback):
 
         fix = "(bmil tune sets --trial.*; leave them out to train on your own)"
         if self.storage.startswith("grpc://"):  # the driver's journal, served to a Ray node
-            from bmil.tuning.study import open_storage
-
             proxy = open_storage(self.storage)
             try:
                 proxy.wait_server_ready(timeout=60)
@@ -58,15 +59,11 @@ class TrialReport(L.Callback):
                             f"trial takes no more reports {fix}.")
 
     def on_fit_start(self, trainer, pl_module) -> None:
-        from callbacks.evaluation import _run_dir
-
         if self.storage and trainer.is_global_zero:  # a resumed trial is pruned again, or not at all
-            (_run_dir(trainer) / "pruned.json").unlink(missing_ok=True)
+            (run_folder(trainer) / RunFolder.PRUNED).unlink(missing_ok=True)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        from callbacks.evaluation import _run_dir, _validation
-
-        validation = _validation(trainer)
+        validation = validation_of(trainer)
         if not self.storage or validation is None or len(validation.history) == self._reported:
             return
         prune = False
@@ -80,7 +77,7 @@ class TrialReport(L.Callback):
             # A trial that has trained to its end is finished, not pruned: its score counts.
             prune = last["epoch"] < (trainer.max_epochs or 0) and trial.should_prune()
             if prune:
-                write_record(_run_dir(trainer) / "pruned.json", {"epoch": last["epoch"], "rate": last["rate"]})
+                write_record(run_folder(trainer) / RunFolder.PRUNED, {"epoch": last["epoch"], "rate": last["rate"]})
         self._reported = len(validation.history)
         if trainer.world_size > 1:
             prune = trainer.strategy.broadcast(prune)
@@ -91,8 +88,6 @@ class TrialReport(L.Callback):
         """The running trial, through the study's storage (the tuner made it, in another process)."""
         if self._trial is None:
             import optuna
-
-            from bmil.tuning.study import make_pruner, open_storage
 
             study = optuna.load_study(study_name=self.study, storage=open_storage(self.storage),
                                       pruner=make_pruner(max_epochs))

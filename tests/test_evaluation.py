@@ -49,7 +49,8 @@ def test_run_episodes_counts_short_episodes_exactly():
     starts = np.array([[1, 1], [5, 0], [3, 1], [10, 1]])
     policy = CountingPolicy()
     envs = [ShortEpisodes() for _ in starts]
-    success, steps, _ = run_episodes(envs, policy, starts, [0] * 4, horizon=8)
+    rollout = run_episodes(envs, policy, starts, [0] * 4, horizon=8)
+    success, steps = rollout.success, rollout.steps
     np.testing.assert_array_equal(steps, [1, 5, 3, 8])  # the 10-step one is cut at the horizon
     np.testing.assert_array_equal(success, [True, False, True, False])
     assert [env.t for env in envs] == [1, 5, 3, 8], "no env is stepped past its episode's end"
@@ -63,8 +64,8 @@ def test_success_mode_final_versus_any():
             return np.zeros(1, np.float32), 0.0, False, False, {"is_success": self.t == 1}
 
     envs, starts = [Touch()], np.array([[9, 0]])
-    final, _, _ = run_episodes(envs, CountingPolicy(), starts, [0], 5, "final")
-    anywhere, _, _ = run_episodes(envs, CountingPolicy(), starts, [0], 5, "any")
+    final = run_episodes(envs, CountingPolicy(), starts, [0], 5, "final").success
+    anywhere = run_episodes(envs, CountingPolicy(), starts, [0], 5, "any").success
     assert not final[0] and anywhere[0]
     with pytest.raises(BMILError, match="success must be"):
         run_episodes(envs, CountingPolicy(), starts, [0], 5, "best")
@@ -119,11 +120,11 @@ def test_workers_import_glfw_without_a_probe_subprocess(monkeypatch):
     import subprocess
     import sys
 
-    import bmil.evaluation
+    import bmil.system
 
     monkeypatch.delenv("PYGLFW_LIBRARY", raising=False)
     assert "glfw.library" in sys.modules  # imported with the domains, as in every evaluating process
-    bmil.evaluation._workers_load_glfw_directly()
+    bmil.system.load_glfw_directly()
     probe = ("import subprocess; started = []; subprocess.Popen.__init__ = lambda self, *a, **k: started.append(a)\n"
              "import glfw; print(len(started), glfw.library.glfw._name)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.split()
@@ -209,7 +210,7 @@ def test_a_signal_while_workers_start_is_delivered_once_they_are_launched(signam
     import os
     import signal
 
-    from bmil.evaluation import _signals_held
+    from bmil.system import signals_held
 
     def stop(signum, frame):
         raise KeyboardInterrupt
@@ -219,7 +220,7 @@ def test_a_signal_while_workers_start_is_delivered_once_they_are_launched(signam
     steps = []
     try:
         with pytest.raises(KeyboardInterrupt):
-            with _signals_held():
+            with signals_held():
                 os.kill(os.getpid(), signum)
                 steps.append("launched")  # a raising handler would have cut this short
             steps.append("not reached")

@@ -388,13 +388,13 @@ def test_two_fits_started_together_write_two_run_folders(tmp_path, push_demos):
 
 @pytest.mark.slow
 def test_a_fit_stopped_during_its_final_test_resumes_the_test_where_it_was(tmp_path, push_demos, monkeypatch):
-    import bmil.evaluation
+    import bmil.evaluation.evaluator as evaluator
 
     groups = {"robustness": {"every_n_epochs": 0, "final_episodes": 64, "workers": 0}}  # 4 batches of 16
     main(["fit", "--config", str(_config(tmp_path / "whole", push_demos, method="BC", groups=groups))])
     whole = json.loads((tmp_path / "whole" / "runs" / "t" / "version_0" / "robustness_final.json").read_text())
 
-    run_batches, ran = bmil.evaluation._run_batches, []
+    run_batches, ran = evaluator.run_batches, []
 
     def killed_after_two(*args, **kwargs):
         if len(ran) == 2:
@@ -403,14 +403,14 @@ def test_a_fit_stopped_during_its_final_test_resumes_the_test_where_it_was(tmp_p
         return run_batches(*args, **kwargs)
 
     stopped = tmp_path / "stopped"
-    monkeypatch.setattr(bmil.evaluation, "_run_batches", killed_after_two)
+    monkeypatch.setattr(evaluator, "run_batches", killed_after_two)
     with pytest.raises(RuntimeError, match="simulated kill"):
         main(["fit", "--config", str(_config(stopped, push_demos, method="BC", groups=groups))])
     run = stopped / "runs" / "t" / "version_0"
     assert not (run / "robustness_final.json").exists() and len((run / "robustness_final.journal").read_text().splitlines()) == 3
 
     ran.clear()
-    monkeypatch.setattr(bmil.evaluation, "_run_batches", lambda *a, **k: (ran.append(a[3]), run_batches(*a, **k))[1])
+    monkeypatch.setattr(evaluator, "run_batches", lambda *a, **k: (ran.append(a[3]), run_batches(*a, **k))[1])
     main(["fit", "--config", str(_config(stopped, push_demos, method="BC", groups=groups)),
           "--ckpt_path", str(stopped / "ckpt" / "last.ckpt")])
     assert ran == [[2], [3]]  # the two batches the stopped test had not finished

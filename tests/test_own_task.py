@@ -228,9 +228,9 @@ def test_exported_policies_that_are_missing_or_corrupt_are_named(tmp_path):
 
 def test_actions_are_rescaled_between_the_policy_and_an_envs_bounds(tmp_path):
     hopper = get_domain({"id": "Hopper-v5", "success": "terminated"})  # bounds [-1, 1]: unchanged
-    assert not hopper.rescales
+    assert not hopper.action_scale.rescales
     pusher = get_domain({"id": "Pusher-v5", "success": "terminated"})  # bounds [-2, 2]
-    assert pusher.rescales and np.allclose(pusher.to_unit_actions(np.full((1, 7), 2.0)), 1.0)
+    assert pusher.action_scale.rescales and np.allclose(pusher.action_scale.to_unit(np.full((1, 7), 2.0)), 1.0)
     env = pusher.make_env()
     env.reset(options={"start": pusher.training_starts(1, 0)[0]})
     sent = []
@@ -327,7 +327,7 @@ def test_bmil_demos_written_as_minari_read_back_the_same(tmp_path, monkeypatch, 
 def test_workers_default_to_the_cores_the_process_may_use():
     import subprocess
 
-    probe = "from bmil.evaluation import usable_cores; print(usable_cores())"
+    probe = "from bmil.system import usable_cores; print(usable_cores())"
     one = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", probe], capture_output=True, text=True)
     assert one.stdout.strip() == "1"
 

@@ -18,7 +18,7 @@ ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.xdist_group("ray")  # under pytest-xdist: one worker, one cluster
 
 from bmil.studies.catalog import Run, Study  # noqa: E402
-from bmil.studies.runner import run_dir, run_study  # noqa: E402
+from bmil.studies.sweep import run_study  # noqa: E402
 
 # Tiny fits that still checkpoint every epoch, validate and test: 12 epochs of 5 steps on 2 demos.
 TINY = {"trainer": {"max_epochs": 12}, "training_success": {"every_n_epochs": 2, "episodes": 2},
@@ -59,15 +59,15 @@ def _study(tiny: Path, seeds: int) -> Study:
 
 
 def _record(out: Path, run: Run) -> dict:
-    record = json.loads((run_dir(out, run) / "result.json").read_text())
+    record = json.loads((run.folder(out) / "result.json").read_text())
     return {k: v for k, v in record.items() if k not in HISTORY}
 
 
 @pytest.fixture(scope="module")
 def local_records(tiny, tmp_path_factory):
-    """The tiny study's records as the local executor writes them (6 runs, seeds 0-5)."""
+    """The tiny study's records as the local executor writes them (3 runs, seeds 0-2)."""
     folder = tmp_path_factory.mktemp("local")
-    study = _study(tiny, 6)
+    study = _study(tiny, 3)
     run_study(study, folder / "out", jobs=2, progress=lambda *_: None)
     return {run.run_id: _record(folder / "out", run) for run in study.runs}
 
@@ -90,7 +90,7 @@ def test_a_study_survives_a_lost_node_and_records_what_the_local_executor_record
 
     monkeypatch.setattr(ray_executor, "PUSH_EVERY_S", 1.0)  # checkpoints come back while the fits run
     c, nodes = cluster
-    study = _study(tiny, 6)
+    study = _study(tiny, 3)  # one run a node
     out = tmp_path / "on_ray"
     results: list = []
     runner = threading.Thread(target=lambda: results.extend(run_study(study, out, jobs=3, progress=lambda *_: None,
@@ -100,29 +100,29 @@ def test_a_study_survives_a_lost_node_and_records_what_the_local_executor_record
     c.remove_node(nodes[0], allow_graceful=False)  # a worker node lost mid-run, its run's checkpoint here
     finished_before = len(list(out.glob("runs/*/version_0/result.json")))
     runner.join(timeout=900)
-    assert not runner.is_alive() and len(results) == 6 and not [r for r in results if r.get("failed")], results
+    assert not runner.is_alive() and len(results) == 3 and not [r for r in results if r.get("failed")], results
     starts = {}
     for run in study.runs:
         assert _record(out, run) == local_records[run.run_id], run.run_id
-        starts[run.run_id] = json.loads((run_dir(out, run) / "run.json").read_text())["starts"]
+        starts[run.run_id] = json.loads((run.folder(out) / "run.json").read_text())["starts"]
     # The lost node's runs ran once more elsewhere, one of them from the checkpoint that had come back.
-    assert finished_before < 6 and max(len(s) for s in starts.values()) == 2, starts
+    assert finished_before < 3 and max(len(s) for s in starts.values()) == 2, starts
     assert any(s[-1]["resumed_from"] is not None for s in starts.values() if len(s) == 2), starts
     finished = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/version_0/result.json")}
     again = run_study(study, out, jobs=3, progress=lambda *_: None, executor="ray")  # nothing runs twice
     assert len(again) == 0 and {p: p.stat().st_mtime_ns for p in finished} == finished
 
 
-def _fits_running(tiny: Path) -> list[str]:
-    """The ``bmil fit`` processes of the module's tiny runs (their command line names tiny.yaml)."""
-    mark = str(tiny).encode()
+def _fits_running() -> list[str]:
+    """The ``bmil fit`` processes Ray tasks started (each in a bmil-run-* folder of its node)."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if mark in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found.append(pid)
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
+        if b"bmil.cli\x00fit\x00" in command and b"/bmil-run-" in command:
+            found.append(pid)
     return found
 
 
@@ -132,14 +132,17 @@ def test_ctrl_c_on_the_driver_cancels_the_tasks_and_the_study_resumes(cluster, t
 
     monkeypatch.setattr(ray_executor, "PUSH_EVERY_S", 1.0)
     longer = tmp_path / "tiny.yaml"  # fits long enough to be mid-run when a checkpoint has come back
-    longer.write_text(yaml.safe_dump({**TINY, "trainer": {"max_epochs": 40}}))
+    longer.write_text(yaml.safe_dump({**TINY, "trainer": {"max_epochs": 20}}))
     study = _study(longer, 2)
     out = tmp_path / "on_ray"
     ended = threading.Event()
 
+    running: list[int] = []  # the fits seen running at Ctrl-C: what must be gone after it
+
     def ctrl_c() -> None:
         _wait_for(lambda: ended.is_set() or _checkpointed(out) >= 1)
         if not ended.is_set():
+            running.append(len(_fits_running()))
             os.kill(os.getpid(), signal.SIGINT)
 
     timer = threading.Thread(target=ctrl_c)
@@ -150,17 +153,17 @@ def test_ctrl_c_on_the_driver_cancels_the_tasks_and_the_study_resumes(cluster, t
     finally:
         ended.set()
         timer.join()
-    assert len(list(out.glob("runs/*/version_0/result.json"))) < 2
+    assert len(list(out.glob("runs/*/version_0/result.json"))) < 2 and running and running[0] >= 1, running
     # The cluster's CPUs are free again and no fit of the study is left running on its nodes.
     _wait_for(lambda: ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"]
-              and not _fits_running(longer), timeout=60)
-    assert ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"] and not _fits_running(longer)
+              and not _fits_running(), timeout=60)
+    assert ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"] and not _fits_running()
     results = run_study(study, out, jobs=2, progress=lambda *_: None, executor="ray")  # the rerun resumes
     assert results and not [r for r in results if r.get("failed")], results
     resumed = []
     for run in study.runs:
-        assert (run_dir(out, run) / "result.json").is_file()
-        starts = json.loads((run_dir(out, run) / "run.json").read_text())["starts"]
+        assert (run.folder(out) / "result.json").is_file()
+        starts = json.loads((run.folder(out) / "run.json").read_text())["starts"]
         resumed += [s["resumed_from"] for s in starts[1:] if s["resumed_from"]]
     assert resumed, "no run resumed from the checkpoint pushed before Ctrl-C"
 
@@ -171,7 +174,7 @@ def test_an_evaluation_dealt_to_ray_tasks_gives_the_local_outcomes_start_for_sta
 
     outcomes = {}
     for executor in ("local", "ray"):
-        main(["evaluate", "--config", "conf/push.yaml", "--policy", "expert", "--episodes", "64", "--training_episodes", "1",
+        main(["evaluate", "--config", "conf/push.yaml", "--policy", "expert", "--episodes", "32", "--training_episodes", "1",
               "--executor", executor, "--workers", "2", "--json_out", str(tmp_path / f"{executor}.json")])
         outcomes[executor] = json.loads((tmp_path / f"{executor}.json").read_text())
     assert outcomes["ray"]["starts"] == outcomes["local"]["starts"]
@@ -198,7 +201,7 @@ def test_a_tunes_trials_on_ray_report_to_the_drivers_storage(cluster, user_folde
     import optuna
 
     from bmil.cli import main
-    from bmil.tuning.study import JOURNAL, open_storage
+    from bmil.tuning.storage import JOURNAL, open_storage
 
     tiny = yaml.safe_load((user_folder / "tiny.yaml").read_text())
     (user_folder / "tiny.yaml").write_text(yaml.safe_dump({**tiny, "trainer": {"max_epochs": 4}}))
@@ -226,7 +229,7 @@ def test_a_runs_inputs_keep_its_settings_and_name_a_missing_dataset_on_the_drive
     shutil.copytree(push_demos, tmp_path / "mine" / "push")
 
     def inputs(path: str):
-        return run_inputs(Run("push", "BC", 0, configs, extra=("--model.demos.num", "2", "--model.demos.path", path)))
+        return run_inputs(Run("push", "BC", 0, configs, extra=("--model.demos.num", "2", "--model.demos.path", path)).settings_yaml())
 
     config, path, name = inputs("mine/push")  # relative: the same name on the node, the same settings
     assert (path, name) == ((tmp_path / "mine" / "push").resolve(), "mine/push")

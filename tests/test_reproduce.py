@@ -11,11 +11,16 @@ import numpy as np
 import pytest
 import yaml
 
-import bmil.studies.runner as runner
+import bmil.runs.launch as launch
 from bmil.errors import BMILError
 from bmil.studies.catalog import SEARCHED, Run, Study, make_study, with_extra
 from bmil.studies.report import collect, markdown_table, paper_table, plot_study, t_interval, write_results
-from bmil.studies.runner import fit_command, longest_first, run_dir, run_study, signature
+from bmil.runs.launch import check_signature, fit_command
+from bmil.studies.sweep import longest_first, run_study
+
+
+def run_dir(out, run: Run):
+    return run.folder(out).path
 
 
 def test_t_interval_arithmetic():
@@ -152,8 +157,8 @@ def test_a_checkpoint_carried_without_its_signature_is_not_resumed(tmp_path):
     (folder / "checkpoints" / "last.ckpt").write_bytes(b"a checkpoint of unknown settings")
     with pytest.raises(BMILError, match="no signature.json.*Copy the run's signature.json"):
         run_study(Study("table1", [run]), tmp_path, jobs=1, progress=lambda *_: None)
-    (folder / "signature.json").write_text(json.dumps({"signature": signature(run)}))
-    runner._check_signature(tmp_path, run, signature(run))  # with it, the run may resume
+    (folder / "signature.json").write_text(json.dumps({"signature": run.signature}))
+    check_signature(tmp_path, run)  # with it, the run may resume
 
 
 def test_run_settings_are_read_as_the_run_will_see_them(tmp_path):
@@ -206,13 +211,13 @@ def test_signature_follows_config_overlays_in_extra(tmp_path):
     config.write_text("model: {class_path: bmil.methods.BC, init_args: {env: push}}\n")
     overlay.write_text("trainer: {max_epochs: 5}\n")
     run = Run("push", "BC", 0, (str(config),), extra=("--config", str(overlay)))
-    before = signature(run)
-    assert signature(run) == before and signature(replace(run, extra=())) != before
+    before = run.signature
+    assert run.signature == before and replace(run, extra=()).signature != before
     renamed = tmp_path / "renamed.yaml"  # the same settings from another file: the same run
     renamed.write_text("trainer: {max_epochs: 5}  # moved\n")
-    assert signature(replace(run, extra=("--config", str(renamed)))) == before
+    assert replace(run, extra=("--config", str(renamed))).signature == before
     overlay.write_text("trainer: {max_epochs: 6}\n")  # same arguments, other settings
-    assert signature(replace(run)) != before  # (a Run resolves its settings once)
+    assert replace(run).signature != before  # (a Run resolves its settings once)
 
 
 def test_the_longest_runs_start_first():
@@ -226,11 +231,11 @@ def test_the_longest_runs_start_first():
 
 
 # A stand-in for ``bmil fit``: records its pid in the run folder, then either finishes, writing its
-# record as a fit does (bmil.run_record), or waits to be stopped.
+# record as a fit does (bmil.runs.record), or waits to be stopped.
 _FAKE_FIT = """
 import json, os, sys, time
 from pathlib import Path
-from bmil.run_record import RunClock, write_result
+from bmil.runs.record import RunClock, write_result
 folder, wait = Path(sys.argv[1]), float(sys.argv[2])
 resumed = (folder / "checkpoints" / "last.ckpt").is_file()
 (folder / "pid").write_text(str(os.getpid()))
@@ -246,7 +251,7 @@ def _fake_study(tmp_path, monkeypatch, seeds, wait):
 
     config = tmp_path / "push.yaml"  # given demos: nothing to generate
     config.write_text("model: {class_path: bmil.methods.BC, init_args: {env: push, demos: {path: given}}}\n")
-    monkeypatch.setattr(runner, "fit_command",
+    monkeypatch.setattr(launch, "fit_command",
                         lambda out, run, workers: [sys.executable, "-c", _FAKE_FIT, str(run_dir(out, run)), str(wait)])
     return Study("table1", [Run("push", "BC", s, (str(config),)) for s in seeds]), tmp_path / "study"
 
@@ -363,9 +368,12 @@ def test_a_fit_orphaned_by_a_killed_sweep_keeps_its_run_locked(tmp_path):
     out = tmp_path / "study"
     sweep = subprocess.Popen([sys.executable, "-c", f"""
 import sys
-import bmil.studies.runner as R
-R.fit_command = lambda out, run, workers: [sys.executable, "-c", {_FAKE_FIT!r}, str(R.run_dir(out, run)), "30"]
-R.run_study(R.Study("table1", [R.Run("push", "BC", 0, ({str(config)!r},))]), R.Path({str(out)!r}), 1)
+from pathlib import Path
+import bmil.runs.launch as L
+from bmil.studies.catalog import Run, Study
+from bmil.studies.sweep import run_study
+L.fit_command = lambda out, run, workers: [sys.executable, "-c", {_FAKE_FIT!r}, str(run.folder(out)), "30"]
+run_study(Study("table1", [Run("push", "BC", 0, ({str(config)!r},))]), Path({str(out)!r}), 1)
 """])
     folder = run_dir(out, Run("push", "BC", 0, (str(config),)))
     deadline = time.monotonic() + 60
@@ -433,15 +441,15 @@ def test_domain_extra_gives_each_family_of_domains_its_own_arguments(tmp_path):
     assert extra["point_umaze"] == ("--trainer.max_epochs", "3", "--config", "maze.yaml")
     assert extra["point_room5x11"] == ("--trainer.max_epochs", "3", "--config", "maze.yaml", "--model.demos.num", "5")
     assert runs[-1].fit_args()[-6:] == list(extra["point_room5x11"])
-    assert fit_command(tmp_path, runs[-1])[4:4 + len(runs[-1].fit_args())] == runs[-1].fit_args()
+    assert fit_command(tmp_path, runs[-1])[4:6] == ["--config", str(runs[-1].folder(tmp_path) / "run.yaml")]
     # The same arguments given for every run or for a domain: the same run, found finished.
     overlay = tmp_path / "maze.yaml"
     overlay.write_text("trainer: {max_epochs: 5}\n")
     everywhere = with_extra(study.runs, ["--config", str(overlay)], {})
     by_domain = with_extra(study.runs, [], {"point_*": f"--config {overlay}"})
     mazes = [i for i, r in enumerate(study.runs) if r.domain != "push"]
-    assert [signature(everywhere[i]) for i in mazes] == [signature(by_domain[i]) for i in mazes]
-    assert signature(everywhere[0]) != signature(by_domain[0])  # push got the overlay only from --extra
+    assert [everywhere[i].signature for i in mazes] == [by_domain[i].signature for i in mazes]
+    assert everywhere[0].signature != by_domain[0].signature  # push got the overlay only from --extra
     with pytest.raises(BMILError, match="'psuh' matches no known domain"):
         with_extra(study.runs, [], {"pickplace,psuh": "--config x.yaml"})
 
@@ -467,7 +475,7 @@ def test_fits_evaluate_over_the_cores_that_fewer_runs_than_jobs_leave_idle(tmp_p
         given[run.seed] = workers
         return [sys.executable, "-c", _FAKE_FIT, str(run_dir(out, run)), "0"]
 
-    monkeypatch.setattr(runner, "fit_command", command)
+    monkeypatch.setattr(launch, "fit_command", command)
     run_study(Study("table1", study.runs[:1]), out, jobs=2, progress=lambda *_: None)
     assert given == {0: 2}  # alone in a 2-job study: both cores
     run_study(Study("table1", study.runs[1:]), out, jobs=2, progress=lambda *_: None)
@@ -478,7 +486,7 @@ def test_fits_evaluate_over_the_cores_that_fewer_runs_than_jobs_leave_idle(tmp_p
 
 @pytest.mark.parametrize("resumed", [True, False])
 def test_a_resumed_run_reports_the_time_of_all_its_invocations(tmp_path, monkeypatch, resumed):
-    from bmil import run_record
+    from bmil.runs import record as run_record
 
     monkeypatch.setattr(run_record, "CLOCK_EVERY_S", 0.05)
     (tmp_path / "elapsed.json").write_text('{"seconds": 1000.0}')  # an earlier invocation's part, then killed
@@ -498,7 +506,7 @@ def test_a_damaged_clock_file_fails_its_run_with_a_message_naming_the_file(tmp_p
     folder = run_dir(out, study.runs[0])
     (folder / "checkpoints").mkdir(parents=True)
     (folder / "checkpoints" / "last.ckpt").write_bytes(b"")
-    (folder / "signature.json").write_text(json.dumps({"signature": signature(study.runs[0])}))
+    (folder / "signature.json").write_text(json.dumps({"signature": study.runs[0].signature}))
     (folder / "elapsed.json").write_text(damaged)
     (result,) = run_study(study, out, jobs=1, progress=lambda *_: None)
     assert result["failed"]
@@ -554,7 +562,7 @@ def test_the_table_reports_how_often_episodes_end_flagged(tmp_path, monkeypatch)
     # pickplace fit beside them whose domain has no flags gets no row in that section.
     flagged = _FAKE_FIT.replace('"episodes": 10}',
                                 '"episodes": 10, **({"flags": {"flipped": 2 if "__s0" in str(folder) else 4}} if "push__" in str(folder) else {})}')
-    monkeypatch.setattr(runner, "fit_command", lambda out, run, workers: [sys.executable, "-c", flagged, str(run_dir(out, run)), "0"])
+    monkeypatch.setattr(launch, "fit_command", lambda out, run, workers: [sys.executable, "-c", flagged, str(run_dir(out, run)), "0"])
     study = Study("table1", [*study.runs, Run("pickplace", "BC", 0, study.runs[0].configs)])
     out = tmp_path / "flagged"
     run_study(study, out, jobs=2, progress=lambda message: None)
@@ -633,7 +641,7 @@ def test_a_study_takes_the_finished_runs_of_another_made_with_the_same_settings(
 
 
 def test_a_plan_counts_the_runs_to_do_and_their_core_hours_from_recorded_times(tmp_path, monkeypatch, capsys):
-    from bmil.studies.runner import plan
+    from bmil.studies.sweep import plan
 
     study, out = _fake_study(tmp_path, monkeypatch, [0, 1, 2], wait=0)
     run_study(Study("table1", study.runs[:1]), out, jobs=1, progress=lambda *_: None)

@@ -10,7 +10,7 @@ import pytest
 from bmil.errors import BMILError
 from bmil.studies import reproduce
 from bmil.studies.search import family_settings, write_table
-from bmil.tuning.study import Tuner
+from bmil.tuning.tuner import Tuner
 
 
 def test_the_current_family_settings_are_read_as_fit_keys(tmp_path):

@@ -149,11 +149,10 @@ def test_demo_bounds_are_the_demo_states_box_widened_by_the_margin():
 
 def test_recorded_study_runs_keep_their_signatures():
     """Settings added since results/table1 was recorded leave its runs' signatures as they were,
-    so `bmil reproduce table1` never reruns them (bmil.studies.runner._ADDED_SINCE_RECORDS)."""
+    so `bmil reproduce table1` never reruns them (bmil.runs.run._ADDED_SINCE_RECORDS)."""
     from pathlib import Path
 
     from bmil.studies.catalog import make_study, with_extra
-    from bmil.studies.runner import run_dir, signature
 
     root = Path(__file__).resolve().parents[1]
     overlay = {"pickplace": "--config conf/overlays/fetch_ablation_eval.yaml",
@@ -161,5 +160,5 @@ def test_recorded_study_runs_keep_their_signatures():
     study = make_study("table1", ["pickplace", "point_umaze"], [0], str(root / "conf"))
     runs = with_extra(study.runs, [], {k: v.replace("conf/", f"{root}/conf/") for k, v in overlay.items()})
     for run in runs:
-        recorded = json.loads((run_dir(root / "results" / "table1", run) / "signature.json").read_text())
-        assert signature(run) == recorded["signature"], run.run_id
+        recorded = json.loads((run.folder(root / "results" / "table1") / "signature.json").read_text())
+        assert run.signature == recorded["signature"], run.run_id

@@ -2,6 +2,8 @@
 failed trials, and overlays that reproduce a trial's settings."""
 
 import json
+import math
+from concurrent.futures import Future
 from pathlib import Path
 
 import optuna
@@ -10,10 +12,13 @@ import yaml
 
 from bmil.cli import main
 from bmil.errors import BMILError
+from bmil.executors import Executor
+from bmil.files import write_record
+from bmil.runs import launch
 from bmil.lightning_cli import fit_settings
 from bmil.methods import BC, BMIL, CCIL, NoiseBC
 from bmil.tuning.space import Param, Task, as_overrides, override, suggest
-from bmil.tuning.study import JOURNAL, open_storage
+from bmil.tuning.storage import JOURNAL, open_storage
 
 TASK = Task(horizon=50, shortest_demo=50, epochs=200)
 
@@ -85,15 +90,15 @@ def test_conditional_parameters_follow_their_condition():
 
 
 def test_the_table_gives_mean_and_interval_half_width():
-    from bmil.tuning.study import _mean_ci
+    from bmil.tuning.outputs import mean_ci
 
-    assert _mean_ci([0.4, 0.5, 0.6]) == "50.0 ± 24.8"  # t(2) 4.303 x 0.1 / sqrt(3)
-    assert _mean_ci([0.7]) == "70.0" and _mean_ci([]) == "-"
+    assert mean_ci([0.4, 0.5, 0.6]) == "50.0 ± 24.8"  # t(2) 4.303 x 0.1 / sqrt(3)
+    assert mean_ci([0.7]) == "70.0" and mean_ci([]) == "-"
 
 
 def test_a_study_can_grid_the_space():
     from bmil.tuning.space import grid_size
-    from bmil.tuning.study import make_sampler
+    from bmil.tuning.tuner import make_sampler
 
     space = override(BC.search_space(TASK), {"model.policy.lr": {"choices": [1e-4, 3e-4]}})
     study = optuna.create_study(sampler=make_sampler("grid", 0))
@@ -120,7 +125,8 @@ def test_a_study_can_grid_the_space():
 
 
 def test_the_overlay_reproduces_the_trials_settings(task_folder):
-    from bmil.tuning.study import _write_overlay
+    from bmil.methods import get_method
+    from bmil.tuning.outputs import write_overlay
 
     base = ["--config", "conf/pickplace_quick.yaml", "--config", "tiny.yaml"]
     settings = {"model.demo_ratio": 0.7, "model.traces.length": [1, 3], "model.traces.demo_bounds_margin": None,
@@ -129,7 +135,7 @@ def test_the_overlay_reproduces_the_trials_settings(task_folder):
         chosen = {k: v for k, v in settings.items() if method == "bmil" or k.startswith(("model.policy", "trainer"))}
         if method == "noise_bc":
             chosen["model.noise.scale"] = 0.3
-        _write_overlay(task_folder / "tuned.yaml", method, {"trial": 3, "score": 0.5, "settings": chosen})
+        write_overlay(task_folder / "tuned.yaml", get_method(method), {"trial": 3, "score": 0.5, "settings": chosen})
         trial = fit_settings([*base, "--model", f"bmil.methods.{cls}", *as_overrides(chosen)])
         layered = fit_settings([*base, "--config", "tuned.yaml"])
         for key in ("model", "trainer"):
@@ -179,32 +185,78 @@ def test_a_tune_scores_trials_on_validation_and_tests_only_at_the_end(task_folde
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # not run again
 
 
-@pytest.mark.slow
-def test_the_defaults_compete_with_the_finalists_on_fresh_seeds(task_folder, capsys):
-    _tune("--methods", "bc", "--trials", "2", "--finalists", "1", "--finalist_seeds", "1", "--finalist_episodes", "8",
+class InstantFits(Executor):
+    """Fits that end at once, for the tuner's own logic: a run's validation score is a function of its
+    settings (the nearer its policy lr to 5e-4, the higher), and one whose lr is not positive fails
+    as its fit would refuse it (exit code 2). Each writes the record a fit writes."""
+
+    def __init__(self, *args, **kwargs):
+        self.submitted: list = []
+
+    def submit(self, out, run):
+        launch.before_fit(out, run)
+        self.submitted.append(run)
+        lr = run.settings["model"]["init_args"]["policy"]["lr"]
+        if lr <= 0:
+            result = launch.failure(run, "FAILED (exit code 2)")
+        else:
+            result = {"run_id": run.run_id, "validation_late": 1 / (1 + abs(math.log(lr / 5e-4))), "seconds": 1.0,
+                      "robustness": None}
+            write_record(run.folder(out) / "result.json", result)
+        done = Future()
+        done.set_result(result)
+        return done
+
+    def stop(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def instant_fits(monkeypatch):
+    """The tuner's executor replaced by ``InstantFits`` and its cost estimate by a fixed one (core-minutes
+    of a trial, a finalist and a final run)."""
+    import bmil.tuning.plan
+    import bmil.tuning.tuner
+
+    executors: list = []
+    monkeypatch.setattr(bmil.tuning.tuner, "make_executor", lambda *a: executors.append(InstantFits()) or executors[-1])
+    monkeypatch.setattr(bmil.tuning.plan, "method_minutes", lambda tuner, method: (1.0, 2.0, 3.0))
+    return executors
+
+
+def test_the_defaults_compete_with_the_finalists_on_fresh_seeds(task_folder, instant_fits, capsys):
+    _tune("--methods", "bc", "--trials", "3", "--finalists", "1", "--finalist_seeds", "2", "--finalist_episodes", "8",
           "--final_seeds", "0")
     out = task_folder / "tune" / "t"
+    assert "plan: 3 trials, 4 finalist runs and 0 final runs of BC on pickplace; about 0.2 core-hours" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     best = max(_trials(out, "bc"), key=lambda t: t.value).number
-    finalists = {"defaults": None, best: best}
-    scores = {number: json.loads((out / "runs" / f"pickplace__bc_finalist_{name}__s101" / "version_0" /
-                                  "result.json").read_text())["validation_late"] for name, number in finalists.items()}
+    finalists = [run for executor in instant_fits for run in executor.submitted if run.stage == "finalist"]
+    assert sorted((run.method, run.seed) for run in finalists) == sorted(
+        (f"bc finalist {name}", seed) for name in ("defaults", best) for seed in (101, 102))
+    lrs = {run.method: run.settings["model"]["init_args"]["policy"]["lr"] for run in finalists}
+    assert lrs["bc finalist defaults"] == 3e-4 and lrs[f"bc finalist {best}"] == _trials(out, "bc")[best].params["model.policy.lr"]
+    for run in finalists:  # more validation starts, no test
+        assert run.settings["validation"]["episodes"] == 8 and run.settings["robustness"]["final_episodes"] == 0
+    score = {name: 1 / (1 + abs(math.log(lr / 5e-4))) for name, lr in lrs.items()}
     chosen = summary["chosen"]["bc"]
-    assert chosen["score"] == max(scores.values()) and scores[chosen["trial"]] == chosen["score"]
-    assert chosen["seeds"] == [101] and summary["final"] == {}
-    assert not (out / "policy.pt").exists() and not list((out / "runs").glob("*__s0"))  # no test at all
-    assert "No final test" in (out / "table.md").read_text()
-    assert "bc finalist the defaults: validation" in capsys.readouterr().out
-    lrs = {name: yaml.safe_load((out / "runs" / f"pickplace__bc_finalist_{name}__s101" / "version_0" / "config.yaml")
-                                .read_text())["model"]["init_args"]["policy"]["lr"] for name in finalists}
-    assert lrs["defaults"] == 3e-4 and lrs[best] == _trials(out, "bc")[best].params["model.policy.lr"]
+    winner = max(score, key=score.get)
+    assert chosen["score"] == pytest.approx(score[winner]) and chosen["seeds"] == [101, 102]
+    assert chosen["trial"] == (None if winner == "bc finalist defaults" else best) and summary["final"] == {}
+    assert not (out / "policy.pt").exists() and "No final test" in (out / "table.md").read_text()
+    rerun = capsys.readouterr()
+    _tune("--methods", "bc", "--trials", "3", "--finalists", "1", "--finalist_seeds", "2", "--finalist_episodes", "8",
+          "--final_seeds", "0")  # resumed: every stage's runs found done by their records' stages
+    assert "plan: 0 trials, 0 finalist runs and 0 final runs to do (3, 4 and 0 done) of BC" in capsys.readouterr().out, rerun
 
 
-@pytest.mark.slow
-def test_a_trial_refused_for_bad_settings_fails_and_the_study_goes_on(task_folder, capsys):
+def test_a_trial_refused_for_bad_settings_fails_and_the_study_goes_on(task_folder, instant_fits, capsys):
     (task_folder / "space.yaml").write_text(yaml.safe_dump({"bc": {"model.policy.lr": {"choices": [-0.001, 0.0003]},
                                                                    "trainer.max_epochs": None}}))
-    _tune("--methods", "bc", "--trials", "4", "--space", "space.yaml", "--seed", "1")
+    _tune("--methods", "bc", "--trials", "4", "--space", "space.yaml", "--seed", "1", "--final_seeds", "0")
     states = [t.state.name for t in _trials(task_folder / "tune" / "t", "bc")]
     assert "FAIL" in states and "COMPLETE" in states and len(states) == 4
     assert "failed (FAILED (exit code 2)" in capsys.readouterr().out

@@ -3,9 +3,48 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Optional
 
 import gymnasium as gym
 import numpy as np
+
+
+@dataclass(frozen=True)
+class ActionScale:
+    """The policy acts in [-1, 1] (tanh); an environment whose action box is another one gets the
+    policy's actions rescaled to it. One object for the environment wrapper (``to_env``), the demo
+    readers (``to_unit``) and ``bmil export`` (the bounds, rescaled inside the exported module)."""
+
+    low: Optional[np.ndarray] = None  # (act_dim,) float64; None: the domain declares no box (its actions are [-1, 1])
+    high: Optional[np.ndarray] = None
+
+    @property
+    def declared(self) -> bool:
+        """Whether the domain declares its box (demonstrated actions are then checked against it)."""
+        return self.low is not None
+
+    @property
+    def rescales(self) -> bool:
+        return self.declared and bool(np.any(self.low != -1) or np.any(self.high != 1))
+
+    def to_env(self, unit: np.ndarray) -> np.ndarray:
+        """The policy's [-1, 1] actions in the environment's box (float64)."""
+        if not self.rescales:
+            return unit
+        return self.low + (np.asarray(unit, dtype=np.float64) + 1.0) * 0.5 * (self.high - self.low)
+
+    def to_unit(self, actions: np.ndarray) -> np.ndarray:
+        """The environment's actions (demonstrated ones) as the policy's [-1, 1] actions."""
+        if not self.rescales:
+            return actions
+        return 2.0 * (actions - self.low) / (self.high - self.low) - 1.0
+
+    def bounds(self, act_dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) of the environment's box, [-1, 1] where it is the policy's own."""
+        if not self.declared:
+            return -np.ones(act_dim), np.ones(act_dim)
+        return self.low, self.high
 
 
 class Domain(ABC):
@@ -44,6 +83,11 @@ class Domain(ABC):
 
     # [name, size] of each part of the observation, in order (bmil export's record, docs/domains.md).
     observation_layout: tuple[tuple[str, int], ...] = ()
+    # The keys of a dict observation the policy sees, in order (demo readers take them from a dataset's
+    # observation groups); () where observations are flat.
+    obs_keys: tuple[str, ...] = ()
+    # How the policy's [-1, 1] actions map to the environment's box (default: they are the same).
+    action_scale: ActionScale = ActionScale()
     # MuJoCo free-camera settings of rollout videos (lookat, distance, azimuth, elevation); None:
     # MuJoCo's default view of the whole model.
     render_camera: dict | None = None

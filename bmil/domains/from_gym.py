@@ -18,7 +18,6 @@ observation rides along for the figure and is not used to reset.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 from dataclasses import asdict, dataclass, field
@@ -29,8 +28,9 @@ import matplotlib.pyplot as plt
 import mujoco
 import numpy as np
 
-from bmil.domains.base import Domain
+from bmil.domains.base import ActionScale, Domain
 from bmil.errors import BMILError
+from bmil.loading import import_object
 
 
 @dataclass
@@ -135,12 +135,13 @@ class GymDomain(Domain):
                             "continuous (Box) action space.")
         self.act_dim = int(np.prod(env.action_space.shape))
         # The policy acts in [-1, 1] (tanh); the env gets actions rescaled to its bounds.
-        self.action_low = env.action_space.low.ravel().astype(np.float64)
-        self.action_high = env.action_space.high.ravel().astype(np.float64)
-        if not (np.isfinite(self.action_low).all() and np.isfinite(self.action_high).all()):
+        low = env.action_space.low.ravel().astype(np.float64)
+        high = env.action_space.high.ravel().astype(np.float64)
+        if not (np.isfinite(low).all() and np.isfinite(high).all()):
             raise BMILError(f"{spec.id}'s action space {env.action_space} is unbounded; bmil's policies act in "
                             "a bounded box: wrap the env so that its actions are bounded.")
-        self.rescales = bool(np.any(self.action_low != -1) or np.any(self.action_high != 1))
+        self.action_scale = ActionScale(low, high)
+        self.obs_keys = tuple(spec.obs_keys)
         obs, _ = env.reset(seed=0)
         self.obs_dim = len(flatten_obs(obs, spec.obs_keys, spec.id))
         self.obs_part_sizes = [int(np.size(obs[k])) for k in spec.obs_keys] if isinstance(obs, dict) else []
@@ -169,14 +170,7 @@ class GymDomain(Domain):
         return spec_key(self.spec)
 
     def make_env(self) -> gym.Env:
-        bounds = (self.action_low, self.action_high) if self.rescales else None
-        return _Starts(_make(self.spec, self.horizon), self.spec, bounds)
-
-    def to_unit_actions(self, actions: np.ndarray) -> np.ndarray:
-        """Demonstrated env actions as the policy's [-1, 1] actions."""
-        if not self.rescales:
-            return actions
-        return 2.0 * (actions - self.action_low) / (self.action_high - self.action_low) - 1.0
+        return _Starts(_make(self.spec, self.horizon), self.spec, self.action_scale)
 
     def training_starts(self, n: int, seed: int) -> np.ndarray:
         return _draw_starts(self, "training", n, seed)
@@ -209,9 +203,9 @@ class GymDomain(Domain):
 class _Starts(gym.Wrapper):
     """Resets to a start row, flattens the observation and reports success as ``is_success``."""
 
-    def __init__(self, env: gym.Env, spec: GymEnvSpec, bounds: tuple[np.ndarray, np.ndarray] | None):
+    def __init__(self, env: gym.Env, spec: GymEnvSpec, scale: ActionScale):
         super().__init__(env)
-        self.spec_, self.bounds = spec, bounds  # bounds: rescale the policy's [-1, 1] to them
+        self.spec_, self.scale = spec, scale
 
     def reset(self, *, seed=None, options=None):
         row = (options or {}).get("start")
@@ -221,10 +215,8 @@ class _Starts(gym.Wrapper):
         return flatten_obs(obs, self.spec_.obs_keys, self.spec_.id), {**info, "is_success": self._success(obs, info, False)}
 
     def step(self, action):
-        if self.bounds is not None:
-            low, high = self.bounds
-            action = (low + (np.asarray(action, dtype=np.float64) + 1.0) * 0.5 * (high - low)).astype(
-                self.env.action_space.dtype).reshape(self.env.action_space.shape)
+        if self.scale.rescales:
+            action = self.scale.to_env(action).astype(self.env.action_space.dtype).reshape(self.env.action_space.shape)
         obs, reward, terminated, truncated, info = self.env.step(action)
         success = self._success(obs, info, terminated)
         info = {**info, "is_success": success}
@@ -404,8 +396,7 @@ def _check_success_key(env: gym.Env, spec: GymEnvSpec) -> None:
 
 
 def _import(path: str, setting: str):
-    module, _, attr = path.partition(":")
     try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError, ValueError) as e:
+        return import_object(path)
+    except ImportError as e:
         raise BMILError(f"{setting}: cannot import '{path}' ({e}); give 'package.module:function'.") from None

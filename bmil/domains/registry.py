@@ -11,12 +11,12 @@ environment described by configuration (a ``GymEnvSpec``, bmil/domains/from_gym.
 from __future__ import annotations
 
 import difflib
-import importlib
 from importlib import metadata
 from typing import Callable, Union
 
 from bmil.domains.base import Domain
 from bmil.errors import BMILError
+from bmil.loading import import_object
 
 Factory = Union[str, Callable[[], Domain]]
 
@@ -75,10 +75,9 @@ def _entry_points() -> dict[str, str]:
 def _import(factory: Factory) -> Callable[[], Domain]:
     if callable(factory):
         return factory
-    module, _, attr = factory.partition(":")
     try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
+        return import_object(factory)
+    except ImportError as e:
         raise BMILError(f"Cannot import the domain factory '{factory}' ({e}). Give it as "
                         "'package.module:factory', importable from this Python environment.") from None
 

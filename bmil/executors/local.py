@@ -2,13 +2,12 @@
 torch thread each (the default; no server). A run's folder is locked while its fit runs (the fit
 itself holds the lock), so a second sweep never starts a run that another one, or an orphaned fit of
 a killed sweep, is still writing; stopping the executor (Ctrl-C, SIGTERM) stops its fits, which
-resume from ``last.ckpt`` next time. The fit writes its own record (``bmil.run_record``); the
+resume from ``last.ckpt`` next time. The fit writes its own record (``bmil.runs.record``); the
 executor only launches it and reads the record back.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import subprocess
@@ -18,10 +17,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
-from bmil.executors import Executor
-from bmil.studies import runner
-from bmil.studies.catalog import Run
-from bmil.studies.runner import _check_signature, failure, is_done, read_result, run_dir, signature
+from bmil.executors.base import Executor
+from bmil.runs import launch
+from bmil.runs.launch import busy, check_signature, failure, lock_run, result_of
+from bmil.runs.folder import RunFolder
+from bmil.runs.run import Run
 
 
 class _Fits:
@@ -72,51 +72,30 @@ def execute(out: Path, run: Run, fits: _Fits) -> dict:
     try:
         return _execute(out, run, fits)
     except Exception as e:  # one broken run must not stop the study or its report
-        return failure(run, f"FAILED ({e}), see {run_dir(out, run) / 'fit.log'}")
-
-
-def lock_run(folder: Path) -> Optional[int]:
-    """An exclusive lock on ``folder/run.lock``, or None when another process holds it. The fit
-    inherits the descriptor, so the lock lasts as long as the fit does, even an orphaned one."""
-    fd = os.open(folder / "run.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    except OSError:
-        os.close(fd)
-        raise
-    return fd
-
-
-def busy(run: Run, folder: Path) -> dict:
-    """The result of a run that another process is running."""
-    return failure(run, f"skipped: another process is running it ({folder / 'run.lock'} is held); "
-                        "rerun the study when that process has ended")
+        return failure(run, f"FAILED ({e}), see {run.folder(out) / RunFolder.LOG}")
 
 
 def _execute(out: Path, run: Run, fits: _Fits) -> dict:
-    folder = run_dir(out, run)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = run.folder(out)
+    folder.path.mkdir(parents=True, exist_ok=True)
     lock = lock_run(folder)
     if lock is None:
         return busy(run, folder)
     try:
-        _check_signature(out, run, signature(run))  # another sweep, with other settings, may have been first
-        if is_done(out, run):  # finished by another process while this one waited its turn
-            return read_result(out, run)
+        check_signature(out, run)  # another sweep, with other settings, may have been first
+        if folder.is_done():  # finished by another process while this one waited its turn
+            return result_of(out, run)
         return _fit(out, run, folder, lock, fits)
     finally:
         os.close(lock)
 
 
-def _fit(out: Path, run: Run, folder: Path, lock: int, fits: _Fits) -> dict:
-    """Launch the run's fit and read the record it writes when it ends (``bmil.run_record``)."""
-    runner.before_fit(out, run)
+def _fit(out: Path, run: Run, folder: RunFolder, lock: int, fits: _Fits) -> dict:
+    """Launch the run's fit and read the record it writes when it ends (``bmil.runs.record``)."""
+    launch.before_fit(out, run)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with open(folder / "fit.log", "a") as log:
-        proc = fits.start(runner.fit_command(out, run, fits.evaluation_workers), stdout=log, stderr=subprocess.STDOUT,
+    with open(folder / folder.LOG, "a") as log:
+        proc = fits.start(launch.fit_command(out, run, fits.evaluation_workers), stdout=log, stderr=subprocess.STDOUT,
                           env=env, pass_fds=(lock,))
         if proc is None:
             return failure(run, "not started: the study was stopped")
@@ -124,7 +103,7 @@ def _fit(out: Path, run: Run, folder: Path, lock: int, fits: _Fits) -> dict:
             returncode = proc.wait()
         finally:
             fits.ended(proc)
-    return runner.after_fit(out, run, returncode)
+    return launch.after_fit(out, run, returncode)
 
 
 class LocalExecutor(Executor):
@@ -137,7 +116,7 @@ class LocalExecutor(Executor):
         self.fits = _Fits(evaluation_workers)
 
     def submit(self, out: Path, run: Run) -> Future:
-        signature(run)  # the settings are resolved here, by the thread that parses (jsonargparse is not thread-safe)
+        run.signature  # the settings are resolved here, by the thread that parses (jsonargparse is not thread-safe)
         return self.pool.submit(execute, out, run, self.fits)
 
     def stop(self) -> None:

@@ -14,7 +14,6 @@ the same thread pins. Ctrl-C on the driver cancels the tasks and leaves the runs
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import tempfile
@@ -25,19 +24,20 @@ from typing import Optional
 
 import yaml
 
+from bmil.cluster import join_ray
 from bmil.demo_formats import MINARI_PREFIX, minari_root
 from bmil.demos import default_demo_path
 from bmil.errors import BMILError
-from bmil.executors import Executor, join_ray
-from bmil.executors.local import busy, lock_run
-from bmil.run_record import RESULT
-from bmil.studies import runner
-from bmil.studies.catalog import Run
-from bmil.studies.runner import _check_signature, failure, is_done, read_result, run_dir, signature
+from bmil.executors.base import Executor
+from bmil.files import write_bytes
+from bmil.runs.folder import RunFolder
+from bmil.runs.launch import after_fit, before_fit, busy, check_signature, failure, fit_command, lock_run, result_of
+from bmil.runs.run import Run
+from bmil.system import die_with_parent
 
 PUSH_EVERY_S = 30.0  # how often a running fit's changed files go back to the driver
 # Files that belong to the machine a fit runs on, not to the run.
-_LOCAL_ONLY = ("run.lock", "pid")
+_LOCAL_ONLY = (RunFolder.LOCK, "pid")
 
 
 def _changed(folder: Path, seen: dict) -> dict[str, bytes]:
@@ -57,12 +57,8 @@ def _changed(folder: Path, seen: dict) -> dict[str, bytes]:
 
 def _write_files(folder: Path, files: dict[str, bytes]) -> None:
     """``files`` (relative path: bytes) into ``folder``, each atomically, the record last."""
-    for name in sorted(files, key=lambda n: n == RESULT):  # the record marks the run finished
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.push")
-        tmp.write_bytes(files[name])
-        os.replace(tmp, path)
+    for name in sorted(files, key=lambda n: n == RunFolder.RESULT):  # the record marks the run finished
+        write_bytes(folder / name, files[name])
 
 
 class RunFiles:
@@ -75,18 +71,16 @@ class RunFiles:
         _write_files(Path(folder), files)
 
 
-def run_inputs(run: Run) -> tuple[str, Optional[Path], str]:
+def run_inputs(settings_file: str) -> tuple[str, Optional[Path], str]:
     """What a run's fit reads on the driver's machine, for a node that shares no folder with it: its
-    settings resolved into one config (so the config files it was given need not be there), and
+    settings file (``run.yaml``: the config files it was made from need not be there), and
     where its demonstrations are here (bmil's own set, a dataset file or folder, or a Minari dataset
     by id; None: none to send) with the name they take in the folder the fit starts in. A relative
     ``model.demos.path`` keeps its name, so the run's settings stay the same on the node; an
     absolute one becomes ``demo_input/<name>``."""
     from bmil.domains import get_domain
 
-    settings = json.loads(json.dumps(run.settings))
-    for key in ("config", "ckpt_path"):  # the files it came from; where it resumes is the task's
-        settings.pop(key, None)
+    settings = yaml.safe_load(settings_file)
     init = settings["model"]["init_args"]
     demos, source = init["demos"], init["demos"]["path"]
     if not source:  # bmil's own set, where the fit looks for it (generated there if missing, as here)
@@ -117,11 +111,9 @@ def fit_task(files, folder: str, run: Run, workers: int, push_every_s: float, co
     its exit status. Its files go back to the driver as they change."""
     import ray
 
-    from bmil.evaluation import _die_with_parent
-
     with tempfile.TemporaryDirectory(prefix="bmil-run-") as tmp:
         out = Path(tmp)
-        local = run_dir(out, run)
+        local = run.folder(out).path
         local.mkdir(parents=True)
         start = out / "inputs"  # the fit starts here: relative paths in its settings resolve here
         _write_files(start, {**(inputs or {}), "run.yaml": config.encode()})
@@ -131,7 +123,7 @@ def fit_task(files, folder: str, run: Run, workers: int, push_every_s: float, co
         _write_files(local, ray.get(files.pull.remote(folder)))  # what the driver holds
         seen: dict = {}
         _changed(local, seen)
-        if (local / RESULT).is_file():  # finished before this attempt (its task's reply was lost)
+        if (local / RunFolder.RESULT).is_file():  # finished before this attempt (its task's reply was lost)
             return 0
         stop = threading.Event()
 
@@ -140,9 +132,9 @@ def fit_task(files, folder: str, run: Run, workers: int, push_every_s: float, co
                 ray.get(files.push.remote(folder, _changed(local, seen)))
 
         pusher = threading.Thread(target=push_changes, daemon=True)
-        with open(local / "fit.log", "a") as log:
-            proc = subprocess.Popen(runner.fit_command(out, run, workers, ["--config", "run.yaml"]), cwd=start,
-                                    stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+        with open(local / RunFolder.LOG, "a") as log:
+            proc = subprocess.Popen(fit_command(out, run, workers, config="run.yaml"), cwd=start,
+                                    stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent)
             pusher.start()
             try:
                 returncode = proc.wait()
@@ -174,8 +166,8 @@ class RayExecutor(Executor):
         self.lock = threading.Lock()
 
     def submit(self, out: Path, run: Run) -> Future:
-        folder = run_dir(out, run)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = run.folder(out)
+        folder.path.mkdir(parents=True, exist_ok=True)
         done: Future = Future()
         # The driver holds the run's folder lock from here until its result is read: a second driver
         # (or a local sweep) on the same study folder skips the run instead of writing it twice.
@@ -185,15 +177,15 @@ class RayExecutor(Executor):
             return done
         ref = None
         try:
-            _check_signature(out, run, signature(run))  # (the settings resolved here, in the calling thread)
-            if is_done(out, run):
-                done.set_result(read_result(out, run))
+            check_signature(out, run)  # (the settings resolved here, in the calling thread)
+            if folder.is_done():
+                done.set_result(result_of(out, run))
                 os.close(lock)
                 return done
-            runner.before_fit(out, run)
-            config, path, name = run_inputs(run)
+            before_fit(out, run)
+            config, path, name = run_inputs((folder / folder.SETTINGS).read_text())
             demos = self._demos(path, name) if path else None
-            ref = self.task.remote(self.files, str(folder.resolve()), run, 0, self.push_every_s, config,
+            ref = self.task.remote(self.files, str(folder.path.resolve()), run, 0, self.push_every_s, config,
                                    demos)  # one CPU: evaluations in process
             with self.lock:  # (held until the entry is in: _collect's release waits for it)
                 future = self.pool.submit(self._collect, out, run, ref)
@@ -223,7 +215,7 @@ class RayExecutor(Executor):
                 returncode = self.ray.get(ref)
             except Exception as e:  # the task failed past its retries, or was cancelled
                 return failure(run, f"FAILED on Ray ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
-            return runner.after_fit(out, run, returncode)
+            return after_fit(out, run, returncode)
         finally:
             self._release(ref)
 

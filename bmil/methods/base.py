@@ -214,8 +214,9 @@ class ImitationMethod(L.LightningModule):
 
     def require_method(self) -> None:
         """The base class is no method: say so before any demos are made."""
-        if type(self).training_step is ImitationMethod.training_step:
-            self.training_step(None, 0)
+        if type(self) is ImitationMethod:
+            raise BMILError("No method to train: name one with --model BMIL (or BC, NoiseBC, CCIL, VINS), or start "
+                            "from a config that does, e.g. --config conf/pickplace.yaml.")
 
     def demos_to_generate(self) -> bool:
         """Whether the demos are missing where they are generated: the default cache, or a path
@@ -272,8 +273,15 @@ class ImitationMethod(L.LightningModule):
 
     # ---- one epoch ------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx) -> torch.Tensor:
-        raise BMILError("No method to train: name one with --model BMIL (or BC, NoiseBC, CCIL, VINS), or start from a "
-                        "config that does, e.g. --config conf/pickplace.yaml.")
+        """One epoch: this epoch's generator, the method's own phase, then M policy steps."""
+        self.require_method()
+        self.start_epoch()
+        self.before_policy()
+        return self.train_policy()
+
+    def before_policy(self) -> None:
+        """The method's own phase of each epoch, before its policy steps (a model, a value
+        function, traces); none for behaviour cloning."""
 
     def start_epoch(self) -> None:
         """This epoch's generator, a function of (seed, rank, epoch), and fresh metrics."""

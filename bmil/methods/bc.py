@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import torch
-
 from bmil.methods.base import ImitationMethod
+from bmil.methods.registry import register
 
 
+@register("bc", config="bc.yaml", tunable=True)
 class BC(ImitationMethod):
-    """Behaviour cloning: the policy, demos and policy steps of BMIL, without a model or traces."""
-
-    def training_step(self, batch, batch_idx) -> torch.Tensor:
-        self.start_epoch()
-        return self.train_policy()
+    """Behaviour cloning: the policy, demos and policy steps of BMIL, without a model or traces
+    (the base's epoch, with no phase of its own)."""

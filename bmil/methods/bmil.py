@@ -18,6 +18,7 @@ import torch
 
 from bmil.errors import BMILError, require
 from bmil.methods.base import ImitationMethod, as_settings
+from bmil.methods.registry import register
 from bmil.traces import TRACE_SOURCES, TraceBuffer, TraceSettings, trace_length
 from bmil.tuning.space import Param, Task
 
@@ -67,6 +68,7 @@ class ModelSettings:
             require(getattr(self, key) >= 1, f"model.model.{key}", getattr(self, key), "at least 1")
 
 
+@register("bmil", tunable=True)
 class BMIL(ImitationMethod):
     """Backwards Model-based Imitation Learning (Park & Wong, NeurIPS 2022)."""
 
@@ -123,15 +125,14 @@ class BMIL(ImitationMethod):
         ]
 
     # ---- Algorithm 1 ----------------------------------------------------------------------------
-    def training_step(self, batch, batch_idx) -> torch.Tensor:
-        """One outer epoch of Algorithm 1."""
-        self.start_epoch()
+    def before_policy(self) -> None:
+        """Lines 2-3 of Algorithm 1; the base's epoch then runs lines 4-7, M policy steps on demo and
+        trace rows at ratio p_d."""
         if self.model_cfg.schedule == "alternate":
             self.train_model()  # line 2: fit the model on the demos
         elif self.current_epoch == 0:
             self.train_model_first()  # (Table 6: once, to its best held-out NLL)
         self.generate_traces()  # line 3: K traces from every demo state into the buffer
-        return self.train_policy()  # lines 4-7: M steps on demo and trace rows at ratio p_d
 
     def train_model(self) -> None:
         """One epoch of model training: to convergence on the held-out split, or a fixed number

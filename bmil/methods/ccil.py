@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from bmil.errors import require
 from bmil.methods.base import ImitationMethod, as_settings
+from bmil.methods.registry import register
 from bmil.tuning.space import Param, Task
 from bmil.models.vins import DynamicsModel
 
@@ -110,6 +111,7 @@ def lipschitz_penalty(net, z: torch.Tensor, bound: float, eps: float, generator:
     return F.relu((net(z + e) - net(z)).norm(dim=-1) - bound * e.norm(dim=-1)).mean()
 
 
+@register("ccil", config="ccil.yaml", tunable=True)
 class CCIL(ImitationMethod):
     """BC's policy and policy steps on demos plus CCIL's corrective labels."""
 
@@ -139,13 +141,11 @@ class CCIL(ImitationMethod):
         return {**super().make_optimizers(),
                 "dynamics": torch.optim.Adam(self.dynamics.parameters(), lr=self.ccil_cfg.model_lr)}
 
-    def training_step(self, batch, batch_idx) -> torch.Tensor:
-        self.start_epoch()
+    def before_policy(self) -> None:
         if self.current_epoch == 0:
             self.train_dynamics()
         if self.labels is None:  # also after a resume: the labels follow from the saved model
             self.make_labels()
-        return self.train_policy()
 
     def train_dynamics(self) -> None:
         s, n = self.ccil_cfg, len(self.transitions["obs"])

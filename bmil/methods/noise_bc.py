@@ -9,6 +9,7 @@ import torch
 
 from bmil.errors import require
 from bmil.methods.base import ImitationMethod, as_settings
+from bmil.methods.registry import register
 from bmil.tuning.space import Param, Task
 
 
@@ -32,6 +33,7 @@ class NoiseSettings:
         require(0 <= self.clean_fraction <= 1, "model.noise.clean_fraction", self.clean_fraction, "in [0, 1]")
 
 
+@register("noise_bc", config="noise_bc.yaml", tunable=True)
 class NoiseBC(ImitationMethod):
     """BC's policy, demos and policy steps; each policy batch's rows are, with probability
     1 - clean_fraction, the demo state plus N(0, (scale * demo std)^2) per dimension."""
@@ -58,10 +60,6 @@ class NoiseBC(ImitationMethod):
     def on_fit_start(self) -> None:
         super().on_fit_start()
         self.obs_std = self.obs_std.to(self.device)
-
-    def training_step(self, batch, batch_idx) -> torch.Tensor:
-        self.start_epoch()
-        return self.train_policy()
 
     def policy_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         obs, action = self.demo_batch(self.policy_cfg.batch_size)

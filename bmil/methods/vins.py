@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from bmil.errors import require
 from bmil.methods.base import ImitationMethod, as_settings
+from bmil.methods.registry import register
 from bmil.models.vins import DynamicsModel, ValueFunction, VINSAgent, VINSSelection
 
 
@@ -78,6 +79,7 @@ class VINSSettings:
             require(getattr(self, key) >= 0, f"model.vins.{key}", getattr(self, key), "0 or more")
 
 
+@register("vins", config="vins_{domain}.yaml")
 class VINS(ImitationMethod):
     """A BC policy (demo rows only), a value function and a dynamics model trained beside it, and
     test-time selection of the best perturbed BC action (``agent``)."""
@@ -99,10 +101,8 @@ class VINS(ImitationMethod):
         self.value_target = ValueFunction(obs_dim).requires_grad_(False)
         self.dynamics = DynamicsModel(obs_dim, act_dim)
 
-    def training_step(self, batch, batch_idx) -> torch.Tensor:
-        self.start_epoch()
+    def before_policy(self) -> None:
         self.train_value_and_dynamics()
-        return self.train_policy()
 
     def train_value_and_dynamics(self) -> None:
         """VINS's value function (TD with interpolation and negative sampling, a soft-updated

@@ -1,5 +1,6 @@
 """``bmil reproduce``: the paper's comparisons as studies of independent ``bmil fit`` runs, in three
-parts: ``catalog`` (which runs), ``runner`` (processes, locks, resume) and ``report`` (tables, plots).
+parts: ``catalog`` (which runs), ``sweep`` (the runs left, through an executor; resume) and ``report``
+(tables, plots); ``search`` runs ``bmil tune`` per domain family.
 """
 
 from __future__ import annotations
@@ -8,13 +9,13 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from bmil.cluster import fits_at_once
 from bmil.domains import get_domain
 from bmil.errors import BMILError
-from bmil.evaluation import usable_cores
-from bmil.executors import fits_at_once
 from bmil.studies.catalog import make_study, split_args, with_extra
 from bmil.studies.report import write_results
-from bmil.studies.runner import run_study
+from bmil.studies.sweep import run_study
+from bmil.system import usable_cores
 
 
 def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs: Optional[int] = None,
@@ -82,7 +83,7 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
                             "bmil reproduce wrote, e.g. results/table1.")
     folder = Path(out or Path("results") / study)
     if plan:
-        from bmil.studies.runner import plan as plan_text
+        from bmil.studies.sweep import plan as plan_text
 
         print(plan_text(plan_runs, folder, chosen, sources))
         return

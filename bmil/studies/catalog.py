@@ -23,43 +23,12 @@ from __future__ import annotations
 import fnmatch
 import shlex
 from dataclasses import dataclass, replace
-from functools import cached_property
 from pathlib import Path
-from typing import Optional
 
+from bmil.domains import domain_names, get_domain
 from bmil.errors import BMILError
-
-
-@dataclass(frozen=True)
-class Run:
-    """One ``bmil fit``: ``configs`` (the domain's, then the method's) plus ``overrides`` (what the
-    study varies) plus ``extra`` (what the user adds, e.g. an evaluation overlay), seeded ``seed``."""
-
-    domain: str
-    method: str  # the row label in tables (BC, BMIL, SC(30), 5 demos, ...)
-    seed: int
-    configs: tuple[str, ...]
-    overrides: tuple[str, ...] = ()
-    x: Optional[float] = None  # the ablation's axis value (demos, budget multiplier), if any
-    family: str = ""  # the line a run belongs to in a line plot (BC, BMIL); default: method
-    extra: tuple[str, ...] = ()  # the user's extra ``bmil fit`` args for this run (--extra, --domain_extra)
-
-    @property
-    def run_id(self) -> str:
-        safe = "".join(c if c.isalnum() else "_" for c in self.method).strip("_")
-        return f"{self.domain}__{safe}__s{self.seed}"
-
-    def fit_args(self) -> list[str]:
-        """What defines the run, as ``bmil fit`` arguments (where its output goes is the runner's)."""
-        configs = [arg for c in self.configs for arg in ("--config", c)]
-        return [*configs, *self.overrides, "--seed_everything", str(self.seed), *self.extra]
-
-    @cached_property
-    def settings(self) -> dict:
-        """The settings the run's ``bmil fit`` will use, resolved (once) by LightningCLI's parser."""
-        from bmil.lightning_cli import fit_settings
-
-        return fit_settings(self.fit_args())
+from bmil.methods import get_method
+from bmil.runs.run import Run
 
 
 @dataclass
@@ -102,10 +71,7 @@ def method_configs(configs: str, domain: str, method: str, tuned: bool = False) 
     ``tuned``, then the settings the search chose for the domain's family, where it chose some
     (``<method>_<family>.yaml``, e.g. conf/noise_bc_fetch.yaml; searched methods only: VINS's
     family files, such as conf/vins_fetch.yaml, are already under its domain file)."""
-    from bmil.domains import get_domain
-
-    layer = {"bmil": (), "bc": ("bc.yaml",), "noise_bc": ("noise_bc.yaml",), "ccil": ("ccil.yaml",),
-             "vins": (f"vins_{domain}.yaml",)}[method]
+    layer = get_method(method).config_layer(domain)
     family = get_domain(domain).family if tuned and method in SEARCHED else ""
     if family and (Path(configs) / f"{method}_{family}.yaml").is_file():
         layer = (*layer, f"{method}_{family}.yaml")
@@ -159,8 +125,6 @@ def with_extra(runs: list[Run], extra: list[str], domain_extra: dict[str, str]) 
     matches (in the given order). A key is comma-separated domain names or globs ("pickplace,push",
     "point_*"); each must match some known domain (a typo is an error), but not necessarily one of
     this study's, so one mapping serves studies over any subset of the domains."""
-    from bmil.domains import domain_names
-
     known = domain_names()
     patterns = {key: [p.strip() for p in key.split(",") if p.strip()] for key in domain_extra}
     for pattern in (p for ps in patterns.values() for p in ps):

@@ -13,30 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
+from bmil.evaluation.result import EvalResult
+from bmil.evaluation.statistics import t_interval
 from bmil.studies.catalog import Study
-from bmil.studies.runner import is_done, read_result, run_dir
-
-# Two-sided 95% Student-t quantiles t_{0.975, df}, df = 1..30.
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-         2.052, 2.048, 2.045, 2.042]
-
-
-def t_interval(values) -> tuple[float, float]:
-    """(mean, half-width of the 95% t-interval) over seeds; half-width NaN for one value."""
-    values = np.asarray(values, dtype=float)
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, math.nan
-    df = len(values) - 1
-    t = _T975[df - 1] if df <= len(_T975) else 1.96 + 2.5 / df  # (within 0.002 of t for df > 30)
-    return mean, t * float(values.std(ddof=1)) / math.sqrt(len(values))
-
-
+from bmil.runs.folder import RunFolder
+from bmil.runs.launch import result_of
 
 def collect(study: Study, out: Path) -> list[dict]:
     """The results of the study's finished runs, in study order."""
-    return [read_result(out, r) for r in study.runs if is_done(out, r)]
+    return [result_of(out, r) for r in study.runs if r.folder(out).is_done()]
 
 
 def flags_table(rows: list[dict]) -> str:
@@ -54,7 +39,7 @@ def flags_table(rows: list[dict]) -> str:
             values = [r[key] for r in runs if key in r]
             cells.append(f"{100 * np.mean(values):.1f}" if values else "-")
         body.append([domain, method, *cells])
-    return _markdown(["domain", "method", *[f"{key[5:]} at the end (%)" for key in keys]], body)
+    return markdown(["domain", "method", *[f"{key[5:]} at the end (%)" for key in keys]], body)
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -80,7 +65,7 @@ def summarize(study: Study, rows: list[dict]) -> dict:
     return table
 
 
-def _markdown(head: list[str], body: list[list[str]]) -> str:
+def markdown(head: list[str], body: list[list[str]]) -> str:
     """A Markdown table: a header row, its rule, then the body rows."""
     return "\n".join("| " + " | ".join(cells) + " |" for cells in [head, ["---"] * len(head), *body])
 
@@ -115,7 +100,7 @@ def markdown_table(study: Study, rows: list[dict]) -> str:
             measured = entry and not math.isnan(entry["training"])  # NaN: no check ran
             cells.append(f"{entry['training']:.2f}" if measured else "-")
         body.append(cells)
-    return _markdown(head, body)
+    return markdown(head, body)
 
 
 def core_hours_table(rows: list[dict]) -> str:
@@ -130,7 +115,7 @@ def core_hours_table(rows: list[dict]) -> str:
     body = [[d, *[hours([r for r in rows if (r["domain"], r["method"]) == (d, m)]) for m in methods]]
             for d in domains]
     body.append(["all", *[hours([r for r in rows if r["method"] == m]) for m in methods]])
-    return _markdown(["domain", *methods], body)
+    return markdown(["domain", *methods], body)
 
 
 def plot_study(study: Study, rows: list[dict], path: Path) -> None:
@@ -215,7 +200,7 @@ def paper_table(study: Study, domains: list[str]) -> str:
     methods = list(paper[known[0]])
     others = [m for m in methods if m != study.baseline]
     head = ["domain", *methods, *[f"{m} / {study.baseline}" for m in others]]
-    return _markdown(head, [[d, *[f"{paper[d][m]:.1f}" for m in methods],
+    return markdown(head, [[d, *[f"{paper[d][m]:.1f}" for m in methods],
                              *[f"{paper[d][m] / paper[d][study.baseline]:.2f}" for m in others]]
                             for d in known])
 
@@ -235,7 +220,7 @@ def per_seed_table(rows: list[dict]) -> str:
         body.append([domain, method, *[
             f"{100 * by_seed[s]['robustness']:.1f} / {100 * by_seed[s]['best_robustness']:.1f} "
             f"(ep. {by_seed[s]['best_epoch']})" if s in by_seed else "-" for s in seeds]])
-    return _markdown(["domain", "method", *[f"seed {s}: last / best" for s in seeds]], body)
+    return markdown(["domain", "method", *[f"seed {s}: last / best" for s in seeds]], body)
 
 
 def _save(fig, path: Path) -> Path:
@@ -255,7 +240,7 @@ def plot_curves(study: Study, out: Path) -> list[Path]:
     for (domain, method), runs in groups.items():
         fig, ax = plt.subplots(figsize=(5.8, 3.2), dpi=120)
         for run in runs:
-            path = run_dir(out, run) / "validation.json"
+            path = run.folder(out) / RunFolder.VALIDATION
             if path.is_file():
                 history = json.loads(path.read_text())["history"]
                 ax.plot([h["epoch"] for h in history], [100 * h["rate"] for h in history],
@@ -274,15 +259,14 @@ def compare_figures(study: Study, out: Path, seed: int = 0) -> list[Path]:
     """Per domain, every method's robustness figure of one seed's final test side by side (maze
     heatmaps, Fetch scatters, Relocate's palm starts): ``compare/<domain>__s<seed>.png``."""
     from bmil.domains import get_domain
-    from bmil.evaluation import EvalResult
     from bmil.plots import figure_to_array, plt
 
     paths = []
     for domain_name in dict.fromkeys(r.domain for r in study.runs):
         domain, panels = get_domain(domain_name), []
         for run in (r for r in study.runs if r.domain == domain_name and r.seed == seed):
-            path = run_dir(out, run) / "robustness_final.json"
-            if not (is_done(out, run) and path.is_file()):
+            path = run.folder(out) / RunFolder.robustness_name("final")
+            if not (run.folder(out).is_done() and path.is_file()):
                 continue
             record = json.loads(path.read_text())
             if "starts" not in record:  # (a record without per-start outcomes)

@@ -14,9 +14,9 @@ from typing import Optional
 import yaml
 
 from bmil.errors import BMILError
-from bmil.run_record import write_text
+from bmil.files import write_text
 from bmil.studies.catalog import SEARCHED
-from bmil.studies.report import _markdown
+from bmil.studies.report import markdown
 
 # The family's budget is a fixed fraction of the full training, so the epochs are not searched:
 # a choice of epochs at the short budget would say nothing of the full one.
@@ -29,7 +29,7 @@ def search(domains: list[str], seeds: int, jobs: int, out: Path, configs: str = 
     its current settings on one fresh seed: about the grid's 4 candidates x ``seeds`` runs. With
     ``plan``, print each domain's tune plan (what is left, its core-hours) and run nothing."""
     from bmil.domains import get_domain
-    from bmil.tuning.study import Tuner
+    from bmil.tuning.tuner import Tuner
 
     if seeds < 1:
         raise BMILError(f"study 'search': --seeds {seeds}; give at least 1 (3 trials per method per seed).")
@@ -93,7 +93,7 @@ def write_table(domains: list[str], out: Path, starts: int) -> Path:
                          f"{100 * (best['score'] - current['score']):+.1f}",
                          "current" if choice["trial"] is None else f"trial {choice['trial']}",
                          f"{counts['complete']}, {counts['pruned']}, {counts['fail']}", f"{_core_hours(out / name, method):.2f}"])
-    table = _markdown(["domain", "method", "current settings", "their score", "tuner's best finalist", "its score", "difference",
+    table = markdown(["domain", "method", "current settings", "their score", "tuner's best finalist", "its score", "difference",
                        "chosen", "trials (done, pruned, failed)", "core-h"], rows)
     text = (f"# search\n\nValidation scores (%): the mean validation robustness over the second half of training, "
             f"on the finalists' fresh seed and {starts} validation starts; no test start is used. The current settings "

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from bmil.errors import BMILError
-from bmil.executors import fits_at_once
+from bmil.cluster import fits_at_once
 
 
 def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20, jobs: Optional[int] = None,
@@ -45,7 +45,7 @@ def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20,
     """
     import yaml
 
-    from bmil.tuning.study import Tuner
+    from bmil.tuning.tuner import Tuner
 
     for name, value, least in (("--trials", trials, 1), ("--jobs", jobs or 1, 1), ("--finalists", finalists, 0),
                                ("--finalist_seeds", finalist_seeds, 0), ("--finalist_episodes", finalist_episodes, 1),

@@ -26,7 +26,7 @@ def relocate_figure(result, model, title: str = ""):
     """Left: palm start positions seen from above (x, y), successes green, failures grey, the
     training start red, ball orange, target blue. Right: success rate against the palm's distance
     from its training start (deciles of the starts, with 95% Wilson intervals)."""
-    from bmil.evaluation import wilson_interval
+    from bmil.evaluation.statistics import wilson_interval
 
     palm = palm_starts(model, result.starts)
     home = palm_starts(model, np.zeros((1, result.starts.shape[1])))[0]

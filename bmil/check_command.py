@@ -1,5 +1,6 @@
-"""``bmil check``'s description of the run a fit would make, and its cost estimated from a few
-timed epochs and two timed batches of evaluation episodes (trained in a throwaway folder, discarded)."""
+"""``bmil check``: every check of a fit, no run, and a description of the run it would make with its
+cost estimated from a few timed epochs and two timed batches of evaluation episodes (trained in a
+throwaway folder, discarded)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,42 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import lightning as L
 import torch
 
+from bmil.evaluation import Evaluator
+from bmil.errors import require
+from bmil.files import write_record
 from bmil.numerics import describe, record
+from bmil.preflight import check_fit
+from callbacks.evaluation import evaluation_callbacks
 
 _EVAL_BATCH = 16  # the evaluation's batch: episodes stepped together
+
+
+class CheckCommand:
+    """The ``check`` subcommand of ``BMILTrainer``."""
+
+    def check(self, model, ckpt_path: Optional[str] = None, resume_to: Literal["same", "new"] = "same",
+              timed_epochs: int = 2, json_out: Optional[str] = None) -> dict:
+        """Run every check of ``bmil fit`` with the same arguments, start no run, and describe the run it
+        would make, with its cost estimated from a few timed epochs (in a throwaway folder).
+
+        Args:
+            model: The method (from the config).
+            ckpt_path: A checkpoint the fit would resume.
+            resume_to: As for fit (it decides the run folder described).
+            timed_epochs: Epochs trained (and discarded) to time one epoch; 0 skips the estimate.
+            json_out: Also write the description, the estimate included, as JSON here.
+        """
+        require(timed_epochs >= 0, "--timed_epochs", timed_epochs, "0 (no estimate) or more")
+        checked = check_fit(self, model, ckpt_path)
+        facts = describe_run(self, model, checked, ckpt_path, timed_epochs)
+        if json_out:
+            write_record(json_out, facts, indent=1)
+        return facts
 
 
 def describe_run(trainer, model, checked, ckpt_path: Optional[str], timed_epochs: int) -> dict:
@@ -46,9 +75,7 @@ def describe_run(trainer, model, checked, ckpt_path: Optional[str], timed_epochs
 
 def _evaluation_budgets(trainer, done: int, max_epochs: Optional[int]) -> dict:
     """Episodes each evaluation group runs after epoch ``done`` up to ``max_epochs`` (None: no limit)."""
-    from bmil.preflight import _evaluation_callbacks
-
-    budgets, callbacks = {}, _evaluation_callbacks(trainer)
+    budgets, callbacks = {}, evaluation_callbacks(trainer)
     validating = any(c.group == "validation" and c.every_n_epochs for c in callbacks)
     for callback in callbacks:
         every = callback.every_n_epochs
@@ -85,8 +112,6 @@ class _EpochClock(L.Callback):
 def _estimate(model, timed_epochs: int, epochs: int, budgets: dict, workers: int) -> dict:
     """Core-minutes: the last timed epoch times the epochs left (times torch's threads), plus every
     evaluation episode at the time one timed batch took per episode (one core each)."""
-    from bmil.evaluation import Evaluator
-
     clock = _EpochClock()
     with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings(), _quiet_lightning():
         warnings.simplefilter("ignore")

@@ -9,48 +9,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import threading
 import time
 from pathlib import Path
 from typing import Optional
 
-from bmil.errors import BMILError
+from bmil.files import damaged, read_record, write_record
+from bmil.runs.folder import RunFolder
 
-RESULT, IDENTITY, ELAPSED = "result.json", "signature.json", "elapsed.json"
 CLOCK_EVERY_S = 60.0
 COMMAND_STARTED: Optional[float] = None  # set by the ``bmil`` command as it starts (bmil/cli.py)
-
-
-def write_text(path: str | Path, text: str) -> None:
-    """Save ``text`` atomically (a temporary file beside it, then a rename): never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_record(path: str | Path, record: dict, indent: int | None = None) -> None:
-    """Save a record as JSON atomically."""
-    write_text(path, json.dumps(record, indent=indent))
-
-
-def read_record(path: Path, fix: str) -> dict:
-    """A JSON record of a run folder, or one clear error naming the file and ``fix``."""
-    try:
-        record = json.loads(path.read_text())
-        if isinstance(record, dict):
-            return record
-        problem = f"a {type(record).__name__}, not a JSON object"
-    except ValueError as e:
-        problem = f"{type(e).__name__}: {e}"
-    raise damaged(path, problem, fix)
-
-
-def damaged(path: Path, problem: str, fix: str) -> BMILError:
-    """The one message for a damaged run-folder record: the file, what is wrong, how to mend it."""
-    return BMILError(f"{path} is damaged ({problem}); restore it (git checkout) or {fix}")
 
 
 class RunClock:
@@ -59,7 +27,7 @@ class RunClock:
     the earlier invocations' time only when the fit resumes their checkpoint."""
 
     def __init__(self, folder: Path, resumed: bool, started: Optional[float] = None):
-        self.path = Path(folder) / ELAPSED
+        self.path = Path(folder) / RunFolder.CLOCK
         self.before = self._read(self.path) if resumed and self.path.is_file() else 0.0
         self.t0 = time.perf_counter() if started is None else started
         self.seconds = self.before
@@ -94,9 +62,11 @@ class RunClock:
         self.write()
 
 
-def write_identity(folder: Path, signature: str, identity: dict) -> None:
-    """Before a fit starts: what a study's record says of the run besides its outcomes."""
-    write_record(Path(folder) / IDENTITY, {"signature": signature, "run": identity}, indent=1)
+def write_identity(folder: Path, signature: str, identity: dict, stage: str = "", tags: dict | None = None) -> None:
+    """Before a fit starts: what a study's record says of the run besides its outcomes, and the stage
+    and tags its launcher finds it by."""
+    record = {"signature": signature, "run": identity, **({"stage": stage, "tags": tags or {}} if stage else {})}
+    write_record(Path(folder) / RunFolder.IDENTITY, record, indent=1)
 
 
 def write_result(folder: Path, seconds: float, resumed: bool) -> dict:
@@ -104,19 +74,20 @@ def write_result(folder: Path, seconds: float, resumed: bool) -> dict:
     gave one), the final test, the last training success, the time, the validation and the
     numerics; written atomically, last, since it marks the run finished."""
     folder = Path(folder)
-    given = read_record(folder / IDENTITY, f"delete {folder} to run it again") if (folder / IDENTITY).is_file() else {}
+    identity_path = folder / RunFolder.IDENTITY
+    given = read_record(identity_path, f"delete {folder} to run it again") if identity_path.is_file() else {}
     identity = dict(given.get("run", {}))
     result = {**identity, **_test_result(folder), "training_success": _last_scalar(folder, "eval/training_success"),
               "seconds": seconds, "resumed": resumed, "extra": identity.get("extra", ""),
               "signature": given.get("signature"), **_validation_result(folder), "numerics": _numerics(folder)}
-    write_record(folder / RESULT, result, indent=1)
+    write_record(folder / RunFolder.RESULT, result, indent=1)
     return result
 
 
 def _test_result(folder: Path) -> dict:
     """The final test of the last policy; None where the run skipped it (a tune's trial,
     ``robustness.final_episodes 0``, never touches the test starts)."""
-    path = folder / "robustness_final.json"
+    path = folder / RunFolder.robustness_name("final")
     if not path.is_file():
         return {"robustness": None, "robustness_ci_low": None, "robustness_ci_high": None, "episodes": 0}
     final = json.loads(path.read_text())
@@ -129,7 +100,7 @@ def _validation_result(folder: Path) -> dict:
     robustness over the checks in the second half of training (a tune's score: a run's typical
     level late in training, which neither one lucky check nor one collapse decides); and the test
     of the policy chosen on validation starts, where the run kept one."""
-    path = folder / "validation.json"
+    path = folder / RunFolder.VALIDATION
     if not path.is_file():
         return {}
     validation = json.loads(path.read_text())
@@ -137,7 +108,7 @@ def _validation_result(folder: Path) -> dict:
     if history:
         late = [h["rate"] for h in history if h["epoch"] > history[-1]["epoch"] / 2]
         result.update(validation_late=sum(late) / len(late), validation_checks=len(late))
-    best_path = folder / "robustness_best.json"
+    best_path = folder / RunFolder.robustness_name("best")
     if best_path.is_file():
         best = json.loads(best_path.read_text())
         result.update(best_robustness=best["success_rate"], best_robustness_ci_low=best["ci95"][0],
@@ -148,7 +119,7 @@ def _validation_result(folder: Path) -> dict:
 
 def _numerics(folder: Path) -> Optional[dict]:
     """What the run's digits depend on (its last start's CPU, kernels and numeric pins: run.json)."""
-    path = folder / "run.json"
+    path = folder / RunFolder.STARTS
     return read_record(path, f"delete {folder} to run it again")["starts"][-1]["numerics"] if path.is_file() else None
 
 

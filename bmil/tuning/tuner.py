@@ -1,5 +1,5 @@
-"""``bmil tune``'s driver: Optuna asks for settings, the study runner's executor trains each trial as
-a ``bmil fit`` (the same seam ``bmil reproduce`` uses), and the trial's validation score is told back.
+"""``bmil tune``'s driver: Optuna asks for settings, an executor trains each trial as a ``bmil fit``
+(the same seam ``bmil reproduce`` uses), and the trial's validation score is told back.
 
 Three stages, each resumable from the output folder:
 1. **Trials**, per method: seeded TPE over the method's search space; every trial trains seed 100 on
@@ -16,78 +16,31 @@ Three stages, each resumable from the output folder:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import yaml
-
+from bmil.demo_formats import read_demos
+from bmil.demos import default_demo_path
+from bmil.domains import get_domain
 from bmil.errors import BMILError
-from bmil.evaluation import usable_cores
 from bmil.executors import make_executor
-from bmil.run_record import write_record, write_text
-from bmil.studies.catalog import Run
-from bmil.studies.report import t_interval
-from bmil.studies.runner import _prepare_demos, run_dir, signature
+from bmil.export import export_policy
+from bmil.files import write_record, write_text
+from bmil.lightning_cli import fit_settings
+from bmil.methods import get_method, registered
+from bmil.runs.launch import prepare_demos
+from bmil.runs.run import Run
+from bmil.system import usable_cores
+from bmil.tuning import outputs
+from bmil.tuning.plan import print_plan
 from bmil.tuning.space import Param, Task, as_overrides, grid_size, override, suggest
+from bmil.tuning.storage import JOURNAL, open_storage, serve_storage
 
-METHODS = {"bmil": "BMIL", "bc": "BC", "noise_bc": "NoiseBC", "ccil": "CCIL"}
 NO_TEST = ("--robustness.every_n_epochs", "0", "--robustness.final_episodes", "0")  # trials never see test starts
-JOURNAL = "optuna.journal"
-
-
-def open_storage(address):
-    """The tune's Optuna storage: its journal file, or ``grpc://HOST:PORT``, the driver's journal served
-    to fits on other machines (``serve_storage``)."""
-    from optuna.storages import GrpcStorageProxy, JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    if str(address).startswith("grpc://"):
-        host, port = str(address).removeprefix("grpc://").rsplit(":", 1)
-        return GrpcStorageProxy(host=host, port=int(port))
-    return JournalStorage(JournalFileBackend(str(address)))
-
-
-@contextlib.contextmanager
-def serve_storage(storage, journal: Path, executor: str):
-    """Where a trial's fit reports to (``--trial.storage``): on this machine, the journal file; on a
-    Ray cluster, which shares no folder, Optuna's gRPC proxy of the journal, served from here for the
-    tune's duration (on a free port; the nodes must reach this machine)."""
-    if executor != "ray":
-        yield str(journal)
-        return
-    import grpc
-    from optuna.storages._grpc.auto_generated.api_pb2_grpc import add_StorageServiceServicer_to_server
-    from optuna.storages._grpc.servicer import OptunaStorageProxyService
-    from ray.util import get_node_ip_address
-
-    # Optuna's proxy service in a server of our own (its public run_grpc_proxy_server never returns),
-    # on port 0: the system binds a free port, with no race; SO_REUSEPORT off, so none shares it.
-    threads = ThreadPoolExecutor(10)
-    server = grpc.server(threads, options=[("grpc.so_reuseport", 0)])
-    add_StorageServiceServicer_to_server(OptunaStorageProxyService(storage), server)
-    port = server.add_insecure_port("0.0.0.0:0")
-    server.start()
-    try:
-        yield f"grpc://{get_node_ip_address()}:{port}"
-    finally:
-        server.stop(grace=None)
-        threads.shutdown()
-
-
-def make_pruner(max_epochs: Optional[int]):
-    """Median pruning once 4 trials have finished, never at a check in the first quarter of training
-    (Optuna prunes from step ``n_warmup_steps`` on; the steps are epochs)."""
-    import optuna
-
-    return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=max(0, (max_epochs or 0) // 4) + 1)
-
-
 TPE_STARTUP_TRIALS = 5
 TRIAL_SEED = 100  # the trials' training seed; finalists take 101, ...: none of the final runs' (0, 1, ...)
 
@@ -133,13 +86,14 @@ class Tuner:
     ray_address: Optional[str] = None
 
     def __post_init__(self):
-        from bmil.lightning_cli import fit_settings
-
         self.out = Path(self.out).resolve()  # the fits report to its journal from their own processes
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown:
-            raise BMILError(f"--methods: unknown {', '.join(unknown)}; bmil tune searches {', '.join(METHODS)}.")
-        self.base = fit_settings(self._config_args())
+        self.methods = [get_method(m, "--methods").name for m in self.methods]  # (a method's import path: its name)
+        tunable = [name for name, m in registered().items() if m.tunable]
+        untunable = [m for m in self.methods if m not in tunable]
+        if untunable:
+            raise BMILError(f"--methods: bmil tune does not search {', '.join(untunable)} (it declares no search "
+                            f"space); it searches {', '.join(tunable)}.")
+        self.base = fit_settings(self.config_args())
         validation = self.base["validation"]
         if not validation["every_n_epochs"]:
             raise BMILError("bmil tune scores trials on validation starts: the config must validate "
@@ -151,25 +105,24 @@ class Tuner:
         if epochs is None or epochs < 1:
             raise BMILError("bmil tune needs a finite trainer.max_epochs in the config (the trials' budget).")
         self.env = self.base["model"]["init_args"]["env"]
-        self.domain = _domain_name(self.env)
+        self.domain = get_domain(self.env).name
         cores = usable_cores()
         if self.executor == "local" and self.jobs > cores:  # each fit takes one core (one torch thread, evaluations in process)
             raise BMILError(f"--jobs {self.jobs}: this process may use {cores} cores; give at most {cores}.")
 
     # ---- runs -----------------------------------------------------------------------------------
-    def _config_args(self) -> list[str]:
+    def config_args(self) -> list[str]:
         return [arg for c in self.configs for arg in ("--config", c)]
 
-    def _run(self, label: str, method: str, seed: int, settings: dict, extra: tuple = ()) -> Run:
-        """A fit of ``method`` on the user's config with ``settings`` over it."""
-        switch = ("--model", f"bmil.methods.{METHODS[method]}")
+    def _run(self, label: str, method: str, seed: int, settings: dict, extra: tuple = (), stage: str = "") -> Run:
+        """A fit of ``method`` on the user's config with ``settings`` over it, of the tune's ``stage``
+        (trial, finalist or final)."""
+        switch = ("--model", get_method(method).class_path)
         return Run(self.domain, label, seed, tuple(self.configs), (*switch, *as_overrides(settings)),
-                   family=METHODS[method], extra=tuple(extra))
+                   family=get_method(method).label, extra=tuple(extra), stage=stage, tags=(("method", method),))
 
     def space_of(self, method: str, task: Task) -> list[Param]:
-        from bmil import methods as registry
-
-        return override(getattr(registry, METHODS[method]).search_space(task), (self.space or {}).get(method))
+        return override(get_method(method).cls.search_space(task), (self.space or {}).get(method))
 
     # ---- the three stages -------------------------------------------------------------------------
     def run(self) -> dict:
@@ -179,7 +132,7 @@ class Tuner:
         self.out.mkdir(parents=True, exist_ok=True)
         self.storage = open_storage(self.out / JOURNAL)
         probe = self._run("probe", self.methods[0], TRIAL_SEED, {})
-        _prepare_demos([probe])
+        prepare_demos([probe])
         task = self.task()
         spaces = {m: self.space_of(m, task) for m in self.methods}
         self.plan()
@@ -195,77 +148,10 @@ class Tuner:
         return self._write(studies, spaces, chosen, final)
 
     def plan(self) -> None:
-        """Before the work: the fits left to run and their core-hours, estimated per method by ``bmil
-        check`` (two timed epochs and two batches of episodes of that method on the config)."""
-        finalists = (self.finalists + 1) * self.finalist_seeds if self.finalists else 0  # the defaults compete
-        done = self._done()
-        left, minutes, per_trial = [0, 0, 0], 0.0, {}
-        for method in self.methods:
-            todo = [max(0, n - d) for n, d in zip((self.trials, finalists, 2 * self.final_seeds), done[method])]
-            if any(todo):  # (a method with nothing left is not timed)
-                costs = self._minutes(method)
-                minutes += sum(n * c for n, c in zip(todo, costs))
-                left = [a + b for a, b in zip(left, todo)]
-                per_trial[method] = costs[0]
-        finished = [sum(d[i] for d in done.values()) for i in range(3)]
-        done_text = f" to do ({finished[0]}, {finished[1]} and {finished[2]} done)" if any(finished) else ""
-        each = ", ".join(f"{METHODS[x]} {c:.1f}" for x, c in per_trial.items()) or "none left"
-        hours = minutes / 60
-        print(f"plan: {left[0]} trials, {left[1]} finalist runs and {left[2]} final runs{done_text} of "
-              f"{', '.join(METHODS[x] for x in self.methods)} on {self.domain}; about {hours:.1f} core-hours before "
-              f"pruning (core-minutes a trial, by bmil check: {each}); {self.jobs} fits at once on "
-              f"{usable_cores()} usable cores, about {hours / self.jobs:.1f} hours", flush=True)
-
-    def _minutes(self, method: str) -> tuple[float, float, float]:
-        """Core-minutes of one trial, one finalist run and one final run of ``method`` at its defaults,
-        from ``bmil check``."""
-        import subprocess
-        import sys
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as folder:
-            out = Path(folder) / "check.json"
-            switch = ["--model", f"bmil.methods.{METHODS[method]}"]
-            done = subprocess.run([sys.executable, "-m", "bmil.cli", "check", *self._config_args(), *switch,
-                                   "--json_out", str(out)], capture_output=True, text=True)
-            if done.returncode != 0:
-                last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
-                raise BMILError(f"the config with {METHODS[method]} does not pass bmil check: {last}")
-            facts = json.loads(out.read_text())
-        estimate, budgets = facts["estimate"], facts["evaluation"]
-        test = budgets["robustness"].get("final_total", 0)
-        final = estimate["core_minutes"]
-        trial = final - test * estimate["episode_seconds"] / 60
-        extra = self.finalist_episodes - budgets["validation"]["episodes"]
-        finalist = trial + budgets["validation"]["checks"] * max(0, extra) * estimate["episode_seconds"] / 60
-        return trial, finalist, final
-
-    def _done(self) -> dict[str, tuple[int, int, int]]:
-        """Per method, its trials, finalist runs and final runs already finished in ``out`` (a resumed
-        tune)."""
-        trials = dict.fromkeys(self.methods, 0)
-        if (self.out / JOURNAL).is_file():
-            import optuna
-
-            storage = open_storage(self.out / JOURNAL)
-            for summary in optuna.get_all_study_summaries(storage):
-                if summary.study_name in trials:
-                    finished = optuna.load_study(study_name=summary.study_name, storage=storage).get_trials(deepcopy=False)
-                    trials[summary.study_name] = min(self.trials, sum(t.state.is_finished() for t in finished))
-        labels = [p.parents[1].name.split("__")[1] for p in (self.out / "runs").glob("*/version_0/result.json")]
-        done = {}
-        for method in self.methods:
-            runs = [r for r in labels if r.startswith(f"{method}_")]
-            finalists = sum("_finalist_" in r for r in runs)
-            final = sum("_finalist_" not in r and ("_tuned_" in r or r.endswith("_defaults")) for r in runs)
-            done[method] = (trials[method], finalists, final)
-        return done
+        """Before the work: the fits left to run and their core-hours (``bmil.tuning.plan``)."""
+        print_plan(self)
 
     def task(self) -> Task:
-        from bmil.demo_formats import read_demos
-        from bmil.demos import default_demo_path
-        from bmil.domains import get_domain
-
         domain = get_domain(self.env)
         demos = self.base["model"]["init_args"]["demos"]
         path = demos["path"] or default_demo_path(domain.name, demos["num"], demos["seed"], demos["stop_on_success"])
@@ -276,7 +162,7 @@ class Tuner:
     def _trial_run(self, method: str, study, number: int, settings: dict, storage: str) -> Run:
         report = ("--trial.storage", storage, "--trial.study", study.study_name,
                   "--trial.number", str(number))
-        return self._run(_trial_label(method, number), method, TRIAL_SEED, settings, (*NO_TEST, *report))
+        return self._run(_trial_label(method, number), method, TRIAL_SEED, settings, (*NO_TEST, *report), "trial")
 
     def _trials(self, studies: dict, spaces: dict) -> None:
         """Ask, run and tell until every method has ``trials`` finished trials; trials left running by
@@ -329,15 +215,14 @@ class Tuner:
     def _tell(self, study, number: int, run: Run, result: dict) -> None:
         from optuna.trial import TrialState
 
-        folder = run_dir(self.out, run)
+        folder = run.folder(self.out)
         if result.get("failed") and result["error"].startswith("skipped"):
             print(f"{study.study_name} trial {number}: {result['error']}; it stays to run", flush=True)
         elif result.get("failed") or result.get("validation_late") is None:
             study.tell(number, state=TrialState.FAIL)
             result.setdefault("error", "no validation check: its epochs ended before the first")
             print(f"{study.study_name} trial {number}: failed ({result['error']})", flush=True)
-        elif (folder / "pruned.json").is_file():
-            pruned = json.loads((folder / "pruned.json").read_text())
+        elif (pruned := folder.pruned()) is not None:
             study.tell(number, state=TrialState.PRUNED)
             print(f"{study.study_name} trial {number}: pruned at epoch {pruned['epoch']} (validation "
                   f"{100 * pruned['rate']:.1f}%) after {result['seconds']:.0f} s", flush=True)
@@ -372,7 +257,7 @@ class Tuner:
         seeds = [TRIAL_SEED + 1 + i for i in range(self.finalist_seeds)]
         more = ("--validation.episodes", str(self.finalist_episodes), *NO_TEST)
         runs = {(m, number, s): self._run(f"{m} finalist {self._defaults_name(m) if number is None else number}",
-                                           m, s, settings, more)
+                                           m, s, settings, more, "finalist")
                 for m, c in candidates.items() for number, settings, _ in c for s in seeds}
         results = self._execute(list(runs.values()))
         failed = [r for r in results.values() if r.get("failed") or r.get("validation_late") is None]
@@ -413,8 +298,8 @@ class Tuner:
 
     def _final_run(self, method: str, kind: str, seed: int, choice: dict) -> Run:
         if kind == "defaults" or choice["trial"] is None:
-            return self._run(f"{method} {self._defaults_name(method)}", method, seed, self.defaults(method))
-        return self._run(f"{method} tuned trial {choice['trial']}", method, seed, choice["settings"])
+            return self._run(f"{method} {self._defaults_name(method)}", method, seed, self.defaults(method), stage="final")
+        return self._run(f"{method} tuned trial {choice['trial']}", method, seed, choice["settings"], stage="final")
 
     def defaults(self, method: str) -> dict:
         """What the tuned settings are compared with: the config's own, or ``reference`` settings
@@ -434,10 +319,10 @@ class Tuner:
         spent = full = 0.0
         for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
             folder = _trial_folder(self, method, t.number)
-            if not (folder / "result.json").is_file():
+            if not folder.is_done():
                 continue
-            seconds = json.loads((folder / "result.json").read_text())["seconds"]
-            epoch = json.loads((folder / "pruned.json").read_text())["epoch"]
+            seconds = folder.result(f"delete {folder} to run the trial again")["seconds"]
+            epoch = folder.pruned()["epoch"]
             epochs = _settings(t.params, space).get("trainer.max_epochs", self.base["trainer"]["max_epochs"])
             spent, full = spent + seconds, full + seconds * epochs / max(1, epoch)
         return {"pruned_core_hours": spent / 3600, "to_the_end_core_hours": full / 3600,
@@ -446,7 +331,7 @@ class Tuner:
     def _execute(self, runs: list[Run]) -> dict[str, dict]:
         unique = {}
         for run in runs:  # a run asked for twice (the defaults chosen: tuned and defaults alike) is run once
-            if run.run_id in unique and signature(unique[run.run_id]) != signature(run):
+            if run.run_id in unique and unique[run.run_id].signature != run.signature:
                 raise BMILError(f"bmil tune: two runs named {run.run_id} with other settings")
             unique[run.run_id] = run
         with make_executor(self.executor, self.jobs, self.ray_address) as executor:
@@ -456,22 +341,20 @@ class Tuner:
     # ---- outputs --------------------------------------------------------------------------------
     def _write(self, studies: dict, spaces: dict, chosen: dict, final: dict) -> dict:
         for method, choice in chosen.items():
-            _write_overlay(self.out / f"tuned_{method}.yaml", method, choice)
+            outputs.write_overlay(self.out / f"tuned_{method}.yaml", get_method(method), choice)
         winner = max(chosen, key=lambda m: chosen[m]["score"])  # on validation starts, not the test
         if final:
-            from bmil.export import export_policy
-
-            best = run_dir(self.out, self._final_run(winner, "tuned", 0, chosen[winner]))
-            ckpt = best / "checkpoints" / ("best.ckpt" if (best / "checkpoints" / "best.ckpt").is_file() else "last.ckpt")
-            export_policy(str(ckpt), str(self.out / "policy.pt"))
+            best = self._final_run(winner, "tuned", 0, chosen[winner]).folder(self.out)
+            export_policy(str(best.policy_ckpt()), str(self.out / "policy.pt"))
         summary = {"winner": winner, "chosen": chosen, "final": final,
-                   "trials": {m: _counts(s) for m, s in studies.items()},
+                   "trials": {m: outputs.counts(s) for m, s in studies.items()},
                    "pruning": {m: self._pruning_saved(m, s, spaces[m]) for m, s in studies.items()}}
         write_record(self.out / "summary.json", summary, indent=1)
-        table = _table(summary)
+        table = outputs.table(summary)
         write_text(self.out / "table.md", table)
-        figures = [*_figures(studies, self.out), *([_validation_against_test(final, self.out)] if final else [])]
-        _tensorboard(studies, figures, self.out)
+        figures = [*outputs.figures(studies, self.out),
+                   *([outputs.validation_against_test(final, self.out)] if final else [])]
+        outputs.tensorboard(studies, figures, self.out)
         print(table)
         exported = f"; its policy: {self.out / 'policy.pt'}" if final else " (no final test, no policy exported)"
         print(f"winner (on validation starts): {winner}{exported}; overlays: "
@@ -480,7 +363,7 @@ class Tuner:
 
 
 def _trial_folder(tuner: "Tuner", method: str, number: int) -> Path:
-    return run_dir(tuner.out, Run(tuner.domain, _trial_label(method, number), TRIAL_SEED, ()))
+    return Run(tuner.domain, _trial_label(method, number), TRIAL_SEED, ()).folder(tuner.out)
 
 
 def _choice(trial: Optional[int], settings: dict, trial_score: Optional[float], seeds: list[int],
@@ -494,122 +377,9 @@ def _trial_label(method: str, number: int) -> str:
     return f"{method} trial {number}"
 
 
-def _domain_name(env) -> str:
-    from bmil.domains import get_domain
-
-    return get_domain(env).name
-
-
 def _settings(params: dict, space: list[Param]) -> dict:
     """A trial's stored parameters as settings (choices are stored as their JSON text)."""
     kinds = {p.key: p for p in space}
     return {k: json.loads(v) if kinds.get(k) is not None and kinds[k].choices else v for k, v in params.items()}
 
-
-def _write_overlay(path: Path, method: str, choice: dict) -> None:
-    """``tuned_<method>.yaml``: the method and its chosen settings, layered over the user's config."""
-    nested: dict = {"model": {"class_path": f"bmil.methods.{METHODS[method]}", "init_args": {}}}
-    for key, value in choice["settings"].items():
-        head, *rest = key.split(".")
-        node = nested["model"]["init_args"] if head == "model" else nested.setdefault(head, {})
-        for name in rest[:-1]:
-            node = node.setdefault(name, {})
-        node[rest[-1]] = value
-    source = "the defaults: no trial beat them on fresh seeds" if choice["trial"] is None else f"trial {choice['trial']}"
-    header = (f"# bmil tune: {METHODS[method]}'s settings chosen on validation starts ({source}; "
-              f"validation {100 * choice['score']:.1f}%).\n# Use: bmil fit --config <your config> --config {path.name}\n")
-    write_text(path, header + yaml.safe_dump(nested, sort_keys=False))
-
-
-def _counts(study) -> dict:
-    from optuna.trial import TrialState
-
-    return {state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,)))
-            for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-
-
-def _mean_ci(values: list[float]) -> str:
-    """Mean ± the 95% t-interval's half-width over seeds, in %."""
-    values = [v for v in values if v is not None]
-    if not values:
-        return "-"
-    mean, half = t_interval(values)
-    return f"{100 * mean:.1f} ± {100 * half:.1f}" if len(values) > 1 else f"{100 * mean:.1f}"
-
-
-def _table(summary: dict) -> str:
-    rows = ["| method | trials (done, pruned, failed) | chosen trial | validation | test: tuned | test: defaults |",
-            "| --- | --- | --- | --- | --- | --- |"]
-    for method, choice in summary["chosen"].items():
-        counts, final = summary["trials"][method], summary["final"].get(method, {})
-        mark = " (winner)" if method == summary["winner"] else ""
-        trial = "defaults" if choice["trial"] is None else choice["trial"]
-        rows.append(f"| {METHODS[method]}{mark} | {counts['complete']}, {counts['pruned']}, {counts['fail']} | "
-                    f"{trial} | {100 * choice['score']:.1f} | {_mean_ci([r['test'] for r in final.get('tuned', [])])} | "
-                    f"{_mean_ci([r['test'] for r in final.get('defaults', [])])} |")
-    seeds = len(next(iter(summary["final"].values()), {}).get("tuned", []))
-    saved = [(m, p) for m, p in summary["pruning"].items() if p["to_the_end_core_hours"]]
-    rows += [""] + [f"Pruning ({METHODS[m]}): the pruned trials took {p['pruned_core_hours']:.2f} core-hours; run to "
-                    f"the end they would have taken about {p['to_the_end_core_hours']:.2f} (saved "
-                    f"{p['saved_core_hours']:.2f})." for m, p in saved]
-    test = (f"Robustness (%) on the test starts, the best policy by validation, mean ± 95% t-interval over {seeds} seeds"
-            if seeds else "No final test (final seeds 0)")
-    return f"{test}; validation: the chosen settings' score on validation starts.\n\n" + "\n".join(rows) + "\n"
-
-
-def _validation_against_test(final: dict, out: Path) -> Path:
-    """Every final run's best policy: its validation rate against its test robustness."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    for method, kinds in final.items():
-        for kind, marker in (("tuned", "o"), ("defaults", "x")):
-            points = [(r["validation"], r["test"]) for r in kinds[kind] if r["validation"] is not None]
-            if points:
-                ax.scatter(*zip(*points), marker=marker, label=f"{METHODS[method]} {kind}")
-    ax.plot([0, 1], [0, 1], color="grey", linewidth=0.5)
-    ax.set(xlabel="validation (best check)", ylabel="test robustness", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "validation_vs_test.png")
-    plt.close(fig)
-    return out / "validation_vs_test.png"
-
-
-def _tensorboard(studies: dict, figures: list[Path], out: Path) -> None:
-    """``tensorboard --logdir <out>/tensorboard``: every finished trial's score by trial number, and
-    the figures as images."""
-    import matplotlib.image
-    from optuna.trial import TrialState
-    from torch.utils.tensorboard import SummaryWriter
-
-    with SummaryWriter(str(out / "tensorboard")) as writer:
-        for method, study in studies.items():
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-                writer.add_scalar(f"tune/{method}/validation", t.value, t.number)
-        for path in figures:
-            image = matplotlib.image.imread(path)[..., :3]
-            writer.add_image(f"tune/{path.stem}", image, 0, dataformats="HWC")
-
-
-def _figures(studies: dict, out: Path) -> list[Path]:
-    """Optimization history and parameter importances per method (PNG)."""
-    import matplotlib.pyplot as plt
-    import optuna.visualization.matplotlib as views
-    from optuna.trial import TrialState
-
-    paths = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # optuna marks its matplotlib views experimental
-        for method, study in studies.items():
-            views.plot_optimization_history(study)
-            paths.append(out / f"history_{method}.png")
-            plt.gcf().savefig(paths[-1], bbox_inches="tight")
-            plt.close("all")
-            if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) > 1:
-                views.plot_param_importances(study)
-                paths.append(out / f"importances_{method}.png")
-                plt.gcf().savefig(paths[-1], bbox_inches="tight")
-                plt.close("all")
-    return paths
 

@@ -1,0 +1,73 @@
+"""The one atomic writer (a temporary file beside the target, then a rename: never half a file, and
+no temporary file left behind when the write fails) and the one reader of JSON records. A leaf."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Iterator
+
+from bmil.errors import BMILError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path in ``path``'s folder to write; it replaces ``path`` when the block ends, and
+    is deleted instead when the block raises."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Named by process and thread, so that two writers never share one (and the file's mode is the
+    # umask's, as for any file the user writes).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(path: str | Path, data: bytes, sync: bool = False) -> None:
+    """Save ``data`` atomically; with ``sync``, on disk before the rename (a checkpoint)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Save ``text`` atomically."""
+    write_bytes(path, text.encode())
+
+
+def write_record(path: str | Path, record: dict, indent: int | None = None) -> None:
+    """Save a record as JSON atomically."""
+    write_text(path, json.dumps(record, indent=indent))
+
+
+def copy_file(source: str | Path, target: str | Path) -> None:
+    """Copy ``source`` to ``target`` atomically (whole, or not at all)."""
+    with atomic_path(target) as tmp:
+        shutil.copy2(source, tmp)
+
+
+def read_record(path: Path, fix: str) -> dict:
+    """A JSON record of a run folder, or one clear error naming the file and ``fix``."""
+    try:
+        record = json.loads(Path(path).read_text())
+        if isinstance(record, dict):
+            return record
+        problem = f"a {type(record).__name__}, not a JSON object"
+    except ValueError as e:
+        problem = f"{type(e).__name__}: {e}"
+    raise damaged(path, problem, fix)
+
+
+def damaged(path: Path, problem: str, fix: str) -> BMILError:
+    """The one message for a damaged record: the file, what is wrong, how to mend it."""
+    return BMILError(f"{path} is damaged ({problem}); restore it (git checkout) or {fix}")

@@ -1,0 +1,70 @@
+"""Where a tune's trials live and report: its Optuna journal file, served to fits on other machines
+through Optuna's gRPC proxy on a Ray cluster, and the pruner every fit applies to its own trial.
+Below the training layer: a fit's ``TrialReport`` callback opens the storage, not the tune's driver."""
+
+from __future__ import annotations
+
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterator, Optional
+
+JOURNAL = "optuna.journal"
+
+
+def open_storage(address):
+    """The tune's Optuna storage: its journal file, or ``grpc://HOST:PORT``, the driver's journal served
+    to fits on other machines (``serve_storage``)."""
+    from optuna.storages import GrpcStorageProxy, JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    if str(address).startswith("grpc://"):
+        host, port = str(address).removeprefix("grpc://").rsplit(":", 1)
+        return GrpcStorageProxy(host=host, port=int(port))
+    return JournalStorage(JournalFileBackend(str(address)))
+
+
+@contextlib.contextmanager
+def serve_storage(storage, journal: Path, executor: str):
+    """Where a trial's fit reports to (``--trial.storage``): on this machine, the journal file; on a
+    Ray cluster, which shares no folder, Optuna's gRPC proxy of the journal, served from here for the
+    tune's duration (on a free port; the nodes must reach this machine)."""
+    if executor != "ray":
+        yield str(journal)
+        return
+    from ray.util import get_node_ip_address
+
+    with grpc_proxy(storage) as port:
+        yield f"grpc://{get_node_ip_address()}:{port}"
+
+
+@contextlib.contextmanager
+def grpc_proxy(storage, host: str = "0.0.0.0") -> Iterator[int]:
+    """Optuna's gRPC proxy of ``storage``, served on ``host`` for the block; its port. Every request
+    reaches the one ``storage`` object of this process, the driver's: the driver alone creates and
+    ends trials (Optuna's journal must see a trial created and told by one process, optuna#6084),
+    and a fit's requests only add its checks' values to its own trial and read the study."""
+    import grpc
+    from optuna.storages._grpc.auto_generated.api_pb2_grpc import add_StorageServiceServicer_to_server
+    from optuna.storages._grpc.servicer import OptunaStorageProxyService
+
+    # Optuna's proxy service in a server of our own (its public run_grpc_proxy_server never returns),
+    # on port 0: the system binds a free port, with no race; SO_REUSEPORT off, so none shares it.
+    threads = ThreadPoolExecutor(10)
+    server = grpc.server(threads, options=[("grpc.so_reuseport", 0)])
+    add_StorageServiceServicer_to_server(OptunaStorageProxyService(storage), server)
+    port = server.add_insecure_port(f"{host}:0")
+    server.start()
+    try:
+        yield port
+    finally:
+        server.stop(grace=None)
+        threads.shutdown()
+
+
+def make_pruner(max_epochs: Optional[int]):
+    """Median pruning once 4 trials have finished, never at a check in the first quarter of training
+    (Optuna prunes from step ``n_warmup_steps`` on; the steps are epochs)."""
+    import optuna
+
+    return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=max(0, (max_epochs or 0) // 4) + 1)
