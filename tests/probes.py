@@ -1,12 +1,17 @@
 """Test-only callbacks, a domain and a method defined outside bmil, importable by class_path or
-import path (pytest puts tests/ on sys.path)."""
+import path (pytest puts tests/ on sys.path), and fits that end at once for the tuner's logic."""
 
+import math
+from concurrent.futures import Future
 from pathlib import Path
 
 import lightning as L
 import torch
 
+from bmil.executors import Executor
+from bmil.files import write_record
 from bmil.methods import BC
+from bmil.runs import launch
 
 
 class StopMidEpoch(L.Callback):
@@ -58,3 +63,44 @@ class StateNoiseBC(BC):
     def policy_batch(self):
         obs, action = super().policy_batch()
         return obs + self.noise * torch.randn(obs.shape, generator=self._rng).to(obs.device), action
+
+
+class InstantFits(Executor):
+    """Fits that end at once, for the tuner's own logic: a run's validation score is a function of its
+    settings (the nearer its policy lr to 5e-4, the higher), and one whose lr is not positive fails
+    as its fit would refuse it (exit code 2). Each writes the record a fit writes."""
+
+    def __init__(self, *args, **kwargs):
+        self.submitted: list = []
+
+    def submit(self, out, run):
+        launch.before_fit(out, run)
+        self.submitted.append(run)
+        lr = run.settings["model"]["init_args"]["policy"]["lr"]
+        if lr <= 0:
+            result = launch.failure(run, "FAILED (exit code 2)")
+        else:
+            result = {"run_id": run.run_id, "validation_late": 1 / (1 + abs(math.log(lr / 5e-4))), "seconds": 1.0,
+                      "robustness": None}
+            write_record(run.folder(out) / "result.json", result)
+        done = Future()
+        done.set_result(result)
+        return done
+
+    def stop(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def use_instant_fits(monkeypatch) -> list:
+    """Replace the tuner's executor by ``InstantFits`` and its cost estimate by a fixed one (core-minutes
+    of a trial, a finalist and a final run); the executors made, each with the runs it was given."""
+    import bmil.tuning.plan
+    import bmil.tuning.tuner
+
+    executors: list = []
+    monkeypatch.setattr(bmil.tuning.tuner, "make_executor", lambda *a: executors.append(InstantFits()) or executors[-1])
+    monkeypatch.setattr(bmil.tuning.plan, "method_minutes", lambda tuner, method: (1.0, 2.0, 3.0))
+    return executors

@@ -23,6 +23,7 @@ from typing import Callable, Optional
 import pytest
 import torch
 import yaml
+from probes import use_instant_fits
 
 from bmil.cli import main
 
@@ -318,7 +319,14 @@ def _own_task_demos(folder: Path, monkeypatch) -> None:
     pointmaze_demos.write_minari("pointmaze/umaze-bmil-v0", 2)
 
 
-CHAIN_SETUP = {"own_task": _own_task_demos}
+def _own_task_setup(folder: Path, monkeypatch) -> None:
+    """The tutorial's demos, and the tune's fits ending at once (probes.InstantFits): the chain checks
+    the tune's command, stages and outputs, which the fit after it reads; test_tune's real tune trains."""
+    _own_task_demos(folder, monkeypatch)
+    use_instant_fits(monkeypatch)
+
+
+CHAIN_SETUP = {"own_task": _own_task_setup}
 
 
 def _run(env: dict[str, str], argv: list[str], folder: Path, capsys, monkeypatch) -> str:

@@ -112,10 +112,10 @@ def _tiny_configs(folder, demos):
 @pytest.mark.slow
 def test_a_rerun_executes_only_the_missing_runs(tmp_path, push_demos):
     _tiny_configs(tmp_path / "conf", push_demos)
-    study = make_study("table1", ["push"], [0, 1], configs=str(tmp_path / "conf"))
+    study = make_study("selection", ["push"], [0, 1], configs=str(tmp_path / "conf"))  # BC and BMIL
     out = tmp_path / "study"
     results = run_study(study, out, jobs=2, progress=lambda *_: None)
-    assert len(results) == 6 and not any(r.get("failed") for r in results)
+    assert len(results) == 4 and not any(r.get("failed") for r in results)
     # An interrupted sweep: one run never finished (its result is missing).
     lost = study.runs[1]
     first = {r.run_id: (run_dir(out, r) / "result.json").stat().st_mtime_ns for r in study.runs}
@@ -123,15 +123,15 @@ def test_a_rerun_executes_only_the_missing_runs(tmp_path, push_demos):
     messages = []
     rerun = run_study(study, out, jobs=2, progress=messages.append)
     assert [r["run_id"] for r in rerun] == [lost.run_id]
-    assert "5 already done, running 1" in messages[0]
+    assert "3 already done, running 1" in messages[0]
     for r in study.runs:
         if r != lost:
             assert (run_dir(out, r) / "result.json").stat().st_mtime_ns == first[r.run_id]
     rows = collect(study, out)
-    assert len(rows) == 6 and all(row["episodes"] == 4 and row["training_success"] in (0.0, 1.0) for row in rows)
+    assert len(rows) == 4 and all(row["episodes"] == 4 and row["training_success"] in (0.0, 1.0) for row in rows)
     table = write_results(study, out).read_text()
     assert "| push |" in table and "(n=2)" in table
-    assert len((out / "results.csv").read_text().splitlines()) == 7
+    assert len((out / "results.csv").read_text().splitlines()) == 5
     assert json.loads((run_dir(out, lost) / "result.json").read_text())["resumed"] is True
     # The record kept in git (docs/reproducing.md): each run's result.json and signature.json alone,
     # no checkpoints or logs, is a finished study: nothing reruns and the table is the same.
@@ -142,7 +142,7 @@ def test_a_rerun_executes_only_the_missing_runs(tmp_path, push_demos):
             shutil.copy(run_dir(out, r) / name, run_dir(kept, r) / name)
     messages.clear()
     assert run_study(study, kept, jobs=2, progress=messages.append) == []
-    assert "6 already done, running 0" in messages[0]
+    assert "4 already done, running 0" in messages[0]
     assert write_results(study, kept).read_text() == table
     # Other settings into the same folder: refused, nothing reused or overwritten.
     shorter = Study(study.name, with_extra(study.runs, ["--trainer.max_epochs", "1"], {}))

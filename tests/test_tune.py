@@ -3,7 +3,6 @@ failed trials, and overlays that reproduce a trial's settings."""
 
 import json
 import math
-from concurrent.futures import Future
 from pathlib import Path
 
 import optuna
@@ -11,10 +10,9 @@ import pytest
 import yaml
 
 from bmil.cli import main
+from probes import use_instant_fits
+
 from bmil.errors import BMILError
-from bmil.executors import Executor
-from bmil.files import write_record
-from bmil.runs import launch
 from bmil.lightning_cli import fit_settings
 from bmil.methods import BC, BMIL, CCIL, NoiseBC
 from bmil.tuning.space import Param, Task, as_overrides, override, suggest
@@ -185,46 +183,10 @@ def test_a_tune_scores_trials_on_validation_and_tests_only_at_the_end(task_folde
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # not run again
 
 
-class InstantFits(Executor):
-    """Fits that end at once, for the tuner's own logic: a run's validation score is a function of its
-    settings (the nearer its policy lr to 5e-4, the higher), and one whose lr is not positive fails
-    as its fit would refuse it (exit code 2). Each writes the record a fit writes."""
-
-    def __init__(self, *args, **kwargs):
-        self.submitted: list = []
-
-    def submit(self, out, run):
-        launch.before_fit(out, run)
-        self.submitted.append(run)
-        lr = run.settings["model"]["init_args"]["policy"]["lr"]
-        if lr <= 0:
-            result = launch.failure(run, "FAILED (exit code 2)")
-        else:
-            result = {"run_id": run.run_id, "validation_late": 1 / (1 + abs(math.log(lr / 5e-4))), "seconds": 1.0,
-                      "robustness": None}
-            write_record(run.folder(out) / "result.json", result)
-        done = Future()
-        done.set_result(result)
-        return done
-
-    def stop(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.fixture
 def instant_fits(monkeypatch):
-    """The tuner's executor replaced by ``InstantFits`` and its cost estimate by a fixed one (core-minutes
-    of a trial, a finalist and a final run)."""
-    import bmil.tuning.plan
-    import bmil.tuning.tuner
-
-    executors: list = []
-    monkeypatch.setattr(bmil.tuning.tuner, "make_executor", lambda *a: executors.append(InstantFits()) or executors[-1])
-    monkeypatch.setattr(bmil.tuning.plan, "method_minutes", lambda tuner, method: (1.0, 2.0, 3.0))
-    return executors
+    """The tuner's fits end at once (probes.InstantFits), its cost estimate fixed."""
+    return use_instant_fits(monkeypatch)
 
 
 def test_the_defaults_compete_with_the_finalists_on_fresh_seeds(task_folder, instant_fits, capsys):
