@@ -19,8 +19,8 @@ from typing import Optional
 
 from bmil.executors.base import Executor
 from bmil.runs import launch
-from bmil.runs.launch import busy, check_signature, failure, lock_run, result_of
 from bmil.runs.folder import RunFolder
+from bmil.runs.launch import claim, failure
 from bmil.runs.run import Run
 
 
@@ -76,16 +76,11 @@ def execute(out: Path, run: Run, fits: _Fits) -> dict:
 
 
 def _execute(out: Path, run: Run, fits: _Fits) -> dict:
-    folder = run.folder(out)
-    folder.path.mkdir(parents=True, exist_ok=True)
-    lock = lock_run(folder)
-    if lock is None:
-        return busy(run, folder)
+    lock = claim(out, run)
+    if isinstance(lock, dict):  # busy elsewhere, or finished
+        return lock
     try:
-        check_signature(out, run)  # another sweep, with other settings, may have been first
-        if folder.is_done():  # finished by another process while this one waited its turn
-            return result_of(out, run)
-        return _fit(out, run, folder, lock, fits)
+        return _fit(out, run, run.folder(out), lock, fits)
     finally:
         os.close(lock)
 

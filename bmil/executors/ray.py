@@ -31,7 +31,7 @@ from bmil.errors import BMILError
 from bmil.executors.base import Executor
 from bmil.files import write_bytes
 from bmil.runs.folder import RunFolder
-from bmil.runs.launch import after_fit, before_fit, busy, check_signature, failure, fit_command, lock_run, result_of
+from bmil.runs.launch import after_fit, before_fit, claim, failure, fit_command
 from bmil.runs.run import Run
 from bmil.system import die_with_parent
 
@@ -167,21 +167,15 @@ class RayExecutor(Executor):
 
     def submit(self, out: Path, run: Run) -> Future:
         folder = run.folder(out)
-        folder.path.mkdir(parents=True, exist_ok=True)
-        done: Future = Future()
         # The driver holds the run's folder lock from here until its result is read: a second driver
         # (or a local sweep) on the same study folder skips the run instead of writing it twice.
-        lock = lock_run(folder)
-        if lock is None:
-            done.set_result(busy(run, folder))
+        lock = claim(out, run)  # (the settings resolved here, in the calling thread)
+        if isinstance(lock, dict):  # busy elsewhere, or finished
+            done: Future = Future()
+            done.set_result(lock)
             return done
         ref = None
         try:
-            check_signature(out, run)  # (the settings resolved here, in the calling thread)
-            if folder.is_done():
-                done.set_result(result_of(out, run))
-                os.close(lock)
-                return done
             before_fit(out, run)
             config, path, name = run_inputs((folder / folder.SETTINGS).read_text())
             demos = self._demos(path, name) if path else None

@@ -70,6 +70,27 @@ def lock_run(folder: RunFolder) -> Optional[int]:
     return fd
 
 
+def claim(out, run: Run) -> int | dict:
+    """The run's folder, locked for its fit: the lock's descriptor (the fit inherits it; the caller
+    closes it), or the run's result where there is nothing to launch: another process holds the
+    lock, or the run has finished (perhaps by another process while this one waited its turn). A
+    folder made with other settings is refused."""
+    folder = run.folder(out)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    lock = lock_run(folder)
+    if lock is None:
+        return busy(run, folder)
+    try:
+        check_signature(out, run)  # another sweep, with other settings, may have been first
+        if folder.is_done():
+            os.close(lock)
+            return result_of(out, run)
+    except BaseException:
+        os.close(lock)
+        raise
+    return lock
+
+
 def failure(run: Run, error: str) -> dict:
     """A run that did not finish, as executors report it."""
     return {"run_id": run.run_id, "failed": True, "error": error}
