@@ -22,6 +22,7 @@ from bmil.cluster import join_ray
 from bmil.demo_formats import read_demos
 from bmil.errors import BMILError
 from bmil.evaluation import check_worker
+from bmil.runs.folder import RunFolder
 from callbacks.evaluation import evaluation_callbacks
 
 
@@ -77,7 +78,7 @@ def _check_resume(ckpt_path: str) -> tuple[Optional[Path], int]:
     validated, done = next((h for h in history if h), None), checkpoint["epoch"] + 1
     if not validated:
         return None, done
-    best = path.parent / "best.ckpt"
+    best = path.parent / RunFolder.BEST_CKPT
     if not best.is_file():
         best_epoch = max(validated, key=lambda check: check["rate"])["epoch"]
         raise BMILError(f"Cannot resume: {best} is missing, and {path.name} says this run's best policy by "

@@ -288,7 +288,7 @@ def validation_of(trainer) -> Validation | None:
 def best_checkpoint(trainer) -> str:
     folder = run_folder(trainer)
     checkpoints = trainer.checkpoint_callback.dirpath
-    return str(Path(checkpoints) / folder.best_ckpt.name if checkpoints else folder.best_ckpt)
+    return str(Path(checkpoints) / RunFolder.BEST_CKPT if checkpoints else folder.best_ckpt)
 
 
 def _journal(trainer, tag: str) -> Path:

@@ -22,6 +22,7 @@ class RunFolder:
     PRUNED = "pruned.json"  # a tune's trial stopped by the pruner: where
     LOCK = "run.lock"  # held by the fit while it runs
     LOG = "fit.log"  # the fit's output, where a launcher kept it
+    LAST_CKPT, BEST_CKPT = "last.ckpt", "best.ckpt"  # in checkpoints/: every epoch's, the best by validation
     # What a finished run keeps in git (docs/reproducing.md), copied when another study reuses it;
     # the result, which marks the run finished, last.
     RECORDS = (IDENTITY, CONFIG, STARTS, CLOCK, "robustness_final.json", "robustness_best.json", VALIDATION, RESULT)
@@ -45,11 +46,11 @@ class RunFolder:
 
     @property
     def last_ckpt(self) -> Path:
-        return self.checkpoints / "last.ckpt"
+        return self.checkpoints / self.LAST_CKPT
 
     @property
     def best_ckpt(self) -> Path:
-        return self.checkpoints / "best.ckpt"
+        return self.checkpoints / self.BEST_CKPT
 
     def policy_ckpt(self) -> Path:
         """The run's policy to use: the best by validation where it kept one, else the last."""
