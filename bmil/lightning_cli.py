@@ -80,6 +80,9 @@ class BMILCLI(LightningCLI):
         parser.add_lightning_class_args(Robustness, "robustness")
         parser.add_lightning_class_args(Validation, "validation")
         parser.add_lightning_class_args(TrialReport, "trial")  # after validation: it reads its checks
+        # The validation is defined once and handed to the groups that read it.
+        for group in ("robustness", "trial"):
+            parser.link_arguments("validation", f"{group}.validation", apply_on="instantiate")
 
     def _parse_ckpt_path(self) -> None:
         """Verify a given checkpoint, refuse one of another method or domain, and refuse to resume

@@ -105,7 +105,8 @@ class Robustness(PolicyEvaluation):
     def __init__(self, every_n_epochs: int = 20, episodes: int = 500, final_episodes: int = 10000,
                  seed: int = 0, success: Literal["final", "any"] = "final",
                  workers: Optional[int] = None, figures: bool = True, draw_demos: bool = True,
-                 videos: int = 0, executor: Literal["local", "ray"] = "local"):
+                 videos: int = 0, executor: Literal["local", "ray"] = "local",
+                 validation: Optional["Validation"] = None):
         """
         Args:
             every_n_epochs: Evaluate after every this many epochs (0: never during fit).
@@ -120,8 +121,11 @@ class Robustness(PolicyEvaluation):
                 GIFs in videos/<final|best>/ and TensorBoard, rendered offscreen.
             executor: local (worker processes) or ray (the batches dealt to Ray tasks on the
                 cluster of RAY_ADDRESS, or a local Ray instance; the same outcomes).
+            validation: The fit's validation, whose best policy the final test tests beside the
+                last (handed over by bmil fit; none: the last policy only).
         """
         super().__init__(every_n_epochs, episodes, seed, success, workers, executor)
+        self.validation = validation
         require(final_episodes >= 0, "robustness.final_episodes", final_episodes, "0 (skip) or more")
         require(videos >= 0, "robustness.videos", videos, "0 (none) or more")
         self.final_episodes, self.figures, self.draw_demos = final_episodes, figures, draw_demos
@@ -135,7 +139,7 @@ class Robustness(PolicyEvaluation):
         lo, hi = result.ci
         label = {"final": "final test, last policy", "best": "final test, best policy by validation"}.get(tag, "robustness")
         # The title names the epoch the policy is from (the best's is earlier than the final test).
-        policy_epoch = validation_of(trainer).best_epoch if tag == "best" else epoch
+        policy_epoch = self.validation.best_epoch if tag == "best" else epoch
         fig.suptitle(f"{label}, epoch {policy_epoch}\n{100 * result.rate:.1f}% of {result.episodes} starts "
                      f"(95% CI {100 * lo:.1f}-{100 * hi:.1f}%)", fontsize=8)
         with warnings.catch_warnings():  # some figures' axes (colour bars) do not fit tight_layout
@@ -154,7 +158,7 @@ class Robustness(PolicyEvaluation):
         return self.every_n_epochs > 0 or self.final_episodes > 0
 
     def check(self, trainer) -> None:
-        validation = validation_of(trainer)
+        validation = self.validation
         if validation is not None and validation.every_n_epochs > 0:
             require(validation.seed != self.seed, "validation.seed", validation.seed,
                     f"a seed other than robustness.seed ({self.seed}): the best policy must be chosen "
@@ -164,7 +168,7 @@ class Robustness(PolicyEvaluation):
         """The final test of the last policy and, when validation kept one, of the best policy."""
         if self.final_episodes <= 0:
             return
-        validation = validation_of(trainer)
+        validation = self.validation
         best = validation.best_agent(trainer, pl_module) if validation is not None else None
         agent = pl_module.agent()
         last = self._final_test(trainer, agent, "final")
@@ -279,10 +283,6 @@ def _log(trainer, metrics: dict[str, float], epoch: int) -> None:
     not at Lightning's step; loggers write on rank 0 only."""
     if trainer.logger is not None:
         trainer.logger.log_metrics(metrics, step=epoch)
-
-
-def validation_of(trainer) -> Validation | None:
-    return next((c for c in trainer.callbacks if isinstance(c, Validation)), None)
 
 
 def best_checkpoint(trainer) -> str:

@@ -10,19 +10,21 @@ import lightning as L
 from bmil.files import write_record
 from bmil.runs.folder import RunFolder
 from bmil.tuning.storage import make_pruner, open_storage
-from callbacks.evaluation import run_folder, validation_of
+from callbacks.evaluation import Validation, run_folder
 
 
 class TrialReport(L.Callback):
-    def __init__(self, storage: str = "", study: str = "", number: Optional[int] = None):
+    def __init__(self, storage: str = "", study: str = "", number: Optional[int] = None,
+                 validation: Optional[Validation] = None):
         """
         Args:
             storage: The tune's Optuna journal file, or grpc://HOST:PORT where a tune on a Ray cluster serves it
                 (empty: not a trial, nothing is reported).
             study: The Optuna study's name in it.
             number: This fit's trial number.
+            validation: The fit's validation, whose checks are reported (handed over by bmil fit).
         """
-        self.storage, self.study, self.number = storage, study, number
+        self.storage, self.study, self.number, self.validation = storage, study, number, validation
         self._reported = 0
         self._trial = None
         self._known: set[int] = set()  # the epochs the trial holds a report of
@@ -63,7 +65,7 @@ class TrialReport(L.Callback):
             (run_folder(trainer) / RunFolder.PRUNED).unlink(missing_ok=True)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        validation = validation_of(trainer)
+        validation = self.validation
         if not self.storage or validation is None or len(validation.history) == self._reported:
             return
         prune = False

@@ -240,7 +240,7 @@ def test_a_fit_reports_its_checks_and_stops_when_the_pruner_says(tmp_path):
     validation = Validation(every_n_epochs=1)
     trainer = SimpleNamespace(callbacks=[validation], max_epochs=4, should_stop=False, is_global_zero=True, world_size=1,
                               logger=SimpleNamespace(log_dir=str(tmp_path / "run")), default_root_dir=str(tmp_path))
-    report = TrialReport(str(journal), "bc", number)
+    report = TrialReport(str(journal), "bc", number, validation)
     validation.history.append({"epoch": 1, "rate": 0.1})
     report.on_train_epoch_end(trainer, None)
     assert not trainer.should_stop  # the first quarter of training is never pruned
@@ -251,7 +251,7 @@ def test_a_fit_reports_its_checks_and_stops_when_the_pruner_says(tmp_path):
     reported = optuna.load_study(study_name="bc", storage=open_storage(journal)).trials[number].intermediate_values
     assert reported == {1: 0.1, 2: 0.1}
     # At its last epoch a trial is finished, not pruned, however low its check.
-    last = TrialReport(str(journal), "bc", study.ask().number)
+    last = TrialReport(str(journal), "bc", study.ask().number, validation)
     trainer.should_stop = False
     validation.history[:] = [{"epoch": 4, "rate": 0.0}]
     last.on_train_epoch_end(trainer, None)
