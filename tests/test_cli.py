@@ -38,6 +38,22 @@ def test_bad_input_is_one_clear_error(argv, message, capsys):
     assert message in err and "Traceback" not in err
 
 
+@pytest.mark.timeout(20)
+def test_an_exception_chain_that_loops_ends_the_search_for_a_users_error():
+    """A fit whose run folder turned unwritable raised, while handling that, an error whose context
+    was the first: the CLI's search for a BMILError in the chain spun for ever."""
+    from bmil.cli import _user_error
+    from bmil.errors import BMILError
+
+    first, second = PermissionError("run folder"), OSError("while handling it")
+    second.__context__, first.__context__ = first, second  # a loop, as Python builds none but code can
+    assert _user_error(second) is None  # not a user's error: it is raised as it is
+    wrapped = RuntimeError("parser")
+    wrapped.__cause__ = BMILError("one line")
+    wrapped.__cause__.__context__ = wrapped
+    assert str(_user_error(wrapped)) == "one line"
+
+
 def test_unknown_flag_is_rejected(capsys):
     with pytest.raises(SystemExit):
         main(["demos", "--env", "push", "--nmu", "3"])
