@@ -275,3 +275,30 @@ def test_a_fit_told_to_report_to_a_trial_checks_it_first(tmp_path):
     with pytest.raises(BMILError, match="is complete, not running"):
         TrialReport(str(tmp_path / JOURNAL), "bc", trial.number).check(trainer)
     TrialReport().check(trainer)  # not a trial: nothing to check
+
+
+def test_a_journal_torn_by_a_crash_is_cut_back_and_the_tune_ends_as_an_uninterrupted_one(task_folder, instant_fits,
+                                                                                        capsys):
+    args = ("--methods", "bc", "--trials", "3", "--final_seeds", "0")
+    _tune(*args)
+    out = task_folder / "tune" / "t"
+    whole = [(t.number, t.state.name, t.params, t.value) for t in _trials(out, "bc")]
+    journal = (out / JOURNAL).read_bytes()
+    (out / JOURNAL).write_bytes(journal[:-12])  # the driver killed while it wrote its last record
+    capsys.readouterr()
+    _tune(*args)
+    assert "its last line was cut short" in capsys.readouterr().out
+    assert [(t.number, t.state.name, t.params, t.value) for t in _trials(out, "bc")] == whole
+    torn = journal[journal.rfind(b"\n", 0, len(journal) - 1) + 1:-12]
+    assert (out / (JOURNAL + ".torn")).read_bytes() == torn + b"\n"  # what was cut, kept
+
+
+def test_a_journal_damaged_before_its_end_is_one_error_naming_the_line(task_folder, instant_fits, capsys):
+    _tune("--methods", "bc", "--trials", "2", "--final_seeds", "0")
+    path = task_folder / "tune" / "t" / JOURNAL
+    lines = path.read_bytes().split(b"\n")
+    path.write_bytes(b"\n".join([lines[0], b"garbage", *lines[1:]]))
+    with pytest.raises(SystemExit):
+        _tune("--methods", "bc", "--trials", "2", "--final_seeds", "0")
+    err = capsys.readouterr().err
+    assert f"bmil: error: {path} is damaged at line 2" in err and "Traceback" not in err

@@ -15,7 +15,7 @@ from bmil.errors import BMILError
 from bmil.methods import get_method
 from bmil.runs.folder import RunFolder
 from bmil.system import usable_cores
-from bmil.tuning.storage import JOURNAL, open_storage
+from bmil.tuning.storage import JOURNAL, mend_journal, open_storage
 
 
 def print_plan(tuner) -> None:
@@ -67,6 +67,7 @@ def runs_done(tuner) -> dict[str, tuple[int, int, int]]:
     tune)."""
     trials = dict.fromkeys(tuner.methods, 0)
     if (tuner.out / JOURNAL).is_file():
+        mend_journal(tuner.out / JOURNAL, repair=False)
         storage = open_storage(tuner.out / JOURNAL)
         for summary in optuna.get_all_study_summaries(storage):
             if summary.study_name in trials:

@@ -5,11 +5,40 @@ Below the training layer: a fit's ``TrialReport`` callback opens the storage, no
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Optional
 
+from bmil.errors import BMILError
+
 JOURNAL = "optuna.journal"
+
+
+def mend_journal(path: Path, repair: bool = True) -> None:
+    """A tune's journal made whole before the driver uses it. Optuna appends one JSON line a record;
+    a crash mid-write leaves a last line cut short, after which every later record would be appended
+    and the journal unreadable for good. That line is cut off (kept beside the journal, in
+    ``<journal>.torn``; its record is lost, and the tune redoes what it recorded); a damaged line
+    anywhere else is one error naming the file and the line. ``repair`` False (a plan, which writes
+    nothing): the damage is found, the torn line left (Optuna's reader passes over it)."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if repair and end < len(data):  # the last line has no end: written in part
+        with open(path.with_name(path.name + ".torn"), "ab") as kept:
+            kept.write(data[end:] + b"\n")
+        os.truncate(path, end)
+        print(f"{path}: its last line was cut short (a crash mid-write); cut off, kept in {path.name}.torn", flush=True)
+    for number, line in enumerate(data[:end].splitlines(), 1):
+        try:
+            json.loads(line)
+        except ValueError as e:
+            raise BMILError(f"{path} is damaged at line {number} ({e}): not a record Optuna wrote. Restore the "
+                            "journal from a copy, or delete that line (the trial it recorded is then redone or "
+                            "lost), or give another --out.") from None
 
 
 def open_storage(address):

@@ -38,7 +38,7 @@ from bmil.system import usable_cores
 from bmil.tuning import outputs
 from bmil.tuning.plan import print_plan
 from bmil.tuning.space import Param, Task, as_overrides, grid_size, override, suggest
-from bmil.tuning.storage import JOURNAL, open_storage, serve_storage
+from bmil.tuning.storage import JOURNAL, mend_journal, open_storage, serve_storage
 
 NO_TEST = ("--robustness.every_n_epochs", "0", "--robustness.final_episodes", "0")  # trials never see test starts
 TPE_STARTUP_TRIALS = 5
@@ -130,6 +130,7 @@ class Tuner:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.out.mkdir(parents=True, exist_ok=True)
+        mend_journal(self.out / JOURNAL)
         self.storage = open_storage(self.out / JOURNAL)
         probe = self._run("probe", self.methods[0], TRIAL_SEED, {})
         prepare_demos([probe])
