@@ -3,22 +3,43 @@ fits a study or tune runs at once. A leaf below every layer that uses Ray."""
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Optional
 
 from bmil.errors import BMILError
 from bmil.system import usable_cores
 
 
+CONNECT_S = 10.0  # how long a cluster's head may take to answer before bmil gives up on it
+
+
 def join_ray(address: Optional[str] = None):
     """Join the Ray cluster at ``address`` ("auto", "HOST:PORT"; None: ``RAY_ADDRESS`` or a new local
-    instance), once per process; the ``ray`` module."""
+    instance), once per process; the ``ray`` module. A head that does not answer at a "HOST:PORT" is
+    one error within ``CONNECT_S`` seconds (Ray itself retries for ever)."""
     try:
         import ray
     except ImportError:
         raise BMILError("--executor ray needs Ray: pip install 'bmil[ray]' (or pip install ray).") from None
     if not ray.is_initialized():
+        target = address or os.environ.get("RAY_ADDRESS")
+        if target and target not in ("auto", "local") and "://" not in target:
+            _head_answers(target)
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     return ray
+
+
+def _head_answers(address: str) -> None:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise BMILError(f"Ray address '{address}': give HOST:PORT (the head's, e.g. 10.0.0.5:6379), auto, or none "
+                        "for a local Ray instance.")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_S).close()
+    except OSError as e:
+        raise BMILError(f"Ray address '{address}': no Ray head answers there ({e.strerror or e}). Start one "
+                        f"(ray start --head --port {port}) or give the head's address.") from None
 
 
 def cluster_cpus(address: Optional[str] = None) -> int:
