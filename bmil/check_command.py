@@ -17,7 +17,7 @@ import torch
 
 from bmil.evaluation import Evaluator
 from bmil.errors import require
-from bmil.files import write_record
+from bmil.files import check_writable, write_record
 from bmil.numerics import describe, record
 from bmil.preflight import check_fit
 from callbacks.evaluation import evaluation_callbacks
@@ -41,6 +41,8 @@ class CheckCommand:
             json_out: Also write the description, the estimate included, as JSON here.
         """
         require(timed_epochs >= 0, "--timed_epochs", timed_epochs, "0 (no estimate) or more")
+        if json_out:
+            check_writable(json_out, "--json_out")
         checked = check_fit(self, model, ckpt_path)
         facts = describe_run(self, model, checked, ckpt_path, timed_epochs)
         if json_out:

@@ -15,7 +15,7 @@ from bmil.cluster import join_ray
 from bmil.demos import load_demos
 from bmil.errors import BMILError, require
 from bmil.evaluation import Evaluator, RandomPolicy
-from bmil.files import write_record
+from bmil.files import check_writable, write_record
 from bmil.video import log_gifs, offscreen
 
 
@@ -71,6 +71,9 @@ class EvaluateCommand:
         require(workers is None or workers >= 0, "--workers", workers, "0 (in-process) or more")
         require(video >= 0, "--video", video, "0 (none) or more episodes")
         require(executor == "ray" or not ray_address, "--ray_address", ray_address, "none without --executor ray")
+        for option, path in (("--json_out", json_out), ("--plot", plot)):
+            if path:
+                check_writable(path, option)
         agent = _agent(model, policy, ckpt_path, seed, weights_only)
         if executor == "ray":
             join_ray(ray_address)

@@ -56,6 +56,25 @@ def copy_file(source: str | Path, target: str | Path) -> None:
         shutil.copy2(source, tmp)
 
 
+def check_writable(path: str | Path, option: str) -> None:
+    """Before the work: ``path`` (an output the user named with ``option``) can be written, so that
+    nothing is lost after the work to a bad path. Its folder is made where missing."""
+    path = Path(path)
+    if path.is_dir():
+        raise BMILError(f"{option} {path} is a folder; give a file's path.")
+    above = next((p for p in path.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise BMILError(f"{option} {path} cannot be written: {above} is a file, not a folder; give another path.")
+    probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise BMILError(f"{option} {path} cannot be written ({e.strerror or e}); give a path in a folder you "
+                        "can write.") from None
+
+
 def read_record(path: Path, fix: str) -> dict:
     """A JSON record of a run folder, or one clear error naming the file and ``fix``."""
     try:

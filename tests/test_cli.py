@@ -54,6 +54,20 @@ def test_an_exception_chain_that_loops_ends_the_search_for_a_users_error():
     assert str(_user_error(wrapped)) == "one line"
 
 
+@pytest.mark.parametrize("option", ["--json_out", "--plot"])
+def test_an_output_that_cannot_be_written_is_refused_before_the_evaluation(option, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("")
+    target = tmp_path / "a_file" / "out.json"  # a folder that is a file
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--model.env", "push", "--policy", "random", "--episodes", "4", "--training_episodes", "1",
+              "--workers", "0", option, str(target)])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2 and captured.err.strip().splitlines()[-1] == (
+        f"bmil: error: {option} {target} cannot be written: {tmp_path / 'a_file'} is a file, not a folder; give another path.")
+    assert "evaluated in" not in captured.out  # refused before the work
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # nothing left behind
+
+
 def test_unknown_flag_is_rejected(capsys):
     with pytest.raises(SystemExit):
         main(["demos", "--env", "push", "--nmu", "3"])
