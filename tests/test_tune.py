@@ -302,3 +302,27 @@ def test_a_journal_damaged_before_its_end_is_one_error_naming_the_line(task_fold
         _tune("--methods", "bc", "--trials", "2", "--final_seeds", "0")
     err = capsys.readouterr().err
     assert f"bmil: error: {path} is damaged at line 2" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("space, message", [
+    ({"bcc": {"model.policy.lr": {"low": 1e-4, "high": 1e-3}}}, "bmil: error: --space: 'bcc' names no method"),
+    ({"bc": {"model.policy.lrr": {"low": 1e-4, "high": 1e-3}}},
+     "bmil: error: --space: bc's 'model.policy.lrr' is no setting of its fit"),
+])
+def test_a_space_naming_no_method_or_no_setting_is_refused_before_any_work(task_folder, space, message, capsys):
+    (task_folder / "space.yaml").write_text(yaml.safe_dump(space))
+    with pytest.raises(SystemExit):
+        _tune("--methods", "bc", "--trials", "1", "--space", "space.yaml")
+    captured = capsys.readouterr()
+    assert message in captured.err and "plan:" not in captured.out and not (task_folder / "tune").exists()
+
+
+def test_a_tune_is_bound_to_its_task_and_refuses_another_config_on_its_folder(task_folder, instant_fits, capsys):
+    _tune("--methods", "bc", "--trials", "1", "--final_seeds", "0")
+    (task_folder / "other.yaml").write_text(yaml.safe_dump({"validation": {"episodes": 5}}))
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        _tune("--methods", "bc", "--trials", "2", "--final_seeds", "0", "--config", "other.yaml")
+    captured = capsys.readouterr()
+    assert "holds a tune of another task: its studies were made with settings" in captured.err
+    assert "plan:" not in captured.out and len(_trials(task_folder / "tune" / "t", "bc")) == 1

@@ -33,7 +33,7 @@ from bmil.files import write_record, write_text
 from bmil.lightning_cli import fit_settings
 from bmil.methods import get_method, registered
 from bmil.runs.launch import prepare_demos
-from bmil.runs.run import Run
+from bmil.runs.run import Run, settings_hash
 from bmil.system import usable_cores
 from bmil.tuning import outputs
 from bmil.tuning.plan import print_plan
@@ -106,6 +106,7 @@ class Tuner:
             raise BMILError("bmil tune needs a finite trainer.max_epochs in the config (the trials' budget).")
         self.env = self.base["model"]["init_args"]["env"]
         self.domain = get_domain(self.env).name
+        self._check_space()
         cores = usable_cores()
         if self.executor == "local" and self.jobs > cores:  # each fit takes one core (one torch thread, evaluations in process)
             raise BMILError(f"--jobs {self.jobs}: this process may use {cores} cores; give at most {cores}.")
@@ -124,6 +125,35 @@ class Tuner:
     def space_of(self, method: str, task: Task) -> list[Param]:
         return override(get_method(method).cls.search_space(task), (self.space or {}).get(method))
 
+    def _check_space(self) -> None:
+        """Before any work: every method ``--space`` names is one, and every setting it adds or narrows
+        is one of that method's fit (a typo would otherwise surface as a failed trial)."""
+        strangers = [m for m in (self.space or {}) if m not in registered()]
+        if strangers:
+            raise BMILError(f"--space: {', '.join(map(repr, strangers))} names no method; its top-level keys are "
+                            f"methods ({', '.join(registered())}).")
+        for method in self.methods:
+            changes = (self.space or {}).get(method) or {}
+            settings = fit_settings([*self.config_args(), "--model", get_method(method).class_path]) if changes else {}
+            for key, change in changes.items():
+                if change is not None and not _names_a_setting(settings, key):
+                    raise BMILError(f"--space: {method}'s '{key}' is no setting of its fit (bmil fit --help lists "
+                                    "them, e.g. model.policy.lr).")
+
+    def _task_identity(self) -> str:
+        """The task's identity (a hash of what the config resolves to), which every method's study in
+        the journal records: a rerun on the same --out with other settings is refused before any work."""
+        import optuna
+
+        identity = settings_hash(self.base)
+        for summary in optuna.get_all_study_summaries(self.storage):
+            found = summary.user_attrs.get("task")
+            if found not in (None, identity):
+                raise BMILError(f"{self.out} holds a tune of another task: its studies were made with settings "
+                                f"{found}, this config resolves to {identity} (a config layer or setting differs). "
+                                "Give another --out, or the configs of that tune.")
+        return identity
+
     # ---- the three stages -------------------------------------------------------------------------
     def run(self) -> dict:
         import optuna
@@ -132,6 +162,7 @@ class Tuner:
         self.out.mkdir(parents=True, exist_ok=True)
         mend_journal(self.out / JOURNAL)
         self.storage = open_storage(self.out / JOURNAL)
+        identity = self._task_identity()
         probe = self._run("probe", self.methods[0], TRIAL_SEED, {})
         prepare_demos([probe])
         task = self.task()
@@ -140,6 +171,8 @@ class Tuner:
         studies = {}
         for i, m in enumerate(self.methods):
             study = optuna.create_study(study_name=m, storage=self.storage, direction="maximize", load_if_exists=True)
+            if "task" not in study.user_attrs:
+                study.set_user_attr("task", identity)
             # Seeded by the trials already there: a resumed tune's sampler must not replay its first draws.
             study.sampler = make_sampler(self.sampler, hash((self.seed, i, len(study.trials))) % 2**31)
             studies[m] = study
@@ -372,6 +405,18 @@ def _choice(trial: Optional[int], settings: dict, trial_score: Optional[float], 
     """A method's chosen settings: a trial's, or the defaults' (trial None)."""
     return {"trial": trial, "settings": settings, "score": trial_score if score is None else score,
             "trial_score": trial_score, "seeds": seeds}
+
+
+def _names_a_setting(settings: dict, key: str) -> bool:
+    """Whether a dotted key (``model.policy.lr``, ``trainer.max_epochs``) is in resolved fit settings."""
+    node = settings
+    for part in key.split("."):
+        if isinstance(node, dict) and part not in node and isinstance(node.get("init_args"), dict):
+            node = node["init_args"]
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def _trial_label(method: str, number: int) -> str:
