@@ -153,9 +153,10 @@ def _text(facts: dict) -> str:
     epochs = "no limit" if facts["epochs"] is None else str(facts["epochs"])
     if facts["epochs_done"]:
         epochs += f" ({facts['epochs_done']} done, resumed)"
+    timed = ("its estimate trained a few epochs in a throwaway folder" if "estimate" in facts
+             else "no estimate: no epoch was timed")
     lines = [
-        "bmil check: every check passed; the run was not started (its estimate trained a few epochs in a "
-        "throwaway folder).",
+        f"bmil check: every check passed; the run was not started ({timed}).",
         f"environment   {env['name']}: observation {env['observation']}, action {env['action']}, "
         f"horizon {env['horizon']} steps",
         f"demos         {demos['episodes']} episodes, {demos.get('transitions', '?')} transitions "

@@ -211,9 +211,20 @@ def _refuse_other_task(path, saved: dict, model, named: bool) -> None:
     made = (_method(saved.get("_class_path", "?")), _env_settings(saved.get("env", "?")))
     asked = (_method(model.class_path) if named else made[0], _env_settings(env.as_dict() if hasattr(env, "as_dict") else env))
     if made != asked:
+        differ = _env_differences(made[1], asked[1])
         raise BMILError(f"'{path}' was made by {made[0]} on {_env_name(made[1])}, but the config asks for {asked[0]} "
-                        f"on {_env_name(asked[1])}. Use the checkpoint with its own run's config.yaml (beside it in "
-                        "the run folder), or a checkpoint of this method and domain.")
+                        f"on {_env_name(asked[1])}{differ}. Use the checkpoint with its own run's config.yaml (beside "
+                        "it in the run folder), or a checkpoint of this method and domain.")
+
+
+def _env_differences(made, asked) -> str:
+    """Where two configured environments of one name differ: " (settings that differ: key: checkpoint
+    x, config y; ...)", or "" where the names already tell them apart."""
+    if not (isinstance(made, dict) and isinstance(asked, dict)) or _env_name(made) != _env_name(asked):
+        return ""
+    keys = [k for k in sorted(set(made) | set(asked)) if made.get(k) != asked.get(k)]
+    return " (settings that differ: " + "; ".join(f"{k}: checkpoint {made.get(k)!r}, config {asked.get(k)!r}"
+                                                  for k in keys) + ")" if keys else ""
 
 
 def _env_settings(env):

@@ -80,6 +80,19 @@ def test_a_refused_start_leaves_no_run_folder(user_folder, push_demos, capsys, a
     err = _error(capsys, "fit", "--config", "conf/pickplace_quick.yaml", "--config", "tiny.yaml", *args)
     assert message in err
     assert not (user_folder / "runs").exists()
+    assert "its estimate trained a few epochs" in out
+    main(["check", "--config", "conf/pickplace_quick.yaml", "--config", "tiny.yaml", "--timed_epochs", "0"])
+    out = capsys.readouterr().out
+    assert "(no estimate: no epoch was timed)" in out and "trained a few epochs" not in out and "core-minutes" not in out
+
+
+def test_a_checkpoint_of_another_configured_env_names_the_settings_that_differ():
+    from bmil.lightning_cli import _env_differences
+
+    made, asked = {"id": "Hopper-v5", "horizon": 100, "obs_keys": []}, {"id": "Hopper-v5", "horizon": 50, "obs_keys": []}
+    assert _env_differences(made, asked) == " (settings that differ: horizon: checkpoint 100, config 50)"
+    assert _env_differences(made, {**asked, "id": "Walker2d-v5"}) == ""  # the names tell them apart
+    assert _env_differences("push", "pickplace") == ""
 
 
 def test_env_settings_from_gymnasium_are_checked_at_construction():
