@@ -3,6 +3,7 @@ failed trials, and overlays that reproduce a trial's settings."""
 
 import json
 import math
+from concurrent.futures import Future
 from pathlib import Path
 
 import optuna
@@ -326,3 +327,48 @@ def test_a_tune_is_bound_to_its_task_and_refuses_another_config_on_its_folder(ta
     captured = capsys.readouterr()
     assert "holds a tune of another task: its studies were made with settings" in captured.err
     assert "plan:" not in captured.out and len(_trials(task_folder / "tune" / "t", "bc")) == 1
+
+
+def test_one_driver_owns_a_tune_and_a_second_is_refused_naming_the_first(task_folder, instant_fits, capsys):
+    import fcntl
+    import os
+
+    out = task_folder / "tune" / "t"
+    out.mkdir(parents=True)
+    with open(out / "tune.lock", "w") as held:  # a driver running: it holds the lock, its pid inside
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("4242")
+        held.flush()
+        with pytest.raises(SystemExit):
+            _tune("--methods", "bc", "--trials", "1", "--final_seeds", "0")
+        assert "is being tuned by another bmil tune (pid 4242)" in capsys.readouterr().err
+    assert not (out / JOURNAL).exists()  # refused before any work
+    _tune("--methods", "bc", "--trials", "1", "--final_seeds", "0")  # once the first has ended
+    assert (out / "tune.lock").read_text() == str(os.getpid())
+
+
+def test_a_trial_another_process_runs_leaves_the_tune_unfinished_not_partial(task_folder, instant_fits, monkeypatch,
+                                                                           capsys):
+    from probes import InstantFits
+
+    from bmil.runs import launch
+
+    submit = InstantFits.submit
+
+    def trial_1_busy(self, out, run):  # its run folder locked by an orphaned fit of a killed tune
+        if run.method == "bc trial 1":
+            done = Future()
+            done.set_result(launch.busy(run, run.folder(out)))
+            return done
+        return submit(self, out, run)
+
+    monkeypatch.setattr(InstantFits, "submit", trial_1_busy)
+    with pytest.raises(SystemExit):
+        _tune("--methods", "bc", "--trials", "3", "--final_seeds", "0")
+    captured = capsys.readouterr()
+    assert "bc trial 1 run in another process" in captured.err and "nothing was chosen or written" in captured.err
+    out = task_folder / "tune" / "t"
+    assert not (out / "tuned_bc.yaml").exists() and not (out / "table.md").exists()
+    monkeypatch.setattr(InstantFits, "submit", submit)  # the other process has ended
+    _tune("--methods", "bc", "--trials", "3", "--final_seeds", "0")
+    assert [t.state.name for t in _trials(out, "bc")] == ["COMPLETE"] * 3 and (out / "tuned_bc.yaml").is_file()

@@ -33,9 +33,10 @@ from bmil.files import write_record, write_text
 from bmil.lightning_cli import fit_settings
 from bmil.methods import get_method, registered
 from bmil.runs.launch import prepare_demos
-from bmil.runs.run import Run, settings_hash
+from bmil.runs.run import Run
 from bmil.system import usable_cores
 from bmil.tuning import outputs
+from bmil.tuning.checks import check_space, owned, task_identity
 from bmil.tuning.plan import print_plan
 from bmil.tuning.space import Param, Task, as_overrides, grid_size, override, suggest
 from bmil.tuning.storage import JOURNAL, mend_journal, open_storage, serve_storage
@@ -106,7 +107,7 @@ class Tuner:
             raise BMILError("bmil tune needs a finite trainer.max_epochs in the config (the trials' budget).")
         self.env = self.base["model"]["init_args"]["env"]
         self.domain = get_domain(self.env).name
-        self._check_space()
+        check_space(self)
         cores = usable_cores()
         if self.executor == "local" and self.jobs > cores:  # each fit takes one core (one torch thread, evaluations in process)
             raise BMILError(f"--jobs {self.jobs}: this process may use {cores} cores; give at most {cores}.")
@@ -125,44 +126,21 @@ class Tuner:
     def space_of(self, method: str, task: Task) -> list[Param]:
         return override(get_method(method).cls.search_space(task), (self.space or {}).get(method))
 
-    def _check_space(self) -> None:
-        """Before any work: every method ``--space`` names is one, and every setting it adds or narrows
-        is one of that method's fit (a typo would otherwise surface as a failed trial)."""
-        strangers = [m for m in (self.space or {}) if m not in registered()]
-        if strangers:
-            raise BMILError(f"--space: {', '.join(map(repr, strangers))} names no method; its top-level keys are "
-                            f"methods ({', '.join(registered())}).")
-        for method in self.methods:
-            changes = (self.space or {}).get(method) or {}
-            settings = fit_settings([*self.config_args(), "--model", get_method(method).class_path]) if changes else {}
-            for key, change in changes.items():
-                if change is not None and not _names_a_setting(settings, key):
-                    raise BMILError(f"--space: {method}'s '{key}' is no setting of its fit (bmil fit --help lists "
-                                    "them, e.g. model.policy.lr).")
-
-    def _task_identity(self) -> str:
-        """The task's identity (a hash of what the config resolves to), which every method's study in
-        the journal records: a rerun on the same --out with other settings is refused before any work."""
-        import optuna
-
-        identity = settings_hash(self.base)
-        for summary in optuna.get_all_study_summaries(self.storage):
-            found = summary.user_attrs.get("task")
-            if found not in (None, identity):
-                raise BMILError(f"{self.out} holds a tune of another task: its studies were made with settings "
-                                f"{found}, this config resolves to {identity} (a config layer or setting differs). "
-                                "Give another --out, or the configs of that tune.")
-        return identity
-
     # ---- the three stages -------------------------------------------------------------------------
     def run(self) -> dict:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.out.mkdir(parents=True, exist_ok=True)
+        with owned(self.out):
+            return self._stages()
+
+    def _stages(self) -> dict:
+        import optuna
+
         mend_journal(self.out / JOURNAL)
         self.storage = open_storage(self.out / JOURNAL)
-        identity = self._task_identity()
+        identity = task_identity(self, self.storage)
         probe = self._run("probe", self.methods[0], TRIAL_SEED, {})
         prepare_demos([probe])
         task = self.task()
@@ -176,7 +154,12 @@ class Tuner:
             # Seeded by the trials already there: a resumed tune's sampler must not replay its first draws.
             study.sampler = make_sampler(self.sampler, hash((self.seed, i, len(study.trials))) % 2**31)
             studies[m] = study
+        self._busy: list[str] = []  # trials whose run folder another process holds
         self._trials(studies, spaces)
+        if self._busy:
+            raise BMILError(f"bmil tune: {', '.join(self._busy)} run in another process (their run folders are "
+                            "locked, e.g. by the fits of a tune that was killed); nothing was chosen or written. "
+                            "Rerun this command once they have ended.")
         chosen = self._finalists(studies, spaces)
         final = self._final(chosen) if self.final_seeds else {}
         return self._write(studies, spaces, chosen, final)
@@ -252,6 +235,7 @@ class Tuner:
         folder = run.folder(self.out)
         if result.get("failed") and result["error"].startswith("skipped"):
             print(f"{study.study_name} trial {number}: {result['error']}; it stays to run", flush=True)
+            self._busy.append(f"{study.study_name} trial {number}")
         elif result.get("failed") or result.get("validation_late") is None:
             study.tell(number, state=TrialState.FAIL)
             result.setdefault("error", "no validation check: its epochs ended before the first")
@@ -405,18 +389,6 @@ def _choice(trial: Optional[int], settings: dict, trial_score: Optional[float], 
     """A method's chosen settings: a trial's, or the defaults' (trial None)."""
     return {"trial": trial, "settings": settings, "score": trial_score if score is None else score,
             "trial_score": trial_score, "seeds": seeds}
-
-
-def _names_a_setting(settings: dict, key: str) -> bool:
-    """Whether a dotted key (``model.policy.lr``, ``trainer.max_epochs``) is in resolved fit settings."""
-    node = settings
-    for part in key.split("."):
-        if isinstance(node, dict) and part not in node and isinstance(node.get("init_args"), dict):
-            node = node["init_args"]
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
 
 
 def _trial_label(method: str, number: int) -> str:
