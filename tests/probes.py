@@ -101,6 +101,6 @@ def use_instant_fits(monkeypatch) -> list:
     import bmil.tuning.tuner
 
     executors: list = []
-    monkeypatch.setattr(bmil.tuning.tuner, "make_executor", lambda *a: executors.append(InstantFits()) or executors[-1])
+    monkeypatch.setattr(bmil.tuning.tuner, "make_executor", lambda *a, **k: executors.append(InstantFits()) or executors[-1])
     monkeypatch.setattr(bmil.tuning.plan, "method_minutes", lambda tuner, method: (1.0, 2.0, 3.0))
     return executors

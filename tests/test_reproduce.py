@@ -355,6 +355,45 @@ def test_reproduce_rejects_an_unknown_method_clearly(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_tunes_fit_ends_with_its_killed_driver(tmp_path):
+    """A tune's executor (die_with_driver): its fits get SIGTERM when the driver dies, even by SIGKILL,
+    so that a rerun does not find their runs held by orphans."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = tmp_path / "push.yaml"
+    config.write_text("model: {class_path: bmil.methods.BC, init_args: {env: push, demos: {path: given}}}\n")
+    out = tmp_path / "tune"
+    driver = subprocess.Popen([sys.executable, "-c", f"""
+import sys
+from pathlib import Path
+import bmil.runs.launch as L
+from bmil.executors import make_executor
+from bmil.studies.catalog import Run
+L.fit_command = lambda out, run, workers: [sys.executable, "-c", {_FAKE_FIT!r}, str(run.folder(out)), "60"]
+with make_executor("local", 1, die_with_driver=True) as executor:
+    executor.submit(Path({str(out)!r}), Run("push", "BC", 0, ({str(config)!r},))).result()
+"""])
+    folder = run_dir(out, Run("push", "BC", 0, (str(config),)))
+    deadline = time.monotonic() + 60
+    while not (folder / "pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    fit = int((folder / "pid").read_text())
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{fit}") and \
+            open(f"/proc/{fit}/stat").read().split()[2] != "Z":
+        time.sleep(0.1)
+    alive = os.path.exists(f"/proc/{fit}") and open(f"/proc/{fit}/stat").read().split()[2] != "Z"
+    if alive:
+        os.kill(fit, signal.SIGKILL)
+    assert not alive, "the tune's fit outlived its driver"
+
+
 def test_a_fit_orphaned_by_a_killed_sweep_keeps_its_run_locked(tmp_path):
     import fcntl
     import os

@@ -14,12 +14,14 @@ EXECUTORS = ("local", "ray")
 __all__ = ["EXECUTORS", "Executor", "LocalExecutor", "make_executor"]
 
 
-def make_executor(kind: str, jobs: int, ray_address: Optional[str] = None, evaluation_workers: int = 0):
-    """The executor ``kind`` (``jobs``: fits at once on this machine; Ray schedules by the cluster's CPUs)."""
+def make_executor(kind: str, jobs: int, ray_address: Optional[str] = None, evaluation_workers: int = 0,
+                  die_with_driver: bool = False):
+    """The executor ``kind`` (``jobs``: fits at once on this machine; Ray schedules by the cluster's CPUs;
+    ``die_with_driver``: local fits end when this process does, however it ends)."""
     if kind == "local":
         if ray_address:
             raise BMILError("--ray_address is for --executor ray; leave it out, or add --executor ray.")
-        return LocalExecutor(jobs, evaluation_workers)
+        return LocalExecutor(jobs, evaluation_workers, die_with_driver)
     if kind == "ray":
         from bmil.executors.ray import RayExecutor  # (Ray is an extra: imported only when asked for)
 

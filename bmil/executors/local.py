@@ -22,13 +22,14 @@ from bmil.runs import launch
 from bmil.runs.folder import RunFolder
 from bmil.runs.launch import claim, failure
 from bmil.runs.run import Run
+from bmil.system import die_with_parent
 
 
 class _Fits:
     """The ``bmil fit`` processes of one ``run_study`` call, so that stopping the study stops them,
     and the evaluation workers each gets."""
 
-    def __init__(self, evaluation_workers: int = 0):
+    def __init__(self, evaluation_workers: int = 0, die_with_driver: bool = False):
         # Where fits start: jsonargparse changes the process's working folder while it reads config
         # files, and a fit started by another thread meanwhile would inherit that folder.
         self.cwd = os.getcwd()
@@ -36,12 +37,15 @@ class _Fits:
         self.lock = threading.Lock()
         self.stopping = False  # once set, no new fit starts
         self.evaluation_workers = evaluation_workers
+        # A tune's fits end with their driver, even one killed by SIGKILL (a rerun would find their
+        # runs locked); a study's fits live on, each resumable on its own.
+        self.preexec = die_with_parent if die_with_driver else None
 
     def start(self, cmd: list[str], **popen) -> Optional[subprocess.Popen]:
         with self.lock:
             if self.stopping:
                 return None
-            proc = subprocess.Popen(cmd, cwd=self.cwd, **popen)
+            proc = subprocess.Popen(cmd, cwd=self.cwd, preexec_fn=self.preexec, **popen)
             self.live.add(proc)
             return proc
 
@@ -106,9 +110,9 @@ class LocalExecutor(Executor):
     time, each a ``bmil fit`` process on this machine (``execute``); ``submit`` returns a future of
     the run's result. ``stop`` ends the running fits (they resume from their checkpoints)."""
 
-    def __init__(self, jobs: int, evaluation_workers: int = 0):
+    def __init__(self, jobs: int, evaluation_workers: int = 0, die_with_driver: bool = False):
         self.pool = ThreadPoolExecutor(max(1, jobs))  # threads only wait on the fit processes
-        self.fits = _Fits(evaluation_workers)
+        self.fits = _Fits(evaluation_workers, die_with_driver)
 
     def submit(self, out: Path, run: Run) -> Future:
         run.signature  # the settings are resolved here, by the thread that parses (jsonargparse is not thread-safe)

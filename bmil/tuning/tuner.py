@@ -198,7 +198,7 @@ class Tuner:
 
         # The storage outlives the executor: a stopped tune's fits may report until they are cancelled.
         with serve_storage(self.storage, self.out / JOURNAL, self.executor) as storage, \
-                make_executor(self.executor, self.jobs, self.ray_address) as executor:
+                make_executor(self.executor, self.jobs, self.ray_address, die_with_driver=True) as executor:
             while True:
                 while len(pending) < self.jobs:
                     if queue:
@@ -352,7 +352,7 @@ class Tuner:
             if run.run_id in unique and unique[run.run_id].signature != run.signature:
                 raise BMILError(f"bmil tune: two runs named {run.run_id} with other settings")
             unique[run.run_id] = run
-        with make_executor(self.executor, self.jobs, self.ray_address) as executor:
+        with make_executor(self.executor, self.jobs, self.ray_address, die_with_driver=True) as executor:
             futures = {executor.submit(self.out, r): r for r in unique.values()}
             return {futures[f].run_id: f.result() for f in futures}
 
