@@ -75,6 +75,17 @@ def check_writable(path: str | Path, option: str) -> None:
                         "can write.") from None
 
 
+def check_folder(path: str | Path, option: str) -> None:
+    """Before the work: ``path`` (an output folder the user named with ``option``) is, or can be made,
+    a folder this process writes in. Nothing is made here (a plan writes nothing)."""
+    path = Path(path)
+    above = next((p for p in (path, *path.parents) if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise BMILError(f"{option} {path} cannot be written: {above} is a file, not a folder; give another path.")
+    if above is not None and not os.access(above, os.W_OK | os.X_OK):
+        raise BMILError(f"{option} {path} cannot be written: {above} is not writable here; give a folder you can write.")
+
+
 def read_record(path: Path, fix: str) -> dict:
     """A JSON record of a run folder, or one clear error naming the file and ``fix``."""
     try:

@@ -195,3 +195,15 @@ def test_method_help_named_in_fit_help_works_without_a_config(capsys, method, op
     with pytest.raises(SystemExit) as exit_:
         main(["fit", "--model.help", method])
     assert exit_.value.code == 0 and option in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [["reproduce", "table1", "--domains", "push", "--seeds", "1"],
+                                     ["tune", "--config", "conf/pickplace_quick.yaml", "--methods", "bc"]])
+def test_an_out_folder_that_is_a_file_is_refused_before_the_work(command, user_folder, capsys):
+    (user_folder / "taken").write_text("a file the user keeps")
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--out", "taken/study"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("bmil: error: --out ") and len(err.splitlines()) == 1
+    assert "taken/study cannot be written: " in err and "taken is a file, not a folder" in err
+    assert (user_folder / "taken").read_text() == "a file the user keeps"

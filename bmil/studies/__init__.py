@@ -12,6 +12,7 @@ from typing import Optional
 from bmil.cluster import fits_at_once
 from bmil.domains import get_domain
 from bmil.errors import BMILError
+from bmil.files import check_folder
 from bmil.studies.catalog import make_study, split_args, with_extra
 from bmil.studies.report import write_results
 from bmil.studies.sweep import run_study
@@ -87,6 +88,7 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
 
         print(plan_text(plan_runs, folder, chosen, sources))
         return
+    check_folder(folder, "--out")
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     run_study(plan_runs, folder, jobs or usable_cores(), methods=chosen, reuse=sources, executor=executor,

@@ -29,7 +29,7 @@ from bmil.domains import get_domain
 from bmil.errors import BMILError
 from bmil.executors import make_executor
 from bmil.export import export_policy
-from bmil.files import write_record, write_text
+from bmil.files import check_folder, write_record, write_text
 from bmil.lightning_cli import fit_settings
 from bmil.methods import get_method, registered
 from bmil.runs.launch import prepare_demos
@@ -88,6 +88,7 @@ class Tuner:
 
     def __post_init__(self):
         self.out = Path(self.out).resolve()  # the fits report to its journal from their own processes
+        check_folder(self.out, "--out")
         self.methods = [get_method(m, "--methods").name for m in self.methods]  # (a method's import path: its name)
         tunable = [name for name, m in registered().items() if m.tunable]
         untunable = [m for m in self.methods if m not in tunable]
