@@ -27,7 +27,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -57,33 +57,27 @@ def copy_file(source: str | Path, target: str | Path) -> None:
 
 
 def check_writable(path: str | Path, option: str) -> None:
-    """Before the work: ``path`` (an output the user named with ``option``) can be written, so that
-    nothing is lost after the work to a bad path. Its folder is made where missing."""
+    """Before the work: ``path`` (an output file the user named with ``option``) can be written, so
+    that nothing is lost to a bad path after the work. Nothing is made here."""
     path = Path(path)
     if path.is_dir():
         raise BMILError(f"{option} {path} is a folder; give a file's path.")
-    above = next((p for p in path.parents if p.exists()), None)
-    if above is not None and not above.is_dir():
-        raise BMILError(f"{option} {path} cannot be written: {above} is a file, not a folder; give another path.")
-    probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise BMILError(f"{option} {path} cannot be written ({e.strerror or e}); give a path in a folder you "
-                        "can write.") from None
+    _check_above(path, path.parent, option)
 
 
 def check_folder(path: str | Path, option: str) -> None:
     """Before the work: ``path`` (an output folder the user named with ``option``) is, or can be made,
     a folder this process writes in. Nothing is made here (a plan writes nothing)."""
-    path = Path(path)
-    above = next((p for p in (path, *path.parents) if p.exists()), None)
+    _check_above(Path(path), Path(path), option)
+
+
+def _check_above(named: Path, folder: Path, option: str) -> None:
+    """``folder``, or the nearest of its parents that exists, is a folder this process can write in."""
+    above = next((p for p in (folder, *folder.parents) if p.exists()), None)
     if above is not None and not above.is_dir():
-        raise BMILError(f"{option} {path} cannot be written: {above} is a file, not a folder; give another path.")
+        raise BMILError(f"{option} {named} cannot be written: {above} is a file, not a folder; give another path.")
     if above is not None and not os.access(above, os.W_OK | os.X_OK):
-        raise BMILError(f"{option} {path} cannot be written: {above} is not writable here; give a folder you can write.")
+        raise BMILError(f"{option} {named} cannot be written: {above} is not writable here; give a folder you can write.")
 
 
 def read_record(path: Path, fix: str) -> dict:
