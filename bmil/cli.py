@@ -180,6 +180,7 @@ def _main(argv: list[str]) -> None:
         elif argv[0] in LIGHTNING_COMMANDS:
             from bmil.lightning_cli import BMILCLI
 
+            argv = _env_help(argv)
             if {"-h", "--help", "--help-all"} & set(argv[1:2]):
                 print(_lightning_help(argv[0], full="--help-all" in argv[1:2]))
                 return
@@ -241,6 +242,8 @@ def _lightning_help(command: str, full: bool) -> str:
     and the evaluation groups, then the Trainer flags people use; ``--help-all``: everything."""
     import contextlib
     import io
+    import re
+    import textwrap
 
     from bmil.lightning_cli import BMILCLI
     from bmil.methods import registered
@@ -259,6 +262,9 @@ def _lightning_help(command: str, full: bool) -> str:
     ours = [b for b in blocks if any(f"  --{g}." in b for g in ("training_success", "robustness", "validation"))]
     method = captured([command, "--model.help", "BMIL"]).split("\n\n")
     method_options = "\n\n".join(b for b in method if "  --model." in b and not b.startswith("usage:"))
+    method_options = re.sub(rf"( *{re.escape(ENV_HELP)} +)Show the help for GymEnvSpec and exit\.",
+                            lambda m: textwrap.fill(ENV_HELP_TEXT, 80, initial_indent=m.group(1),
+                                                    subsequent_indent=" " * len(m.group(1))), method_options)
     trainer = next((b for b in blocks if "  --trainer." in b), "")
     picked = [e for e in _entries(trainer) if any(e.lstrip().startswith(f"--trainer.{f} ") or
                                                    e.lstrip().startswith(f"--trainer.{f}\n") for f in TRAINER_FLAGS)]
@@ -273,6 +279,26 @@ def _lightning_help(command: str, full: bool) -> str:
         "The Trainer flags used most (Lightning's; all of them: bmil " + command + " --help-all):\n" + "\n".join(picked),
         *tail,
     ])
+
+
+ENV_HELP = "--model.env.help"
+ENV_HELP_TEXT = "Show the settings of a gymnasium environment (GymEnvSpec, with its StartSettings) and exit."
+
+
+def _env_help(argv: list[str]) -> list[str]:
+    """``--model.env.help [GymEnvSpec]``, with a config or without, as jsonargparse takes it: nested
+    after ``--model.help <method>`` (every method has the same ``env``), without a value, the rest
+    left out (the help is the same whatever they set)."""
+    at = next((i for i, arg in enumerate(argv) if arg.split("=", 1)[0] == ENV_HELP), None)
+    if at is None:
+        return argv
+    value = argv[at].split("=", 1)[1] if "=" in argv[at] else (
+        argv[at + 1] if at + 1 < len(argv) and not argv[at + 1].startswith("-") else None)
+    if value is not None and value.rsplit(".", 1)[-1] not in ("GymEnvSpec", "StartSettings"):
+        raise BMILError(f"{ENV_HELP} shows the settings of a gymnasium environment (GymEnvSpec); '{value}' is "
+                        f"not one: give it alone, bmil {argv[0]} {ENV_HELP}.")
+    method = next((name for flag, name in zip(argv[:at], argv[1:at]) if flag == "--model.help"), "BMIL")
+    return [argv[0], "--model.help", method, ENV_HELP]
 
 
 def _entries(block: str) -> list[str]:

@@ -207,3 +207,20 @@ def test_an_out_folder_that_is_a_file_is_refused_before_the_work(command, user_f
     assert exit_info.value.code == 2 and err.startswith("bmil: error: --out ") and len(err.splitlines()) == 1
     assert "taken/study cannot be written: " in err and "taken is a file, not a folder" in err
     assert (user_folder / "taken").read_text() == "a file the user keeps"
+
+
+@pytest.mark.parametrize("argv", [["fit", "--model.env.help"], ["fit", "--model.env.help", "GymEnvSpec"],
+                                  ["fit", "--config", "conf/examples/pointmaze_umaze.yaml", "--model.env.help=GymEnvSpec"],
+                                  ["check", "--model.help", "BC", "--model.env.help"]])
+def test_env_help_named_in_fit_help_shows_the_env_settings_with_a_config_or_without(argv, capsys):
+    main(["fit", "--help"])
+    assert "--model.env.help      Show the settings of a gymnasium environment" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0, out
+    assert all(f"--model.env.{option} " in out for option in ("id", "kwargs", "obs_keys", "horizon", "training.perturb",
+                                                               "robustness.choices", "robustness.qpos_noise"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--model.env.help", "BMIL"])
+    assert exit_.value.code == 2 and "--model.env.help shows the settings of a gymnasium environment" in capsys.readouterr().err
