@@ -29,6 +29,7 @@ from tqdm import tqdm
 from bmil.domains import Domain, get_domain
 from bmil.errors import BMILError
 from bmil.evaluation.rollout import episode_seed, run_episodes
+from bmil.files import folder_name
 
 FORMAT_VERSION = 1
 META_FILE = "bmil_demos.json"
@@ -36,7 +37,7 @@ _VERSIONED = ["bmil", "torch", "tensordict", "mujoco", "gymnasium", "gymnasium-r
 
 
 def default_demo_path(env: str, num: int, seed: int, stop_on_success: bool = False) -> Path:
-    return Path("demos") / f"{env}_n{num}_s{seed}{'_first_success' if stop_on_success else ''}"
+    return Path("demos") / folder_name(f"{env}_n{num}_s{seed}{'_first_success' if stop_on_success else ''}")
 
 
 def generate_demos(

@@ -1,17 +1,30 @@
 """The one atomic writer (a temporary file beside the target, then a rename: never half a file, and
-no temporary file left behind when the write fails) and the one reader of JSON records. A leaf."""
+no temporary file left behind when the write fails), the one reader of JSON records, and the one
+maker of a folder's name from a domain's (``folder_name``). A leaf."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
 from typing import Iterator
 
 from bmil.errors import BMILError
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def folder_name(name: str) -> str:
+    """``name`` (a domain's or an env id such as ``pkg.mod:Suite/task-v0``) as one path component of
+    a folder's name: each character outside [A-Za-z0-9._-] becomes '_' (no ':' and no nested folder),
+    and a name of dots alone gets a '_' in front. A name that is one already is left as it is."""
+    name = _UNSAFE.sub("_", str(name))
+    return f"_{name}" if name.strip(".") == "" else name
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from bmil.checkpoint import verify_checkpoint
 from bmil.errors import BMILError, require
+from bmil.files import folder_name
 from bmil.methods import ImitationMethod
 from bmil.trainer import BMILTrainer
 from callbacks import EpochProgressBar, Robustness, TrainingSuccess, TrialReport, Validation
@@ -164,12 +165,15 @@ def fit_settings(args: list[str]) -> dict:
 
 
 def _default_run_name(config) -> None:
-    """Runs go to runs/<env>_<method>/version_<k>/ unless the logger is given a name."""
+    """Runs go to runs/<env>_<method>/version_<k>/ unless the logger is given a name; <env> is the
+    domain's name, or a configured environment's name or id, as one folder name (``folder_name``)."""
     logger = config.trainer.get("logger")
     init_args = getattr(logger, "init_args", None)
     if init_args is not None and init_args.get("name", "") is None:
         model = config.model
-        init_args.name = f"{model.init_args.env}_{_method(model.class_path).lower()}"
+        env = model.init_args.env
+        env = env if isinstance(env, str) else env.get("name") or env.get("id")
+        init_args.name = folder_name(f"{env}_{_method(model.class_path).lower()}")
 
 
 def _resume_folder(config) -> None:

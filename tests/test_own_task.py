@@ -393,3 +393,27 @@ def test_state_bounds_come_from_the_settings_or_a_finite_observation_space():
     with pytest.raises(BMILError, match="give an environment's with model.env.state_bounds"):
         BMIL(env=UMAZE, traces={"bound_states": True})
     BMIL(env={**UMAZE, "state_bounds": [[-2] * 6, [2] * 6]}, traces={"bound_states": True})
+
+
+@pytest.mark.parametrize("env, method, folder", [
+    (None, None, "pickplace_bmil"), (None, "conf/bc.yaml", "pickplace_bc"),  # built-in domains: as before
+    ('{"id": "PointMaze_UMaze-v3"}', None, "PointMaze_UMaze-v3_bmil"),  # a configured env: its id...
+    ('{"id": "pkg.mod:Suite/task-v0", "name": "my_task"}', None, "my_task_bmil"),  # ...or its name
+    ('{"id": "pkg.mod:Suite/task-v0"}', None, "pkg.mod_Suite_task-v0_bmil"),  # no ':' and no nested folder
+    ("mypkg.tasks:my_task", None, "mypkg.tasks_my_task_bmil")])  # a domain factory's import path
+def test_a_run_folder_is_named_by_the_env_as_one_safe_folder(env, method, folder, tmp_path):
+    from bmil.demos import default_demo_path
+    from bmil.lightning_cli import _default_run_name, _ParserOnly
+    from bmil.runs.run import Run
+
+    args = ["fit", "--config", "conf/pickplace.yaml", *(["--config", method] if method else []),
+            *(["--model.env", env] if env else [])]
+    config = _ParserOnly([]).parser.parse_args(args).fit
+    _default_run_name(config)
+    assert config.trainer.logger.init_args.name == folder
+    # a tune's runs (named by the domain's name, a configured env's id) and the default demos cache, likewise
+    assert Run("pkg.mod:Suite/task-v0", "BMIL trial 3", 100, ()).folder(tmp_path).path.parent.parent == tmp_path / "runs"
+    assert Run("pkg.mod:Suite/task-v0", "BMIL trial 3", 100, ()).run_id == "pkg.mod_Suite_task-v0__BMIL_trial_3__s100"
+    assert Run("push", "SC(30)", 0, ()).run_id == "push__SC_30__s0"
+    assert default_demo_path("pkg.mod:Suite/task-v0", 10, 0) == Path("demos/pkg.mod_Suite_task-v0_n10_s0")
+    assert default_demo_path("pickplace", 10, 0, True) == Path("demos/pickplace_n10_s0_first_success")

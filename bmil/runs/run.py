@@ -18,6 +18,7 @@ from typing import Optional
 
 import yaml
 
+from bmil.files import folder_name
 from bmil.lightning_cli import computed_settings, fit_settings
 from bmil.runs.folder import RunFolder
 
@@ -41,7 +42,7 @@ class Run:
     @property
     def run_id(self) -> str:
         safe = "".join(c if c.isalnum() else "_" for c in self.method).strip("_")
-        return f"{self.domain}__{safe}__s{self.seed}"
+        return f"{folder_name(self.domain)}__{safe}__s{self.seed}"
 
     def folder(self, out: str | Path) -> RunFolder:
         return RunFolder.of(out, self.run_id)
