@@ -4,6 +4,8 @@ behind. ``bmil fit`` runs them first; ``bmil check`` runs them alone and describ
 
 What is checked (the environment itself, its spaces, observation keys, success key and horizon, is
 built and checked when the method is constructed, ``bmil.domains``):
+- the starts: the robustness and validation starts are unseen (not the training start's states, not
+  one state repeated), and every start setting of a configured env changes something;
 - the demonstrations: found (or generated into the default cache), readable, of the environment's
   dimensions, finite;
 - the settings that depend on the run (the number of epochs) and the evaluation groups' settings;
@@ -20,6 +22,7 @@ from typing import Optional
 from bmil.checkpoint import verify_checkpoint
 from bmil.cluster import join_ray
 from bmil.demo_formats import read_demos
+from bmil.domains.starts import SAMPLE
 from bmil.errors import BMILError
 from bmil.evaluation import check_worker
 from bmil.runs.folder import RunFolder
@@ -38,9 +41,10 @@ class Checked:
 
 def check_fit(trainer, model, ckpt_path: Optional[str] = None) -> Checked:
     model.require_method()
+    callbacks = evaluation_callbacks(trainer)
+    _check_starts(model.domain, callbacks)  # before demos are generated: nothing could be measured
     demos = _check_demos(model, generate=trainer.local_rank == 0)
     model.check_run(trainer.max_epochs)
-    callbacks = evaluation_callbacks(trainer)
     for callback in trainer.callbacks:  # the evaluation groups' and a tune trial's own checks
         if callable(getattr(callback, "check", None)):
             callback.check(trainer)
@@ -51,6 +55,16 @@ def check_fit(trainer, model, ckpt_path: Optional[str] = None) -> Checked:
     if any(c.executor == "ray" for c in callbacks if c.runs()):
         join_ray()  # Ray installed and its cluster reachable, before the run starts
     return Checked(demos, workers, best, done)
+
+
+def _check_starts(domain, callbacks) -> None:
+    """Start settings that change nothing, and robustness or validation starts that are not unseen,
+    refused before anything trains (``bmil.domains.starts``)."""
+    domain.check_start_settings()
+    for callback in callbacks:
+        if callback.kind == "robustness" and callback.runs():
+            domain.check_unseen(domain.robustness_starts(SAMPLE, callback.seed),
+                                f"the {callback.group} starts (seed {callback.seed})")
 
 
 def _check_demos(model, generate: bool) -> dict:

@@ -9,6 +9,8 @@ from typing import Optional
 import gymnasium as gym
 import numpy as np
 
+from bmil.domains.starts import SAMPLE, first_observations, not_unseen, refuse_or_warn
+
 
 @dataclass(frozen=True)
 class ActionScale:
@@ -116,3 +118,33 @@ class Domain(ABC):
     def describe(self, result) -> str:
         """A text rendering of a robustness result beyond its rate (e.g. a per-cell grid)."""
         return ""
+
+    # What a start check that fails does: "refuse" (an error) or "warn" (configured envs may choose).
+    starts_check: str = "refuse"
+
+    def check_unseen(self, rows: np.ndarray, what: str) -> None:
+        """Refuse (or warn about) robustness start ``rows`` that are not unseen: the same state as the
+        training start, or one state repeated (``bmil.domains.starts``); each list is checked once."""
+        key = (len(rows), hash(np.ascontiguousarray(rows).tobytes()))
+        checked = self.__dict__.setdefault("_checked_starts", set())
+        if key in checked:
+            return
+        if "_training_sample" not in self.__dict__:
+            self._training_sample = self.first_observations(self.training_starts(SAMPLE, 0))
+        problem = not_unseen(self._training_sample, self.first_observations(rows))
+        if problem:
+            refuse_or_warn(f"{what} of {self.name} are not unseen: {problem}. {self.why_starts_repeat()}",
+                           self.starts_check)
+        checked.add(key)
+
+    def check_start_settings(self) -> None:
+        """Refuse start settings that change nothing (configured envs: ``GymDomain``)."""
+
+    def first_observations(self, rows: np.ndarray) -> np.ndarray:
+        """The first observation of every start row (here: of the first ``SAMPLE`` rows, each reset in a
+        fresh environment)."""
+        return first_observations(self, rows[:SAMPLE])
+
+    def why_starts_repeat(self) -> str:
+        """What to do about starts that are not unseen."""
+        return f"The domain '{self.name}' sets its starts itself: this is a bug in it."

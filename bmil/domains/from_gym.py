@@ -18,41 +18,19 @@ observation rides along for the figure and is not used to reset.
 
 from __future__ import annotations
 
-import inspect
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Optional
 
 import gymnasium as gym
 import matplotlib.pyplot as plt
-import mujoco
 import numpy as np
 
 from bmil.domains.base import ActionScale, Domain
+from bmil.domains.gym_starts import (StartSettings, check_noise_support, import_hook, kind_of, settings_without_effect,
+                                     start_from)
+from bmil.domains.starts import refuse_or_warn
 from bmil.errors import BMILError
-from bmil.loading import import_object
-
-
-@dataclass
-class StartSettings:
-    """How episodes start: the environment's own seeded reset, then optional perturbations.
-
-    Args:
-        options: ``reset(options=...)`` of every start (e.g. PointMaze's {reset_cell: [3, 1]}).
-        choices: Options of which each start uses one, drawn uniformly, over ``options``.
-        qpos_noise: {qpos index: scale}: uniform U(-scale, scale) added after reset (MuJoCo envs
-            whose unwrapped env has ``set_state`` and ``_get_obs()``).
-        qvel_noise: {qvel index: scale}, likewise.
-        perturb: Import path "package.module:function" of ``function(env, rng)``, called after the
-            reset (``env`` the unwrapped env, ``rng`` a seeded numpy Generator); it moves the env to
-            the start and returns the new observation.
-    """
-
-    options: dict[str, Any] = field(default_factory=dict)
-    choices: list[dict[str, Any]] = field(default_factory=list)
-    qpos_noise: dict[int, float] = field(default_factory=dict)
-    qvel_noise: dict[int, float] = field(default_factory=dict)
-    perturb: str = ""
 
 
 @dataclass
@@ -79,6 +57,9 @@ class GymEnvSpec:
         figure: The two first-observation coordinates of the robustness scatter.
         state_bounds: [low, high], each a list of the policy's observation size: where a state can
             be, for traces.bound_states (default: the observation space's bounds, where all are finite).
+        starts_check: Robustness starts that are not unseen (the training start's state, or one state
+            repeated) and start settings that change nothing are refused before any work ("refuse"),
+            or only warned about ("warn").
     """
 
     id: str
@@ -95,6 +76,7 @@ class GymEnvSpec:
     robustness: StartSettings = field(default_factory=StartSettings)
     figure: list[int] = field(default_factory=lambda: [0, 1])
     state_bounds: Optional[list[list[float]]] = None
+    starts_check: Literal["refuse", "warn"] = "refuse"
 
     def __post_init__(self):
         for key in ("training", "robustness"):
@@ -157,11 +139,12 @@ class GymDomain(Domain):
         for kind in ("training", "robustness"):
             settings: StartSettings = getattr(spec, kind)
             if settings.perturb:
-                _import(settings.perturb, f"model.env.{kind}.perturb")
+                import_hook(settings.perturb, f"model.env.{kind}.perturb")
             if settings.qpos_noise or settings.qvel_noise:
-                _check_noise_support(env.unwrapped, spec.id, settings, kind)
+                check_noise_support(env.unwrapped, spec.id, settings, kind)
         self.terminates_on_success = spec.terminates_on_success
         self.obs_bounds = _state_bounds(env.observation_space, spec, self.obs_dim)
+        self.starts_check = spec.starts_check
         self._starts: dict[tuple, np.ndarray] = {}  # drawn start lists, by (kind, n, seed)
         env.close()
 
@@ -196,8 +179,37 @@ class GymDomain(Domain):
         fig.tight_layout()
         return fig
 
+    def first_observations(self, rows: np.ndarray) -> np.ndarray:
+        """Recorded in every row when it was drawn."""
+        return np.asarray(rows)[:, -self.obs_dim:]
+
+    def check_start_settings(self) -> None:
+        # Training options that repeat the reset's own default are harmless; they explain a failed check.
+        found = [f for f in self._without_effect() if not f.startswith("model.env.training.options")]
+        if found:
+            refuse_or_warn(f"start settings of {self.name} that change nothing: {'; '.join(found)}. {_FIX}",
+                           self.starts_check)
+
+    def why_starts_repeat(self) -> str:
+        found = self._without_effect()
+        return (f"Settings that change nothing: {'; '.join(found)}. " if found else
+                "Its start settings give the training start's states. ") + _FIX
+
+    def _without_effect(self) -> list[str]:
+        env = _make(self.spec, self.horizon)
+        try:
+            return [found for kind in ("training", "robustness")
+                    for found in settings_without_effect(env, getattr(self.spec, kind), kind, _draw(self, kind, 3, 0),
+                                                         lambda obs: flatten_obs(obs, self.spec.obs_keys, self.spec.id))]
+        finally:
+            env.close()
+
     def __getstate__(self):  # workers get the spec, not the drawn start lists
-        return {**self.__dict__, "_starts": {}}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_training_sample", "_checked_starts")} | {"_starts": {}}
+
+
+_FIX = ("Make the env's reset honour them, or move the env to each start with model.env.<training|robustness>.perturb "
+        "(docs/your-own-task.md); model.env.starts_check: warn measures anyway")
 
 
 class _Starts(gym.Wrapper):
@@ -211,7 +223,7 @@ class _Starts(gym.Wrapper):
         row = (options or {}).get("start")
         if row is None:
             raise BMILError("bmil resets a configured env with options={'start': row}.")
-        obs, info = start_from(self.env, self.spec_, _kind_of(row), row)
+        obs, info = start_from(self.env, getattr(self.spec_, kind_of(row)), kind_of(row), row)
         return flatten_obs(obs, self.spec_.obs_keys, self.spec_.id), {**info, "is_success": self._success(obs, info, False)}
 
     def step(self, action):
@@ -233,55 +245,6 @@ class _Starts(gym.Wrapper):
         return bool(info.get(spec.success_key, False))
 
 
-# A row: [kind flag, reset seed, choice, noise..., first observation...]. The flag (0 training,
-# 1 robustness) tells a worker's env which settings drew it.
-def _kind_of(row) -> str:
-    return "robustness" if row[0] > 0.5 else "training"
-
-
-def start_from(env: gym.Env, spec: GymEnvSpec, kind: str, row) -> tuple[Any, dict]:
-    """Reset ``env`` (the wrapped gymnasium env) to the start ``row`` drew."""
-    settings: StartSettings = getattr(spec, kind)
-    seed, choice = int(row[1]), int(row[2])
-    options = {**settings.options, **(settings.choices[choice] if settings.choices else {})}
-    options = {k: np.asarray(v) if isinstance(v, list) else v for k, v in options.items()}
-    obs, info = env.reset(seed=seed, options=options or None)
-    noise = np.asarray(row[3: 3 + len(settings.qpos_noise) + len(settings.qvel_noise)], dtype=np.float64)
-    if len(noise):
-        obs = _add_noise(env.unwrapped, settings, noise)
-    if settings.perturb:
-        obs = _import(settings.perturb, f"model.env.{kind}.perturb")(env.unwrapped, np.random.default_rng(seed))
-    return obs, info
-
-
-def _check_noise_support(env, env_id: str, settings: StartSettings, kind: str) -> None:
-    ok = hasattr(env, "set_state") and hasattr(env, "data")
-    try:
-        ok = ok and inspect.signature(env._get_obs).parameters == {}
-    except (AttributeError, ValueError):
-        ok = False
-    if not ok:
-        raise BMILError(f"{env_id}: qpos_noise/qvel_noise need a MuJoCo env with set_state and _get_obs() "
-                        "(gymnasium's MuJoCo envs); use model.env.<training|robustness>.perturb (your own "
-                        "function) or the env's reset options instead.")
-    for name, size in (("qpos_noise", env.data.qpos.size), ("qvel_noise", env.data.qvel.size)):
-        bad = [i for i in getattr(settings, name) if not 0 <= i < size]
-        if bad:
-            raise BMILError(f"model.env.{kind}.{name}: indices {bad} outside {env_id}'s {name[:4]} (0..{size - 1}).")
-
-
-def _add_noise(env, settings: StartSettings, noise: np.ndarray):
-    qpos, qvel = env.data.qpos.copy(), env.data.qvel.copy()
-    k = len(settings.qpos_noise)
-    for (i, _), value in zip(settings.qpos_noise.items(), noise[:k]):
-        qpos[i] += value
-    for (i, _), value in zip(settings.qvel_noise.items(), noise[k:]):
-        qvel[i] += value
-    env.set_state(qpos, qvel)
-    mujoco.mj_forward(env.model, env.data)
-    return env._get_obs()
-
-
 def _draw_starts(domain: GymDomain, kind: str, n: int, seed: int) -> np.ndarray:
     """``n`` seeded starts; each is reset once here to record its first observation, so the lists
     are kept (an evaluation every few epochs draws the same ones)."""
@@ -301,7 +264,7 @@ def _draw(domain: GymDomain, kind: str, n: int, seed: int) -> np.ndarray:
     rows[:, 3: 3 + len(scales)] = rng.uniform(-1.0, 1.0, (n, len(scales))) * scales
     env = _make(domain.spec, domain.horizon)
     for row in rows:  # the first observation, for the figure
-        obs, _ = start_from(env, domain.spec, kind, row)
+        obs, _ = start_from(env, settings, kind, row)
         row[3 + len(scales):] = flatten_obs(obs, domain.spec.obs_keys, domain.spec.id)
     env.close()
     return rows
@@ -393,10 +356,3 @@ def _check_success_key(env: gym.Env, spec: GymEnvSpec) -> None:
         raise BMILError(f"model.env.success_key '{spec.success_key}' is not in {spec.id}'s step info (its keys: "
                         f"{', '.join(info) or 'none'}): name the key that reports success, or set model.env.success "
                         "to 'terminated' or 'distance'.")
-
-
-def _import(path: str, setting: str):
-    try:
-        return import_object(path)
-    except ImportError as e:
-        raise BMILError(f"{setting}: cannot import '{path}' ({e}); give 'package.module:function'.") from None

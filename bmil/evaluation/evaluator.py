@@ -125,6 +125,8 @@ class Evaluator:
             policy = copy.deepcopy(policy).cpu().eval()
         make = self.domain.training_starts if kind == "training" else self.domain.robustness_starts
         starts = make(episodes, seed)
+        if kind == "robustness":
+            self.domain.check_unseen(starts, f"the {episodes} robustness starts of this evaluation (seed {seed})")
         if shard is None or shard.world == 1:
             return self.evaluate(policy, starts, seed, success, progress, journal)
         bounds = np.linspace(0, len(starts), shard.world + 1).astype(int)
