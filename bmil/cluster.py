@@ -26,7 +26,12 @@ def join_ray(address: Optional[str] = None):
         target = address or os.environ.get("RAY_ADDRESS")
         if target and target not in ("auto", "local") and "://" not in target:
             _head_answers(target)
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except ConnectionError as e:  # Ray's own retries are over (about 20 s)
+            raise BMILError(f"Ray address '{target}': the head answers but did not let this process join ({e}). A head "
+                            "with a token (Ray turns token authentication on when one exists) needs RAY_AUTH_MODE=token "
+                            "and the token (RAY_AUTH_TOKEN) here: docs/cluster.md.") from None
     return ray
 
 

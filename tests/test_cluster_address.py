@@ -40,3 +40,21 @@ def test_a_ray_address_without_a_port_is_refused_by_name(no_ray_joined, monkeypa
     monkeypatch.setenv("RAY_ADDRESS", "headnode")
     with pytest.raises(BMILError, match="Ray address 'headnode': give HOST:PORT"):
         cluster.join_ray()
+
+
+def test_a_head_that_refuses_to_let_us_join_is_one_error_naming_token_auth(monkeypatch):
+    """Ray's own refusal (a head with token authentication, joined without the token) ends its
+    retries with a ConnectionError; bmil makes it one line that says what to set."""
+    with socket.socket() as head:
+        head.bind(("127.0.0.1", 0))
+        head.listen()  # a port that answers, as a head's does
+        address = "127.0.0.1:%d" % head.getsockname()[1]
+
+        def refused(**kwargs):
+            raise ConnectionError(f"Failed to connect to Ray cluster at {address}")
+
+        monkeypatch.setattr(ray, "is_initialized", lambda: False)
+        monkeypatch.setattr(ray, "init", refused)
+        with pytest.raises(BMILError, match=rf"Ray address '{address}': the head answers but did not let this process "
+                                            r"join .*RAY_AUTH_MODE=token and the token \(RAY_AUTH_TOKEN\)"):
+            cluster.join_ray(address)
