@@ -417,3 +417,69 @@ def test_a_run_folder_is_named_by_the_env_as_one_safe_folder(env, method, folder
     assert Run("push", "SC(30)", 0, ()).run_id == "push__SC_30__s0"
     assert default_demo_path("pkg.mod:Suite/task-v0", 10, 0) == Path("demos/pkg.mod_Suite_task-v0_n10_s0")
     assert default_demo_path("pickplace", 10, 0, True) == Path("demos/pickplace_n10_s0_first_success")
+
+
+HOOK = '''
+import os
+
+import numpy as np
+
+
+def lift(env, rng):
+    """Raise Hopper's torso, and note the draw and the process that made it."""
+    qpos = env.data.qpos.copy()
+    qpos[1] += rng.uniform(0.1, 0.2)
+    env.set_state(qpos, env.data.qvel.copy())
+    with open(f"calls.{os.getpid()}", "a") as f:
+        f.write(f"{qpos[1]!r}\\n")
+    return env._get_obs()
+'''
+
+
+@pytest.mark.slow
+def test_a_perturb_hook_beside_the_config_is_imported_by_the_workers_with_pythonpath(tmp_path):
+    """The ``bmil`` command does not search the current folder: a hook module there is one error naming
+    PYTHONPATH=.; with it, the spawned evaluation workers import it too and get the main process's draws."""
+    import os
+    import subprocess
+
+    import yaml
+
+    (tmp_path / "user_hooks.py").write_text(HOOK)
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump({"model": {"class_path": "bmil.methods.BMIL", "init_args": {
+        "env": {"id": "Hopper-v5", "success": "terminated", "horizon": 20,
+                "robustness": {"perturb": "user_hooks:lift"}}}}}))
+    bmil = [str(Path(sys.executable).parent / "bmil"), "evaluate", "--config", "task.yaml", "--policy", "random",
+            "--episodes", "48", "--training_episodes", "1", "--workers", "2"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    refused = subprocess.run(bmil, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "bmil: error: model.env.robustness.perturb: cannot import 'user_hooks:lift'" in \
+        refused.stderr and "user_hooks.py is in the current folder, which this command does not search: run it with " \
+        "PYTHONPATH=. or install the module" in refused.stderr, refused.stderr
+    # PYTHONPATH=. for the bmil command; python -m puts the folder on sys.path, which workers get
+    for command, extra in ((bmil, {"PYTHONPATH": "."}), ([sys.executable, "-m", "bmil.cli", *bmil[1:]], {})):
+        for f in tmp_path.glob("calls.*"):
+            f.unlink()
+        done = subprocess.run(command, cwd=tmp_path, env={**env, **extra}, capture_output=True, text=True)
+        assert done.returncode == 0 and "over 48 episodes" in done.stdout, done.stderr
+        calls = [f.read_text().split() for f in tmp_path.glob("calls.*")]
+        drawn = [draws for draws in calls if len(draws) == 48]  # the main process: each start once
+        workers = [draws for draws in calls if len(draws) != 48]
+        assert len(drawn) == 1 and len(workers) == 2, calls  # 3 batches of 16, on 2 workers
+        assert sorted(drawn[0]) == sorted(d for draws in workers for d in draws)  # the same start, the same draw
+
+
+def test_a_missing_module_in_the_current_folder_names_pythonpath(tmp_path, monkeypatch):
+    from bmil.loading import import_object
+
+    (tmp_path / "hooks_here.py").write_text("def f():\n    return 1\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    with pytest.raises(ImportError, match=r"hooks_here.py is in the current folder, which this command does not "
+                                          r"search: run it with PYTHONPATH=\. or install the module"):
+        import_object("hooks_here:f")
+    with pytest.raises(ImportError) as error:
+        import_object("no_such_module_here:f")
+    assert str(error.value) == "No module named 'no_such_module_here'"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert import_object("hooks_here:f")() == 1
