@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from jsonargparse import ArgumentError
+
 from bmil.errors import BMILError
 
 
@@ -194,6 +196,11 @@ def _main(argv: list[str]) -> None:
             BMILCLI(argv)
         else:
             raise BMILError(f"unknown command '{argv[0]}'. Commands: {', '.join(commands)}.")
+    except ArgumentError as e:  # a setting that does not parse (the fit's settings)
+        from bmil.lightning_cli import parse_error
+
+        print(f"bmil: error: {parse_error(e)} (the settings: bmil {argv[0]} --help).", file=sys.stderr)
+        sys.exit(2)
     except Exception as e:
         cause = _user_error(e)
         if cause is None:

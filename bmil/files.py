@@ -44,6 +44,28 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporaries of ``atomic_path`` under ``folder`` that a killed process left (its pid
+    no longer runs); those of a live writer stay. The paths deleted."""
+    removed = []
+    for tmp in Path(folder).rglob(".*.tmp"):
+        parts = tmp.name.rsplit(".", 3)  # ".<name>", pid, thread, "tmp"
+        if len(parts) == 4 and parts[1].isdigit() and parts[2].isdigit() and not _alive(int(parts[1])):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def write_bytes(path: str | Path, data: bytes, sync: bool = False) -> None:
     """Save ``data`` atomically; with ``sync``, on disk before the rename (a checkpoint)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import traceback
 import warnings
 from pathlib import Path
 
 import yaml
+from jsonargparse import ArgumentError
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from bmil.checkpoint import verify_checkpoint
 from bmil.errors import BMILError, require
@@ -67,6 +71,10 @@ class BMILCLI(LightningCLI):
                          save_config_kwargs={"overwrite": True},
                          trainer_defaults=TRAINER_DEFAULTS, args=args)
 
+    def init_parser(self, **kwargs):
+        # A setting that does not parse raises (bmil.cli prints it as one line), not a usage dump.
+        return super().init_parser(**{"exit_on_error": False, **kwargs})
+
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         return {**LightningCLI.subcommands(), "evaluate": {"model"}, "check": {"model"}}
@@ -103,6 +111,23 @@ class BMILCLI(LightningCLI):
             return  # nothing to restore over the config: it equals the checkpoint's settings
         super()._parse_ckpt_path()
 
+    def _set_seed(self) -> None:
+        seed = self._get(self.config, "seed_everything")
+        if not isinstance(seed, bool):
+            require(0 <= seed < 2**32, "seed_everything", seed, "a seed from 0 to 4294967295")
+        super()._set_seed()
+
+    def instantiate_classes(self) -> None:
+        """Lightning's own classes (the Trainer, the checkpoint callback) refuse settings that parse
+        but cannot work (``devices: abc``) with a traceback: here, one line."""
+        try:
+            super().instantiate_classes()
+        except (MisconfigurationException, TypeError, ValueError) as e:
+            if not _raised_by_lightning(e):
+                raise
+            raise BMILError(f"Lightning refuses these settings: {e} (the trainer.* and checkpoint.* settings: "
+                            f"bmil {self.subcommand} --help-all).") from None
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
         epochs = config.trainer.get("max_epochs")
@@ -138,6 +163,35 @@ class _ParserOnly(BMILCLI):
 _PARSER = None
 
 
+def parse_error(error: ArgumentError) -> str:
+    """jsonargparse's message (a usage text, or a Union's every failed subtype) as one line: the
+    setting's full key, the value given and what it must be, or that no such setting exists."""
+    text = str(error)
+    keys = re.findall(r'Parser key "([^"]+)"', text)
+    unknown = re.search(r"unrecognized arguments: --?([\w.]+)|Option '([\w.]+)' is not accepted", text)
+    if unknown and not keys:
+        return f"unknown setting {unknown.group(1) or unknown.group(2)}"
+    if not keys:
+        return " ".join(line.strip() for line in text.splitlines() if line.strip())
+    nested = re.search(r"NestedArg\(key='([^']+)', val=(.*)\)$", text, re.M)
+    key = f"{keys[0]}.{nested.group(1) if nested else keys[-1]}" if len(keys) > 1 or nested else keys[0]
+    if unknown:
+        return f"unknown setting {key}"
+    given = nested.group(2) if nested else next(iter(re.findall(r"(?:Given|Got) value: (.*)", text)[-1:]), "?")
+    expected = []
+    for name, literal in re.findall(r"Expected a (?:<class '(\w+)'>|typing\.(Literal\[.*?\]))", text):
+        name = {"NoneType": "null"}.get(name, name) or literal[len("Literal["):-1]
+        if name not in expected:
+            expected.append(name)
+    return f"{key} = {given.strip()} is not valid" + (f" (it takes: {', '.join(expected)})" if expected else "")
+
+
+def _raised_by_lightning(error: BaseException) -> bool:
+    """Whether ``error`` was raised in Lightning's code (a setting it refuses), not a method's."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and f"{os.sep}lightning{os.sep}" in frames[-1].filename
+
+
 def computed_settings(settings: dict) -> dict:
     """What a run computes, from its resolved settings (a deep copy): not how it was started (its
     config files, the checkpoint it resumed, where to resume), where it reports to (a tune's trial),
@@ -159,8 +213,8 @@ def fit_settings(args: list[str]) -> dict:
         _PARSER = _ParserOnly([]).parser
     try:
         cfg = _PARSER.parse_args(["fit", *args])
-    except SystemExit:  # jsonargparse has printed what is wrong
-        raise BMILError(f"these bmil fit arguments do not parse (see above): {' '.join(args)}") from None
+    except ArgumentError as e:
+        raise BMILError(f"these bmil fit arguments do not parse ({parse_error(e)}): {' '.join(args)}") from None
     return yaml.safe_load(_PARSER.dump(cfg, skip_link_targets=False, skip_none=False))["fit"]
 
 

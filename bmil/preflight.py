@@ -9,6 +9,7 @@ built and checked when the method is constructed, ``bmil.domains``):
 - the demonstrations: found (or generated into the default cache), readable, of the environment's
   dimensions, finite;
 - the settings that depend on the run (the number of epochs) and the evaluation groups' settings;
+- the outputs: the run folder and the checkpoints' folder can be made and written;
 - a checkpoint to resume: it holds the optimizer state, and the best policy it names is beside it;
 - an evaluation worker, a fresh process, builds the environment and resets it to a start.
 """
@@ -24,6 +25,7 @@ from bmil.cluster import join_ray
 from bmil.demo_formats import read_demos
 from bmil.domains.starts import SAMPLE
 from bmil.errors import BMILError
+from bmil.files import check_folder
 from bmil.evaluation import check_worker
 from bmil.runs.folder import RunFolder
 from callbacks.evaluation import evaluation_callbacks
@@ -41,6 +43,7 @@ class Checked:
 
 def check_fit(trainer, model, ckpt_path: Optional[str] = None) -> Checked:
     model.require_method()
+    _check_outputs(trainer)
     callbacks = evaluation_callbacks(trainer)
     _check_starts(model.domain, callbacks)  # before demos are generated: nothing could be measured
     demos = _check_demos(model, generate=trainer.local_rank == 0)
@@ -55,6 +58,17 @@ def check_fit(trainer, model, ckpt_path: Optional[str] = None) -> Checked:
     if any(c.executor == "ray" for c in callbacks if c.runs()):
         join_ray()  # Ray installed and its cluster reachable, before the run starts
     return Checked(demos, workers, best, done)
+
+
+def _check_outputs(trainer) -> None:
+    """The run folder and the checkpoints' folder can be made and written (nothing is made here)."""
+    logger = trainer.logger
+    if hasattr(logger, "next_log_dir"):
+        check_folder(logger.next_log_dir(), "the run folder (trainer.logger's save_dir, name and version)")
+    check_folder(trainer.default_root_dir, "trainer.default_root_dir")
+    dirpath = getattr(trainer.checkpoint_callback, "dirpath", None)
+    if dirpath:
+        check_folder(dirpath, "checkpoint.dirpath")
 
 
 def _check_starts(domain, callbacks) -> None:

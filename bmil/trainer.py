@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +20,7 @@ from lightning.pytorch.trainer.states import TrainerStatus
 from bmil.check_command import CheckCommand
 from bmil.errors import BMILError
 from bmil.evaluate_command import EvaluateCommand
-from bmil.files import copy_file, write_record
+from bmil.files import copy_file, remove_stale_temporaries, write_record
 from bmil.numerics import describe, record
 from bmil.preflight import check_fit
 from bmil.runs import record as run_record
@@ -36,17 +37,27 @@ class BMILTrainer(CheckCommand, EvaluateCommand, L.Trainer):
         resumed = ckpt_path is not None
         try:
             if folder:
+                remove_stale_temporaries(folder)  # a write a kill cut short (its process is gone)
                 numerics = record()
                 print(f"run folder: {folder}\n{describe(numerics)}")
                 _append_run_record(Path(folder), numerics, ckpt_path)
             if checked.best_beside is not None and self.is_global_zero:
                 self._carry_best(checked.best_beside)
-            with run_record.RunClock(Path(folder), resumed, started) if folder else contextlib.nullcontext() as clock:
+            with run_record.RunClock(Path(folder), resumed, started) if folder else contextlib.nullcontext() as clock, \
+                    _writer_thread_errors_reported_once():
                 super().fit(model, train_dataloaders, val_dataloaders, datamodule, ckpt_path, weights_only)
         except BMILError:
             if folder and getattr(self.logger, "claimed", False) and self.global_step == 0:
                 shutil.rmtree(folder, ignore_errors=True)  # a refused start (nothing trained) leaves no folder behind
             raise
+        except Exception as e:
+            failed = _write_failure(e)
+            if failed is None or not folder:
+                raise
+            raise BMILError(f"bmil fit stopped after {self.current_epoch} epochs: the run folder {folder} cannot be "
+                            f"written ({failed.strerror or type(failed).__name__}: {failed.filename or failed}). Free "
+                            f"space or fix the folder's permissions, then resume: --ckpt_path "
+                            f"{RunFolder(folder).last_ckpt} continues from its last checkpoint.") from None
         if folder and self.state.status == TrainerStatus.FINISHED:  # trained to its end, not stopped
             run_record.write_result(Path(folder), clock.seconds, resumed)
         if folder:
@@ -68,6 +79,36 @@ class BMILTrainer(CheckCommand, EvaluateCommand, L.Trainer):
         target = Path(best_checkpoint(self))
         if target.resolve() != best.resolve():
             copy_file(best, target)
+
+@contextlib.contextmanager
+def _writer_thread_errors_reported_once():
+    """TensorBoard's event writer thread keeps its failed write for the fit's next write, which
+    raises it (and the fit ends with one line); its thread does not print it as a traceback too."""
+    previous = threading.excepthook
+
+    def hook(args):
+        if type(args.thread).__name__ != "_AsyncWriterThread":
+            previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+
+
+def _write_failure(error: BaseException) -> Optional[OSError]:
+    """The failed write (an OSError) behind ``error``: Lightning's clean-up after a failure can fail
+    on the same folder, so it may be the cause or the context of what reaches the fit; a chain can
+    loop, so each exception is seen once."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
 
 def _append_run_record(folder: Path, numerics: dict, ckpt_path: Optional[str]) -> None:
     """``run.json``: one entry per start of the run (a resume adds one), with what its digits depend

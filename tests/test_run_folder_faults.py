@@ -1,0 +1,92 @@
+"""A fit that cannot write its run folder stops within seconds with one line naming the folder, and
+`bmil check` refuses before any work what the fit would refuse (issue 65, cases 1, 7 and 8)."""
+
+import errno
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bmil.cli import main
+from bmil.files import atomic_path, remove_stale_temporaries
+
+# Runs a fit with one writer of the run folder failing as a full disk or a read-only folder would.
+DRIVER = r'''
+import errno, os, sys
+writer, code = sys.argv[1], getattr(errno, sys.argv[2])
+
+def fail(path):
+    raise OSError(code, os.strerror(code), str(path))
+
+if writer == "events":
+    from tensorboard.summary.writer import record_writer
+    record_writer.RecordWriter.write = lambda self, data: fail("events.out.tfevents")
+elif writer == "figures":
+    import matplotlib.figure
+    matplotlib.figure.Figure.savefig = lambda self, fname, *a, **k: fail(fname)
+else:  # the atomic writes: a checkpoint, or a record
+    suffix = {"checkpoints": "last.ckpt", "records": "validation.json"}[writer]
+    replace = os.replace
+    def failing_replace(src, dst, *args, **kwargs):
+        if str(dst).endswith(suffix):
+            fail(dst)
+        return replace(src, dst, *args, **kwargs)
+    os.replace = failing_replace
+from bmil.cli import main
+main(sys.argv[3:])
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("writer, code", [("events", "ENOSPC"), ("checkpoints", "ENOSPC"), ("records", "EACCES"),
+                                          ("figures", "EROFS")])
+def test_a_run_folder_writer_that_fails_stops_the_fit_with_one_line(user_folder, writer, code):
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", DRIVER, writer, code, "fit", "--config", "conf/pickplace_quick.yaml",
+                           "--config", "tiny.yaml"], cwd=user_folder, capture_output=True, text=True, timeout=240)
+    seconds = time.monotonic() - started
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert last.startswith("bmil: error: bmil fit stopped after ") and os.strerror(getattr(errno, code)) in last, last
+    assert "the run folder runs/pickplace_quick/version_0 cannot be written" in last
+    assert "--ckpt_path runs/pickplace_quick/version_0/checkpoints/last.ckpt" in last
+    assert seconds < 120
+    assert not list(Path(user_folder, "runs").rglob("*.tmp"))  # a failed write leaves no temporary behind
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--trainer.logger.init_args.save_dir", "afile"], "the run folder (trainer.logger's save_dir, name and version) "
+                                                        "afile/pickplace_quick/version_0 cannot be written: afile is a file"),
+    (["--trainer.default_root_dir", "afile/runs"], "trainer.default_root_dir afile/runs cannot be written: afile is a file"),
+    (["--checkpoint.dirpath", "afile/ck"], "checkpoint.dirpath"),
+    (["--model.init_args.policy.lr", "abc"], "model.policy.lr = 'abc' is not valid (it takes: float, null)"),
+    (["--model.init_args.policy.hidden", "[0]"], "unknown setting model.policy.hidden"),
+    (["--robustness.success", "sometimes"], "robustness.success = sometimes is not valid (it takes: 'final', 'any')"),
+    (["--trainer.devices", "abc"], "Lightning refuses these settings: `devices` selected with `CPUAccelerator`"),
+    (["--checkpoint.every_n_train_steps", "-3"], "Lightning refuses these settings: Invalid value for every_n_train_steps"),
+    (["--seed_everything", "-5"], "seed_everything = -5 is out of range: it must be a seed from 0 to 4294967295"),
+])
+def test_check_refuses_by_name_what_the_fit_would_die_on(user_folder, capsys, args, message):
+    (user_folder / "afile").write_text("not a folder")
+    for command in ("check", "fit"):
+        with pytest.raises(SystemExit) as exited:
+            main([command, "--config", "conf/pickplace_quick.yaml", "--config", "tiny.yaml", "--timed_epochs", "0", *args]
+                 if command == "check" else [command, "--config", "conf/pickplace_quick.yaml", "--config", "tiny.yaml", *args])
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert exited.value.code == 2 and last.startswith("bmil: error: ") and message in last, (command, last)
+    assert not (user_folder / "runs").exists()
+
+
+def test_temporaries_of_killed_writers_are_removed_and_a_live_ones_kept(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / "checkpoints" / f".last.ckpt.{dead.stdout.strip()}.1234.tmp"
+    stale.parent.mkdir()
+    stale.write_bytes(b"")  # what a SIGKILL during a checkpoint write leaves
+    with atomic_path(tmp_path / "record.json") as live:
+        live.write_text("{}")
+        assert remove_stale_temporaries(tmp_path) == [stale]
+        assert live.exists() and not stale.exists()
+    assert (tmp_path / "record.json").read_text() == "{}"
