@@ -29,7 +29,7 @@ class CheckCommand:
     """The ``check`` subcommand of ``BMILTrainer``."""
 
     def check(self, model, ckpt_path: Optional[str] = None, resume_to: Literal["same", "new"] = "same",
-              timed_epochs: int = 2, json_out: Optional[str] = None) -> dict:
+              timed_epochs: int = 2, json_out: Optional[str] = None, tuned_elsewhere: bool = False) -> dict:
         """Run every check of ``bmil fit`` with the same arguments, start no run, and describe the run it
         would make, with its cost estimated from a few timed epochs (in a throwaway folder).
 
@@ -39,6 +39,7 @@ class CheckCommand:
             resume_to: As for fit (it decides the run folder described).
             timed_epochs: Epochs trained (and discarded) to time one epoch; 0 skips the estimate.
             json_out: Also write the description, the estimate included, as JSON here.
+            tuned_elsewhere: As for fit (a tuned_<method>.yaml made on another task).
         """
         require(timed_epochs >= 0, "--timed_epochs", timed_epochs, "0 (no estimate) or more")
         if json_out:

@@ -134,6 +134,8 @@ class BMILCLI(LightningCLI):
         require(epochs is None or epochs >= -1, "trainer.max_epochs", epochs, "-1 (no limit), 0 or more")
         _default_strategy(config.trainer)
         _default_run_name(config)
+        if self.subcommand in ("fit", "check"):
+            _refuse_tuned_elsewhere(config)
         if self.subcommand in ("fit", "check") and config.get("ckpt_path"):
             _resume_folder(config)
             # A resumed run writes on into its own checkpoint folder, or (--resume_to new) into another.
@@ -186,6 +188,53 @@ def parse_error(error: ArgumentError) -> str:
     return f"{key} = {given.strip()} is not valid" + (f" (it takes: {', '.join(expected)})" if expected else "")
 
 
+TUNED_TASK = "# bmil tune task: "  # the line of a tuned_<method>.yaml that names the task it was tuned on
+
+
+def tuned_task(settings: dict) -> dict:
+    """The task of resolved fit settings, as a tune's overlay records it: the environment and the
+    demonstrations (their path; none: the generated ones)."""
+    model = settings["model"]["init_args"]
+    return {"env": _env_settings(_plain(model["env"])), "demos": (model.get("demos") or {}).get("path")}
+
+
+def _refuse_tuned_elsewhere(config) -> None:
+    """A tune's overlay applied over the config of another task is refused (unless asked for): its
+    settings were chosen for the task it names."""
+    if config.get("tuned_elsewhere"):
+        return
+    for path in config.get("config") or []:
+        path = Path(getattr(path, "absolute", None) or str(path))
+        line = next((line for line in _lines(path) if line.startswith(TUNED_TASK)), None)
+        if line is None:
+            continue
+        made = json.loads(line[len(TUNED_TASK):])
+        made["env"] = _env_settings(made["env"])
+        model = config.model.init_args
+        asked = tuned_task({"model": {"init_args": {"env": _plain_config(model.env), "demos": _plain_config(model.demos)}}})
+        differ = [key for key in made if made[key] != asked.get(key)]
+        if differ:
+            what = "; ".join(f"{key}: tuned on {_task_part(made, key)}, this run {_task_part(asked, key)}" for key in differ)
+            raise BMILError(f"{path.name} holds settings bmil tune chose for another task ({what}"
+                            f"{_env_differences(made['env'], asked['env'])}). Layer it over the config it was tuned "
+                            "on, tune this task, or add --tuned_elsewhere true to apply it anyway.")
+
+
+def _task_part(task: dict, key: str) -> str:
+    return _env_name(task[key]) if key == "env" else str(task[key] or "the generated demonstrations")
+
+
+def _plain_config(value):
+    return _plain(value.as_dict() if hasattr(value, "as_dict") else value or {})
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
 def _raised_by_lightning(error: BaseException) -> bool:
     """Whether ``error`` was raised in Lightning's code (a setting it refuses), not a method's."""
     frames = traceback.extract_tb(error.__traceback__)
@@ -197,7 +246,7 @@ def computed_settings(settings: dict) -> dict:
     config files, the checkpoint it resumed, where to resume), where it reports to (a tune's trial),
     where it logs, nor where it evaluates (an evaluation's executor)."""
     settings = json.loads(json.dumps(settings or {}))
-    for key in ("config", "ckpt_path", "resume_to", "trial"):
+    for key in ("config", "ckpt_path", "resume_to", "tuned_elsewhere", "trial"):
         settings.pop(key, None)
     settings.get("trainer", {}).pop("logger", None)
     for group in ("training_success", "robustness", "validation"):  # where it evaluates: the same outcomes

@@ -30,7 +30,7 @@ from callbacks.evaluation import best_checkpoint
 
 class BMILTrainer(CheckCommand, EvaluateCommand, L.Trainer):
     def fit(self, model, train_dataloaders=None, val_dataloaders=None, datamodule=None, ckpt_path=None,
-            weights_only=None, resume_to: Literal["same", "new"] = "same"):
+            weights_only=None, resume_to: Literal["same", "new"] = "same", tuned_elsewhere: bool = False):
         started = run_record.COMMAND_STARTED or time.perf_counter()  # the command's start: its imports count
         checked = check_fit(self, model, ckpt_path)  # before the run folder exists
         folder = getattr(self.logger, "log_dir", None) if self.is_global_zero else None  # claims a new one
@@ -71,6 +71,7 @@ class BMILTrainer(CheckCommand, EvaluateCommand, L.Trainer):
                    + (L.Trainer.fit.__doc__ or "").partition("\n")[2].replace("        Args:\n", """        Args:
             resume_to: With --ckpt_path <run>/checkpoints/last.ckpt: same (continue in that run's own
                 folder) or new (a new version folder, with the run's best.ckpt copied into it).
+            tuned_elsewhere: Apply a tuned_<method>.yaml that bmil tune made on another task (refused otherwise).
 """, 1))
 
     def _carry_best(self, best: Path) -> None:

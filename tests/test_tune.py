@@ -134,7 +134,8 @@ def test_the_overlay_reproduces_the_trials_settings(task_folder):
         chosen = {k: v for k, v in settings.items() if method == "bmil" or k.startswith(("model.policy", "trainer"))}
         if method == "noise_bc":
             chosen["model.noise.scale"] = 0.3
-        write_overlay(task_folder / "tuned.yaml", get_method(method), {"trial": 3, "score": 0.5, "settings": chosen})
+        write_overlay(task_folder / "tuned.yaml", get_method(method), {"trial": 3, "score": 0.5, "settings": chosen},
+                      {"env": "pickplace", "demos": None})
         trial = fit_settings([*base, "--model", f"bmil.methods.{cls}", *as_overrides(chosen)])
         layered = fit_settings([*base, "--config", "tuned.yaml"])
         for key in ("model", "trainer"):
@@ -163,6 +164,7 @@ def test_a_tune_scores_trials_on_validation_and_tests_only_at_the_end(task_folde
     chosen = summary["chosen"]["bc"]["settings"]
     assert yaml.safe_load((out / "tuned_bc.yaml").read_text())["model"]["init_args"]["policy"]["lr"] == \
         chosen["model.policy.lr"]
+    assert '# bmil tune task: {"env": "pickplace", "demos": ' in (out / "tuned_bc.yaml").read_text()
     for name in ("policy.pt", "table.md", "history_bc.png", "importances_bc.png", "validation_vs_test.png"):
         assert (out / name).is_file(), name
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -372,3 +374,27 @@ def test_a_trial_another_process_runs_leaves_the_tune_unfinished_not_partial(tas
     monkeypatch.setattr(InstantFits, "submit", submit)  # the other process has ended
     _tune("--methods", "bc", "--trials", "3", "--final_seeds", "0")
     assert [t.state.name for t in _trials(out, "bc")] == ["COMPLETE"] * 3 and (out / "tuned_bc.yaml").is_file()
+
+
+def test_a_tuned_overlay_is_refused_over_another_task_unless_asked(user_folder, capsys):
+    from bmil.lightning_cli import tuned_task
+    from bmil.methods import get_method
+    from bmil.tuning.outputs import write_overlay
+
+    choice = {"trial": 3, "score": 0.5, "settings": {"trainer.max_epochs": 8, "model.policy.lr": 0.002}}
+    write_overlay(user_folder / "tuned_bc.yaml", get_method("bc"), choice,
+                  tuned_task(fit_settings(["--config", "conf/point_umaze.yaml"])))
+    check = ["check", "--config", "conf/pickplace_quick.yaml", "--config", "tiny.yaml", "--config", "tuned_bc.yaml",
+             "--timed_epochs", "0"]
+    with pytest.raises(SystemExit):
+        main(check)
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "bmil: error: tuned_bc.yaml holds settings bmil tune chose for another task (env: tuned on point_umaze, this "
+        "run pickplace). Layer it over the config it was tuned on, tune this task, or add --tuned_elsewhere true to "
+        "apply it anyway.")
+    main([*check, "--tuned_elsewhere", "true"])
+    assert "every check passed" in capsys.readouterr().out
+    write_overlay(user_folder / "tuned_bc.yaml", get_method("bc"), choice,
+                  tuned_task(fit_settings(["--config", "conf/pickplace_quick.yaml", "--config", "tiny.yaml"])))
+    main(check)  # over the task it was tuned on
+    assert "every check passed" in capsys.readouterr().out

@@ -3,6 +3,7 @@ TensorBoard scalars of every trial."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -10,11 +11,13 @@ import yaml
 
 from bmil.evaluation.statistics import t_interval
 from bmil.files import write_text
+from bmil.lightning_cli import TUNED_TASK
 from bmil.methods import Method, get_method
 
 
-def write_overlay(path: Path, method: Method, choice: dict) -> None:
-    """``tuned_<method>.yaml``: the method and its chosen settings, layered over the user's config."""
+def write_overlay(path: Path, method: Method, choice: dict, task: dict) -> None:
+    """``tuned_<method>.yaml``: the method and its chosen settings, layered over the user's config;
+    it names the ``task`` it was tuned on (``bmil fit`` refuses it over another one)."""
     nested: dict = {"model": {"class_path": method.class_path, "init_args": {}}}
     for key, value in choice["settings"].items():
         head, *rest = key.split(".")
@@ -24,7 +27,8 @@ def write_overlay(path: Path, method: Method, choice: dict) -> None:
         node[rest[-1]] = value
     source = "the defaults: no trial beat them on fresh seeds" if choice["trial"] is None else f"trial {choice['trial']}"
     header = (f"# bmil tune: {method.label}'s settings chosen on validation starts ({source}; "
-              f"validation {100 * choice['score']:.1f}%).\n# Use: bmil fit --config <your config> --config {path.name}\n")
+              f"validation {100 * choice['score']:.1f}%).\n# Use: bmil fit --config <your config> --config {path.name}\n"
+              f"{TUNED_TASK}{json.dumps(task)}\n")
     write_text(path, header + yaml.safe_dump(nested, sort_keys=False))
 
 

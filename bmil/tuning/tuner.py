@@ -30,7 +30,7 @@ from bmil.errors import BMILError
 from bmil.executors import make_executor
 from bmil.export import export_policy
 from bmil.files import check_folder, write_record, write_text
-from bmil.lightning_cli import fit_settings
+from bmil.lightning_cli import fit_settings, tuned_task
 from bmil.methods import get_method, registered
 from bmil.runs.launch import prepare_demos
 from bmil.runs.run import Run
@@ -360,7 +360,7 @@ class Tuner:
     # ---- outputs --------------------------------------------------------------------------------
     def _write(self, studies: dict, spaces: dict, chosen: dict, final: dict) -> dict:
         for method, choice in chosen.items():
-            outputs.write_overlay(self.out / f"tuned_{method}.yaml", get_method(method), choice)
+            outputs.write_overlay(self.out / f"tuned_{method}.yaml", get_method(method), choice, tuned_task(self.base))
         winner = max(chosen, key=lambda m: chosen[m]["score"])  # on validation starts, not the test
         if final:
             best = self._final_run(winner, "tuned", 0, chosen[winner]).folder(self.out)
