@@ -51,7 +51,10 @@ def demos(
             under MINARI_DATASETS_PATH; read back with model.demos.path minari:<id>).
     """
     from bmil.demos import generate_demos, load_demos
+    from bmil.files import check_folder
 
+    if out:
+        check_folder(out, "--out")
     meta = generate_demos(env, num, seed, out, stop_on_success, max_attempts)
     print(
         f"wrote {meta['episodes']} {env} demos ({meta['transitions']} transitions) to "
@@ -77,7 +80,9 @@ def export(ckpt_path: str, out: str = "policy.pt") -> None:
         out: The policy file (its record: the same name with .json).
     """
     from bmil.export import export_policy, record_path
+    from bmil.files import check_writable
 
+    check_writable(out, "--out")
     record = export_policy(ckpt_path, out)
     layout = ", ".join(f"{name} ({size})" for name, size in record["observation"]["layout"])
     print(f"exported {record['method'].rsplit('.', 1)[-1]} on {record['domain']} (after epoch {record['epochs']}) to {out}; "

@@ -29,6 +29,9 @@ def join_ray(address: Optional[str] = None):
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         except ConnectionError as e:  # Ray's own retries are over (about 20 s)
+            if target in (None, "auto") and "Could not find any running Ray instance" in str(e):
+                raise BMILError(f"Ray address '{target}': no Ray cluster runs on this machine to join. Start one "
+                                "(ray start --head), or give the head's HOST:PORT: docs/cluster.md.") from None
             raise BMILError(f"Ray address '{target}': the head answers but did not let this process join ({e}). A head "
                             "with a token (Ray turns token authentication on when one exists) needs RAY_AUTH_MODE=token "
                             "and the token (RAY_AUTH_TOKEN) here: docs/cluster.md.") from None

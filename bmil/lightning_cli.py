@@ -36,14 +36,16 @@ TRAINER_DEFAULTS = {
 
 class _SaveConfig(SaveConfigCallback):
     """Saves the run's ``config.yaml``; a resumed run whose settings differ (a longer max_epochs)
-    keeps the one before as ``config.<k>.yaml``, so that nothing the user ran is lost. Where to
-    resume (``resume_to``) is left out: the file is the run's settings, which ``bmil evaluate``,
+    keeps the one before as ``config.<k>.yaml``, so that nothing the user ran is lost. How it was
+    started (``resume_to``, ``tuned_elsewhere``) is left out: the file is the run's settings, which ``bmil evaluate``,
     ``validate`` and ``test`` take as their ``--config`` too."""
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        if "resume_to" in self.config:
+        how_started = [key for key in ("resume_to", "tuned_elsewhere") if key in self.config]
+        if how_started:
             self.config = self.config.clone()
-            self.config.pop("resume_to")
+            for key in how_started:
+                self.config.pop(key)
         log_dir = trainer.log_dir  # every rank: this broadcasts
         if self.save_to_log_dir and trainer.is_global_zero and log_dir and not self.already_saved:
             path = Path(log_dir) / self.config_filename
@@ -171,14 +173,13 @@ def parse_error(error: ArgumentError) -> str:
     text = str(error)
     keys = re.findall(r'Parser key "([^"]+)"', text)
     unknown = re.search(r"unrecognized arguments: --?([\w.]+)|Option '([\w.]+)' is not accepted", text)
-    if unknown and not keys:
-        return f"unknown setting {unknown.group(1) or unknown.group(2)}"
+    if unknown:
+        name = unknown.group(1) or unknown.group(2)
+        return f"unknown setting {keys[0] + '.' + name if keys else name}"
     if not keys:
         return " ".join(line.strip() for line in text.splitlines() if line.strip())
     nested = re.search(r"NestedArg\(key='([^']+)', val=(.*)\)$", text, re.M)
     key = f"{keys[0]}.{nested.group(1) if nested else keys[-1]}" if len(keys) > 1 or nested else keys[0]
-    if unknown:
-        return f"unknown setting {key}"
     given = nested.group(2) if nested else next(iter(re.findall(r"(?:Given|Got) value: (.*)", text)[-1:]), "?")
     expected = []
     for name, literal in re.findall(r"Expected a (?:<class '(\w+)'>|typing\.(Literal\[.*?\]))", text):

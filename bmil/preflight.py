@@ -28,6 +28,7 @@ from bmil.errors import BMILError
 from bmil.files import check_folder
 from bmil.evaluation import check_worker
 from bmil.runs.folder import RunFolder
+from bmil.runs.record import read_starts
 from callbacks.evaluation import evaluation_callbacks
 
 
@@ -52,6 +53,8 @@ def check_fit(trainer, model, ckpt_path: Optional[str] = None) -> Checked:
         if callable(getattr(callback, "check", None)):
             callback.check(trainer)
     best, done = _check_resume(ckpt_path) if ckpt_path else (None, 0)
+    if ckpt_path and hasattr(trainer.logger, "next_log_dir"):
+        read_starts(Path(trainer.logger.next_log_dir()))  # the folder it continues: its record of starts readable
     workers = max((c.resolved_workers(trainer) for c in callbacks if c.runs()), default=0)
     if workers > 0:
         check_worker(model.domain)

@@ -5,7 +5,6 @@ subcommands of the CLI (``bmil.check_command``, ``bmil.evaluate_command``)."""
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import threading
 import time
@@ -114,12 +113,7 @@ def _write_failure(error: BaseException) -> Optional[OSError]:
 def _append_run_record(folder: Path, numerics: dict, ckpt_path: Optional[str]) -> None:
     """``run.json``: one entry per start of the run (a resume adds one), with what its digits depend
     on (the CPU, torch's kernels, the numeric pins and threads)."""
-    path = folder / RunFolder.STARTS
-    try:
-        starts = list(json.loads(path.read_text())["starts"]) if path.is_file() else []
-    except (ValueError, KeyError, TypeError) as e:
-        raise BMILError(f"{path} is damaged ({type(e).__name__}: {e}); it only records the run's starts: delete "
-                        "it and run the command again.") from None
+    starts = run_record.read_starts(folder)
     starts.append({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "resumed_from": ckpt_path,
                    "numerics": numerics})
-    write_record(path, {"starts": starts}, indent=1)
+    write_record(folder / RunFolder.STARTS, {"starts": starts}, indent=1)

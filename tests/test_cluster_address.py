@@ -58,3 +58,14 @@ def test_a_head_that_refuses_to_let_us_join_is_one_error_naming_token_auth(monke
         with pytest.raises(BMILError, match=rf"Ray address '{address}': the head answers but did not let this process "
                                             r"join .*RAY_AUTH_MODE=token and the token \(RAY_AUTH_TOKEN\)"):
             cluster.join_ray(address)
+
+
+def test_auto_with_no_cluster_says_so(monkeypatch):
+    def nothing_runs(**kwargs):
+        raise ConnectionError("Could not find any running Ray instance. Please specify the one to connect to by "
+                              "setting `--address` flag or `RAY_ADDRESS` environment variable.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", nothing_runs)
+    with pytest.raises(BMILError, match=r"Ray address 'auto': no Ray cluster runs on this machine to join"):
+        cluster.join_ray("auto")

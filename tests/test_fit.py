@@ -213,7 +213,7 @@ def test_unknown_config_key_is_named(tmp_path, push_demos, capsys):
     config = _config(tmp_path, push_demos, demo_ratoi=0.5)
     with pytest.raises(SystemExit):
         main(["fit", "--config", str(config)])
-    assert "demo_ratoi" in capsys.readouterr().err
+    assert "bmil: error: unknown setting model.demo_ratoi (the settings: bmil fit --help)." in capsys.readouterr().err
 
 
 @pytest.mark.slow

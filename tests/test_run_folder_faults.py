@@ -90,3 +90,30 @@ def test_temporaries_of_killed_writers_are_removed_and_a_live_ones_kept(tmp_path
         assert remove_stale_temporaries(tmp_path) == [stale]
         assert live.exists() and not stale.exists()
     assert (tmp_path / "record.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize("args", [["demos", "--env", "push", "--num", "1", "--out", "afile/demos"],
+                                  ["export", "--ckpt_path", "no.ckpt", "--out", "afile/policy.pt"]])
+def test_demos_and_export_check_their_output_before_the_work(tmp_path, monkeypatch, capsys, args):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(SystemExit):
+        main(args)
+    assert capsys.readouterr().err.strip().splitlines()[-1] == \
+        f"bmil: error: --out {args[-1]} cannot be written: afile is a file, not a folder; give another path."
+
+
+@pytest.mark.slow
+def test_check_refuses_a_resume_whose_run_record_is_damaged_as_the_fit_does(user_folder, capsys):
+    base = ["--config", "conf/pickplace_quick.yaml", "--config", "tiny.yaml", "--trainer.max_epochs", "1"]
+    main(["fit", *base])
+    run = user_folder / "runs" / "pickplace_quick" / "version_0"
+    (run / "run.json").write_text("{not json")
+    resume = [*base, "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--trainer.max_epochs", "2"]
+    for command in (["check", *resume, "--timed_epochs", "0"], ["fit", *resume]):
+        capsys.readouterr()
+        with pytest.raises(SystemExit):
+            main(command)
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last.startswith(f"bmil: error: {run / 'run.json'} is damaged"), (command[0], last)
+    assert (run / "run.json").read_text() == "{not json"

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from bmil.errors import BMILError
 from bmil.files import damaged, read_record, write_record
 from bmil.runs.folder import RunFolder
 
@@ -136,3 +137,13 @@ def _last_scalar(folder: Path, tag: str) -> float:
     if tag not in events.Tags()["scalars"]:
         return math.nan
     return float(events.Scalars(tag)[-1].value)
+
+
+def read_starts(folder: Path) -> list:
+    """The entries of a run folder's ``run.json`` (one per start of the fit; none in a new folder)."""
+    path = Path(folder) / RunFolder.STARTS
+    try:
+        return list(json.loads(path.read_text())["starts"]) if path.is_file() else []
+    except (ValueError, KeyError, TypeError) as e:
+        raise BMILError(f"{path} is damaged ({type(e).__name__}: {e}); it only records the run's starts: delete "
+                        "it and run the command again.") from None
