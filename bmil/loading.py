@@ -17,12 +17,12 @@ def import_object(path: str):
     try:
         return getattr(importlib.import_module(module), name)
     except ModuleNotFoundError as e:
-        raise ImportError(f"{e}{_in_a_folder_not_searched(e.name)}") from None
+        raise ImportError(f"{e}{unsearched_folder_hint(e.name)}") from None
     except (ImportError, AttributeError, ValueError) as e:
         raise ImportError(str(e) or f"no module or name in '{path}'") from None
 
 
-def _in_a_folder_not_searched(module: str | None) -> str:
+def unsearched_folder_hint(module: str | None) -> str:
     """Where the missing top-level ``module`` is a file or package in the current folder that Python
     does not search (the ``bmil`` command's ``sys.path`` holds its own folder, not the current one,
     unlike ``python -m``): how to have it found. Evaluation workers get this process's ``sys.path``,

@@ -481,5 +481,9 @@ def test_a_missing_module_in_the_current_folder_names_pythonpath(tmp_path, monke
     with pytest.raises(ImportError) as error:
         import_object("no_such_module_here:f")
     assert str(error.value) == "No module named 'no_such_module_here'"
+    (tmp_path / "envs_here.py").write_text("raise RuntimeError('imported')\n")  # an env id's module, likewise
+    with pytest.raises(BMILError, match=r"model.env.id 'envs_here:Plane-v0': No module named 'envs_here'; envs_here.py "
+                                        r"is in the current folder, which this command does not search"):
+        get_domain({"id": "envs_here:Plane-v0"})
     monkeypatch.syspath_prepend(str(tmp_path))
     assert import_object("hooks_here:f")() == 1

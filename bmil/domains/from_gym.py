@@ -31,6 +31,7 @@ from bmil.domains.gym_starts import (StartSettings, check_noise_support, import_
                                      start_from)
 from bmil.domains.starts import refuse_or_warn
 from bmil.errors import BMILError
+from bmil.loading import unsearched_folder_hint
 
 
 @dataclass
@@ -335,7 +336,8 @@ def _make(spec: GymEnvSpec, horizon: int = 0) -> gym.Env:
         return gym.make(spec.id, **kwargs)
     except ImportError as e:
         original = e.__cause__ if isinstance(e.__cause__, ImportError) else e
-        raise BMILError(f"model.env.id '{spec.id}': {original}. Install the package that provides the environment "
+        hint = unsearched_folder_hint(original.name) if isinstance(original, ModuleNotFoundError) else ""
+        raise BMILError(f"model.env.id '{spec.id}': {original}{hint}. Install the package that provides the environment "
                         "into this Python environment, or correct the module's name before the ':'.") from None
     except gym.error.Error as e:
         raise BMILError(f"model.env.id '{spec.id}': {e}. Give a registered gymnasium id, or "
