@@ -109,3 +109,12 @@ def test_fit_and_check_refuse_them_before_any_work(tmp_path, env, named):
         assert done.returncode == 2 and "Traceback" not in done.stderr, err
         assert err[-1].startswith("bmil: error: ") and named in err[-1] and "not unseen" not in err[-2], err
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_default_starts_check_leaves_a_runs_signature_as_recorded():
+    from bmil.runs.run import settings_hash
+
+    before = {"model": {"init_args": {"env": dict(PLANE)}}, "trainer": {"max_epochs": 3}}
+    now = {"model": {"init_args": {"env": {**PLANE, "starts_check": "refuse"}}}, "trainer": {"max_epochs": 3}}
+    warned = {"model": {"init_args": {"env": {**PLANE, "starts_check": "warn"}}}, "trainer": {"max_epochs": 3}}
+    assert settings_hash(before) == settings_hash(now) != settings_hash(warned)
