@@ -398,3 +398,27 @@ def test_a_tuned_overlay_is_refused_over_another_task_unless_asked(user_folder, 
                   tuned_task(fit_settings(["--config", "conf/pickplace_quick.yaml", "--config", "tiny.yaml"])))
     main(check)  # over the task it was tuned on
     assert "every check passed" in capsys.readouterr().out
+
+
+def test_a_tunes_executor_waits_for_a_fit_another_process_still_runs(tmp_path, capsys):
+    """A rerun started while a killed tune's fit is still ending waits for it, then finishes the run
+    (a study's executor skips it instead: another driver of the study runs it)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from bmil.runs.folder import RunFolder
+    from bmil.runs.launch import lock_run
+
+    folder = RunFolder(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | "
+                               "os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(1.5)",
+                               str(folder / folder.LOCK)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    assert lock_run(folder) is None  # a study's executor: busy, skipped
+    started = time.monotonic()
+    fd = lock_run(folder, wait=True)
+    assert fd is not None and time.monotonic() - started > 0.5 and holder.wait() == 0
+    os.close(fd)
+    assert f"waiting for {tmp_path}: another process runs its fit" in capsys.readouterr().out

@@ -40,6 +40,8 @@ class _Fits:
         # A tune's fits end with their driver, even one killed by SIGKILL (a rerun would find their
         # runs locked); a study's fits live on, each resumable on its own.
         self.preexec = die_with_parent if die_with_driver else None
+        # ... and a tune waits for a fit that another (dying) driver still runs, then finishes it.
+        self.wait_for_busy = die_with_driver
 
     def start(self, cmd: list[str], **popen) -> Optional[subprocess.Popen]:
         with self.lock:
@@ -80,7 +82,7 @@ def execute(out: Path, run: Run, fits: _Fits) -> dict:
 
 
 def _execute(out: Path, run: Run, fits: _Fits) -> dict:
-    lock = claim(out, run)
+    lock = claim(out, run, wait=fits.wait_for_busy)
     if isinstance(lock, dict):  # busy elsewhere, or finished
         return lock
     try:

@@ -55,29 +55,38 @@ def prepare_demos(runs: list[Run]) -> None:
             generate_demos(env, num, seed, stop_on_success=stop, progress=False)
 
 
-def lock_run(folder: RunFolder) -> Optional[int]:
-    """An exclusive lock on the folder's ``run.lock``, or None when another process holds it. The fit
-    inherits the descriptor, so the lock lasts as long as the fit does, even an orphaned one."""
+def lock_run(folder: RunFolder, wait: bool = False) -> Optional[int]:
+    """An exclusive lock on the folder's ``run.lock``, or None when another process holds it (with
+    ``wait``: once that process lets it go). The fit inherits the descriptor, so the lock lasts as
+    long as the fit does, even an orphaned one."""
     fd = os.open(folder / folder.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        os.close(fd)
-        return None
+        if not wait:
+            os.close(fd)
+            return None
+        print(f"waiting for {folder.path}: another process runs its fit ({folder / folder.LOCK} is held)", flush=True)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
     except OSError:
         os.close(fd)
         raise
     return fd
 
 
-def claim(out, run: Run) -> int | dict:
+def claim(out, run: Run, wait: bool = False) -> int | dict:
     """The run's folder, locked for its fit: the lock's descriptor (the fit inherits it; the caller
     closes it), or the run's result where there is nothing to launch: another process holds the
-    lock, or the run has finished (perhaps by another process while this one waited its turn). A
-    folder made with other settings is refused."""
+    lock (with ``wait``: this one waits for it, then finishes the run or reads its result), or the
+    run has finished (perhaps by another process while this one waited its turn). A folder made
+    with other settings is refused."""
     folder = run.folder(out)
     folder.path.mkdir(parents=True, exist_ok=True)
-    lock = lock_run(folder)
+    lock = lock_run(folder, wait)
     if lock is None:
         return busy(run, folder)
     try:
