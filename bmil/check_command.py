@@ -39,7 +39,7 @@ class CheckCommand:
             resume_to: As for fit (it decides the run folder described).
             timed_epochs: Epochs trained (and discarded) to time one epoch; 0 skips the estimate.
             json_out: Also write the description, the estimate included, as JSON here.
-            tuned_elsewhere: As for fit (a tuned_<method>.yaml made on another task).
+            tuned_elsewhere: As for fit (a tuned_<method>.yaml made on another task; the CLI reads it).
         """
         require(timed_epochs >= 0, "--timed_epochs", timed_epochs, "0 (no estimate) or more")
         if json_out:

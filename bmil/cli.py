@@ -25,7 +25,7 @@ from typing import Optional
 
 from jsonargparse import ArgumentError
 
-from bmil.errors import BMILError
+from bmil.errors import BMILError, find_cause
 
 
 def demos(
@@ -380,14 +380,8 @@ def _check_config_file(path: Path) -> None:
 
 
 def _user_error(error: BaseException) -> BMILError | None:
-    """The BMILError behind ``error``: jsonargparse wraps what a method's ``__init__`` raises. A chain
-    can loop (an exception raised while handling one that is its own context), so each is seen once."""
-    seen: set[int] = set()
-    while error is not None and not isinstance(error, BMILError) and id(error) not in seen:
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return error if isinstance(error, BMILError) else None
-
+    """The BMILError behind ``error``: jsonargparse wraps what a method's ``__init__`` raises."""
+    return find_cause(error, BMILError)
 
 if __name__ == "__main__":
     main()

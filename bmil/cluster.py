@@ -32,9 +32,10 @@ def join_ray(address: Optional[str] = None):
             if target in (None, "auto") and "Could not find any running Ray instance" in str(e):
                 raise BMILError(f"Ray address '{target}': no Ray cluster runs on this machine to join. Start one "
                                 "(ray start --head), or give the head's HOST:PORT: docs/cluster.md.") from None
-            raise BMILError(f"Ray address '{target}': the head answers but did not let this process join ({e}). A head "
-                            "with a token (Ray turns token authentication on when one exists) needs RAY_AUTH_MODE=token "
-                            "and the token (RAY_AUTH_TOKEN) here: docs/cluster.md.") from None
+            raise BMILError(f"Ray address '{target or 'auto'}': this process could not join the cluster (Ray: {e}). "
+                            "Where Ray's log above says InvalidAuthToken, the head uses token authentication: set "
+                            "RAY_AUTH_MODE=token and the token (RAY_AUTH_TOKEN) here; otherwise the address is not a "
+                            "running Ray head's (a stale one of a stopped cluster?): docs/cluster.md.") from None
     return ray
 
 

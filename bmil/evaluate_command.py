@@ -16,6 +16,7 @@ from bmil.demos import load_demos
 from bmil.errors import BMILError, require
 from bmil.evaluation import Evaluator, RandomPolicy
 from bmil.files import check_writable, write_record
+from bmil.preflight import check_robustness_starts
 from bmil.video import log_gifs, offscreen
 
 
@@ -74,6 +75,8 @@ class EvaluateCommand:
         for option, path in (("--json_out", json_out), ("--plot", plot)):
             if path:
                 check_writable(path, option)
+        model.domain.check_start_settings()
+        check_robustness_starts(model.domain, "robustness", seed, [episodes])
         agent = _agent(model, policy, ckpt_path, seed, weights_only)
         if executor == "ray":
             join_ray(ray_address)

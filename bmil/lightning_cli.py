@@ -193,10 +193,13 @@ TUNED_TASK = "# bmil tune task: "  # the line of a tuned_<method>.yaml that name
 
 
 def tuned_task(settings: dict) -> dict:
-    """The task of resolved fit settings, as a tune's overlay records it: the environment and the
-    demonstrations (their path; none: the generated ones)."""
+    """The task of resolved fit settings, as a tune's overlay records it: the environment (less how it
+    is named, drawn and checked) and the demonstrations (their path; none: the generated ones)."""
     model = settings["model"]["init_args"]
-    return {"env": _env_settings(_plain(model["env"])), "demos": (model.get("demos") or {}).get("path")}
+    env = _env_settings(_plain(model["env"]))
+    if isinstance(env, dict):
+        env = {k: v for k, v in env.items() if k not in ("name", "figure", "starts_check")}
+    return {"env": env, "demos": (model.get("demos") or {}).get("path")}
 
 
 def _refuse_tuned_elsewhere(config) -> None:
@@ -209,16 +212,16 @@ def _refuse_tuned_elsewhere(config) -> None:
         line = next((line for line in _lines(path) if line.startswith(TUNED_TASK)), None)
         if line is None:
             continue
-        made = json.loads(line[len(TUNED_TASK):])
-        made["env"] = _env_settings(made["env"])
+        made = tuned_task({"model": {"init_args": json.loads(line[len(TUNED_TASK):])}})
         model = config.model.init_args
         asked = tuned_task({"model": {"init_args": {"env": _plain_config(model.env), "demos": _plain_config(model.demos)}}})
-        differ = [key for key in made if made[key] != asked.get(key)]
+        differ = [key for key in made if made[key] != asked[key]]
         if differ:
             what = "; ".join(f"{key}: tuned on {_task_part(made, key)}, this run {_task_part(asked, key)}" for key in differ)
-            raise BMILError(f"{path.name} holds settings bmil tune chose for another task ({what}"
-                            f"{_env_differences(made['env'], asked['env'])}). Layer it over the config it was tuned "
-                            "on, tune this task, or add --tuned_elsewhere true to apply it anyway.")
+            differences = _env_differences(made["env"], asked["env"], ("the tune", "this run"))
+            raise BMILError(f"{path.name} holds settings bmil tune chose for another task ({what}{differences}). Layer "
+                            "it over the config it was tuned on, tune this task, or add --tuned_elsewhere true to "
+                            "apply it anyway.")
 
 
 def _task_part(task: dict, key: str) -> str:
@@ -245,11 +248,14 @@ def _raised_by_lightning(error: BaseException) -> bool:
 def computed_settings(settings: dict) -> dict:
     """What a run computes, from its resolved settings (a deep copy): not how it was started (its
     config files, the checkpoint it resumed, where to resume), where it reports to (a tune's trial),
-    where it logs, nor where it evaluates (an evaluation's executor)."""
+    where it logs, where it evaluates (an evaluation's executor), nor how it checks its starts."""
     settings = json.loads(json.dumps(settings or {}))
     for key in ("config", "ckpt_path", "resume_to", "tuned_elsewhere", "trial"):
         settings.pop(key, None)
     settings.get("trainer", {}).pop("logger", None)
+    env = settings.get("model", {}).get("init_args", {}).get("env")
+    if isinstance(env, dict):  # whether failed start checks refuse or warn: nothing computed
+        env.pop("starts_check", None)
     for group in ("training_success", "robustness", "validation"):  # where it evaluates: the same outcomes
         settings.get(group, {}).pop("executor", None)
     return settings
@@ -325,13 +331,13 @@ def _refuse_other_task(path, saved: dict, model, named: bool) -> None:
                         "it in the run folder), or a checkpoint of this method and domain.")
 
 
-def _env_differences(made, asked) -> str:
+def _env_differences(made, asked, sources=("checkpoint", "config")) -> str:
     """Where two configured environments of one name differ: " (settings that differ: key: checkpoint
-    x, config y; ...)", or "" where the names already tell them apart."""
+    x, config y; ...)" (``sources`` name the two), or "" where the names already tell them apart."""
     if not (isinstance(made, dict) and isinstance(asked, dict)) or _env_name(made) != _env_name(asked):
         return ""
     keys = [k for k in sorted(set(made) | set(asked)) if made.get(k) != asked.get(k)]
-    return " (settings that differ: " + "; ".join(f"{k}: checkpoint {made.get(k)!r}, config {asked.get(k)!r}"
+    return " (settings that differ: " + "; ".join(f"{k}: {sources[0]} {made.get(k)!r}, {sources[1]} {asked.get(k)!r}"
                                                   for k in keys) + ")" if keys else ""
 
 

@@ -68,7 +68,8 @@ def _check_outputs(trainer) -> None:
     logger = trainer.logger
     if hasattr(logger, "next_log_dir"):
         check_folder(logger.next_log_dir(), "the run folder (trainer.logger's save_dir, name and version)")
-    check_folder(trainer.default_root_dir, "trainer.default_root_dir")
+    elif logger is None:  # the run's files go there
+        check_folder(trainer.default_root_dir, "trainer.default_root_dir")
     dirpath = getattr(trainer.checkpoint_callback, "dirpath", None)
     if dirpath:
         check_folder(dirpath, "checkpoint.dirpath")
@@ -76,12 +77,20 @@ def _check_outputs(trainer) -> None:
 
 def _check_starts(domain, callbacks) -> None:
     """Start settings that change nothing, and robustness or validation starts that are not unseen,
-    refused before anything trains (``bmil.domains.starts``)."""
+    refused before anything trains (``bmil.domains.starts``): a sample of each group's distribution,
+    and each list of starts the fit will evaluate on."""
     domain.check_start_settings()
     for callback in callbacks:
         if callback.kind == "robustness" and callback.runs():
-            domain.check_unseen(domain.robustness_starts(SAMPLE, callback.seed),
-                                f"the {callback.group} starts (seed {callback.seed})")
+            sizes = (callback.episodes if callback.every_n_epochs else 0, getattr(callback, "final_episodes", 0))
+            check_robustness_starts(domain, callback.group, callback.seed, sizes)
+
+
+def check_robustness_starts(domain, group: str, seed: int, sizes) -> None:
+    """The robustness starts of ``seed``, a sample of their distribution and each list of ``sizes``
+    (0: none), refused where they are not unseen."""
+    for n in sorted({SAMPLE, *sizes} - {0}):
+        domain.check_unseen(domain.robustness_starts(n, seed), f"the {n} {group} starts (seed {seed})")
 
 
 def _check_demos(model, generate: bool) -> dict:

@@ -5,6 +5,8 @@ subcommands of the CLI (``bmil.check_command``, ``bmil.evaluate_command``)."""
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import shutil
 import threading
 import time
@@ -17,7 +19,7 @@ import lightning as L
 from lightning.pytorch.trainer.states import TrainerStatus
 
 from bmil.check_command import CheckCommand
-from bmil.errors import BMILError
+from bmil.errors import BMILError, find_cause
 from bmil.evaluate_command import EvaluateCommand
 from bmil.files import copy_file, remove_stale_temporaries, write_record
 from bmil.numerics import describe, record
@@ -50,13 +52,15 @@ class BMILTrainer(CheckCommand, EvaluateCommand, L.Trainer):
                 shutil.rmtree(folder, ignore_errors=True)  # a refused start (nothing trained) leaves no folder behind
             raise
         except Exception as e:
-            failed = _write_failure(e)
-            if failed is None or not folder:
+            failed = _write_failure(e, folder) if folder else None
+            if failed is None:
                 raise
-            raise BMILError(f"bmil fit stopped after {self.current_epoch} epochs: the run folder {folder} cannot be "
-                            f"written ({failed.strerror or type(failed).__name__}: {failed.filename or failed}). Free "
-                            f"space or fix the folder's permissions, then resume: --ckpt_path "
-                            f"{RunFolder(folder).last_ckpt} continues from its last checkpoint.") from None
+            last = RunFolder(folder).last_ckpt
+            resume = (f"then resume: --ckpt_path {last} continues from its last checkpoint" if last.is_file()
+                      else "then run the fit again")
+            raise BMILError(f"bmil fit stopped in epoch {self.current_epoch + 1}: the run folder {folder} cannot be "
+                            f"written ({failed.strerror or failed}{f': {failed.filename}' if failed.filename else ''}). Free "
+                            f"space or fix the folder's permissions, {resume}.") from None
         if folder and self.state.status == TrainerStatus.FINISHED:  # trained to its end, not stopped
             run_record.write_result(Path(folder), clock.seconds, resumed)
         if folder:
@@ -70,7 +74,8 @@ class BMILTrainer(CheckCommand, EvaluateCommand, L.Trainer):
                    + (L.Trainer.fit.__doc__ or "").partition("\n")[2].replace("        Args:\n", """        Args:
             resume_to: With --ckpt_path <run>/checkpoints/last.ckpt: same (continue in that run's own
                 folder) or new (a new version folder, with the run's best.ckpt copied into it).
-            tuned_elsewhere: Apply a tuned_<method>.yaml that bmil tune made on another task (refused otherwise).
+            tuned_elsewhere: Apply a tuned_<method>.yaml that bmil tune made on another task (refused otherwise;
+                the CLI reads it before the fit starts).
 """, 1))
 
     def _carry_best(self, best: Path) -> None:
@@ -97,17 +102,21 @@ def _writer_thread_errors_reported_once():
         threading.excepthook = previous
 
 
-def _write_failure(error: BaseException) -> Optional[OSError]:
-    """The failed write (an OSError) behind ``error``: Lightning's clean-up after a failure can fail
-    on the same folder, so it may be the cause or the context of what reaches the fit; a chain can
-    loop, so each exception is seen once."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, OSError):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
+# What a write raises that cannot succeed: a full disk or quota, a read-only or unwritable folder.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO, errno.EFBIG}
+
+
+def _write_failure(error: BaseException, folder: str) -> Optional[OSError]:
+    """The failed write behind ``error`` (Lightning's clean-up after a failure can fail on the same
+    folder, so it may be the cause or the context of what reaches the fit): an OSError about a file
+    in ``folder``, or one that names no file and only a write raises; not a worker's broken pipe, a
+    timeout or a file of the user's environment."""
+    failed = find_cause(error, OSError)
+    if failed is None:
+        return None
+    if failed.filename is None:
+        return failed if failed.errno in _WRITE_ERRNOS else None
+    return failed if Path(os.path.abspath(failed.filename)).is_relative_to(os.path.abspath(folder)) else None
 
 
 def _append_run_record(folder: Path, numerics: dict, ckpt_path: Optional[str]) -> None:

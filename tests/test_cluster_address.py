@@ -55,8 +55,8 @@ def test_a_head_that_refuses_to_let_us_join_is_one_error_naming_token_auth(monke
 
         monkeypatch.setattr(ray, "is_initialized", lambda: False)
         monkeypatch.setattr(ray, "init", refused)
-        with pytest.raises(BMILError, match=rf"Ray address '{address}': the head answers but did not let this process "
-                                            r"join .*RAY_AUTH_MODE=token and the token \(RAY_AUTH_TOKEN\)"):
+        with pytest.raises(BMILError, match=rf"Ray address '{address}': this process could not join the cluster .*"
+                                            r"InvalidAuthToken.*RAY_AUTH_MODE=token and the token \(RAY_AUTH_TOKEN\)"):
             cluster.join_ray(address)
 
 

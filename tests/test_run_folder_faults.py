@@ -18,12 +18,12 @@ DRIVER = r'''
 import errno, os, sys
 writer, code = sys.argv[1], getattr(errno, sys.argv[2])
 
-def fail(path):
-    raise OSError(code, os.strerror(code), str(path))
+def fail(path=None):
+    raise OSError(code, os.strerror(code), *([str(path)] if path else []))
 
-if writer == "events":
+if writer == "events":  # TensorBoard's writer thread: a failed write names no file
     from tensorboard.summary.writer import record_writer
-    record_writer.RecordWriter.write = lambda self, data: fail("events.out.tfevents")
+    record_writer.RecordWriter.write = lambda self, data: fail()
 elif writer == "figures":
     import matplotlib.figure
     matplotlib.figure.Figure.savefig = lambda self, fname, *a, **k: fail(fname)
@@ -50,9 +50,12 @@ def test_a_run_folder_writer_that_fails_stops_the_fit_with_one_line(user_folder,
     seconds = time.monotonic() - started
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
-    assert last.startswith("bmil: error: bmil fit stopped after ") and os.strerror(getattr(errno, code)) in last, last
+    assert last.startswith("bmil: error: bmil fit stopped in epoch ") and os.strerror(getattr(errno, code)) in last, last
     assert "the run folder runs/pickplace_quick/version_0 cannot be written" in last
-    assert "--ckpt_path runs/pickplace_quick/version_0/checkpoints/last.ckpt" in last
+    resume = "--ckpt_path runs/pickplace_quick/version_0/checkpoints/last.ckpt continues from its last checkpoint"
+    kept = Path(user_folder, "runs/pickplace_quick/version_0/checkpoints/last.ckpt").is_file()
+    assert kept == (writer == "figures")  # the others fail before the first checkpoint (events at the start)
+    assert (resume in last) == kept and ("then run the fit again" in last) == (not kept)
     assert seconds < 120
     assert not list(Path(user_folder, "runs").rglob("*.tmp"))  # a failed write leaves no temporary behind
 
@@ -60,7 +63,8 @@ def test_a_run_folder_writer_that_fails_stops_the_fit_with_one_line(user_folder,
 @pytest.mark.parametrize("args, message", [
     (["--trainer.logger.init_args.save_dir", "afile"], "the run folder (trainer.logger's save_dir, name and version) "
                                                         "afile/pickplace_quick/version_0 cannot be written: afile is a file"),
-    (["--trainer.default_root_dir", "afile/runs"], "trainer.default_root_dir afile/runs cannot be written: afile is a file"),
+    (["--trainer.logger", "false", "--trainer.default_root_dir", "afile/runs"],
+     "trainer.default_root_dir afile/runs cannot be written: afile is a file"),
     (["--checkpoint.dirpath", "afile/ck"], "checkpoint.dirpath"),
     (["--model.init_args.policy.lr", "abc"], "model.policy.lr = 'abc' is not valid (it takes: float, null)"),
     (["--model.init_args.policy.hidden", "[0]"], "unknown setting model.policy.hidden"),
@@ -78,6 +82,21 @@ def test_check_refuses_by_name_what_the_fit_would_die_on(user_folder, capsys, ar
         last = capsys.readouterr().err.strip().splitlines()[-1]
         assert exited.value.code == 2 and last.startswith("bmil: error: ") and message in last, (command, last)
     assert not (user_folder / "runs").exists()
+
+
+def test_an_oserror_that_is_not_a_write_into_the_run_folder_is_not_called_one(tmp_path):
+    from bmil.trainer import _write_failure
+
+    folder = str(tmp_path / "run")
+    inside = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "run" / "validation.json"))
+    wrapped = RuntimeError("Lightning's clean-up")
+    wrapped.__context__ = inside
+    assert _write_failure(wrapped, folder) is inside
+    assert _write_failure(OSError(errno.ENOSPC, "No space left on device"), folder) is not None
+    for other in (BrokenPipeError(errno.EPIPE, "Broken pipe"), TimeoutError("a worker"),
+                  FileNotFoundError(errno.ENOENT, "No such file", "/opt/env/assets/robot.xml"),
+                  PermissionError(errno.EACCES, "Permission denied", "/opt/env/assets/robot.xml")):
+        assert _write_failure(other, folder) is None, other
 
 
 def test_temporaries_of_killed_writers_are_removed_and_a_live_ones_kept(tmp_path):

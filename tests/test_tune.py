@@ -400,25 +400,32 @@ def test_a_tuned_overlay_is_refused_over_another_task_unless_asked(user_folder, 
     assert "every check passed" in capsys.readouterr().out
 
 
-def test_a_tunes_executor_waits_for_a_fit_another_process_still_runs(tmp_path, capsys):
-    """A rerun started while a killed tune's fit is still ending waits for it, then finishes the run
-    (a study's executor skips it instead: another driver of the study runs it)."""
-    import os
+def test_a_tunes_executor_waits_for_a_fit_another_process_still_runs(task_folder, capsys):
+    """A rerun started while a killed tune's fit is still ending waits for it, then finishes the run;
+    a study's executor skips it instead (another driver of the study runs it), and a tune being
+    stopped stops waiting."""
     import subprocess
     import sys
     import time
 
-    from bmil.runs.folder import RunFolder
+    from bmil.executors.local import LocalExecutor
     from bmil.runs.launch import lock_run
+    from bmil.runs.run import Run
 
-    folder = RunFolder(tmp_path)
+    out = task_folder / "tune" / "t"
+    run = Run("pickplace", "bc trial 0", 100, ("conf/pickplace_quick.yaml", "tiny.yaml", "conf/bc.yaml"),
+              ("--trainer.max_epochs", "1"))
+    folder = run.folder(out)
+    folder.path.mkdir(parents=True)
     holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | "
-                               "os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(1.5)",
+                               "os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(2)",
                                str(folder / folder.LOCK)], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     assert lock_run(folder) is None  # a study's executor: busy, skipped
+    assert lock_run(folder, wait=lambda: False) is None  # a tune being stopped: no more waiting
     started = time.monotonic()
-    fd = lock_run(folder, wait=True)
-    assert fd is not None and time.monotonic() - started > 0.5 and holder.wait() == 0
-    os.close(fd)
-    assert f"waiting for {tmp_path}: another process runs its fit" in capsys.readouterr().out
+    with LocalExecutor(1, die_with_driver=True) as executor:
+        result = executor.submit(out, run).result()
+    assert time.monotonic() - started > 1.0 and holder.wait() == 0
+    assert not result.get("failed") and folder.is_done(), result  # waited, then ran the fit to its end
+    assert f"waiting for {folder.path}: another process runs its fit" in capsys.readouterr().out

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +30,10 @@ def test_the_statistic_tells_unseen_starts_from_the_training_start_and_from_one_
     training = rng.uniform(-0.01, 0.01, (64, 3))
     assert "none of the 64 starts differs" in not_unseen(training, rng.uniform(-0.01, 0.01, (64, 3)))
     one_other = rng.uniform(-0.01, 0.01, (64, 3)) + [1.0, 0.0, 0.0]
-    assert "do not differ from each other" in not_unseen(training, one_other)
+    assert "one start, repeated with that noise" in not_unseen(training, one_other)
     assert not_unseen(training, rng.uniform(-1.0, 1.0, (64, 3))) is None
     assert not_unseen(np.zeros((64, 3)), np.zeros((64, 3))) is not None  # a deterministic reset, every start the same
+    assert not_unseen(np.zeros((64, 3)), np.zeros((15, 3))) is None  # too few to tell: the sample of 64 judges
 
 
 def test_an_env_whose_reset_ignores_options_is_refused_naming_the_settings():
@@ -43,8 +45,8 @@ def test_an_env_whose_reset_ignores_options_is_refused_naming_the_settings():
         domain.check_unseen(domain.robustness_starts(64, 0), "the robustness starts")
     assert re.match(r"the robustness starts of start_envs:IgnoresOptions-v0 are not unseen: none of the 64 starts "
                     r"differs from the training start", str(refused.value))
-    # The explanation names the training options too: they gave the reset's own default.
-    assert "model.env.training.options (the same as reset without them" in str(refused.value)
+    assert "Settings that change nothing: model.env.robustness.choices" in str(refused.value)
+    assert "training.options" not in str(refused.value)  # they repeat the reset's own default: harmless
     good = get_domain(PLANE)
     good.check_start_settings()
     good.check_unseen(good.robustness_starts(64, 0), "the robustness starts")
@@ -53,8 +55,23 @@ def test_an_env_whose_reset_ignores_options_is_refused_naming_the_settings():
 def test_every_robustness_evaluation_checks_its_recorded_starts():
     with Evaluator(get_domain(IGNORING), 0) as evaluator:
         evaluator.run(RandomPolicy(2), "training", 4, 0)  # the training start may repeat
-        with pytest.raises(BMILError, match="the 20 robustness starts of this evaluation .seed 3. of .* are not unseen"):
+        with pytest.warns(UserWarning, match="the 20 robustness starts of this evaluation .seed 3. of .* are not unseen"):
             evaluator.run(RandomPolicy(2), "robustness", 20, 3)
+
+
+def test_a_robustness_distribution_that_overlaps_the_training_start_is_judged_by_lists_long_enough():
+    """Starts that include the training spot: a short list (here 5) can happen to repeat the spot and
+    says nothing; the fit judges the distribution's sample and its long lists before it trains."""
+    from bmil.preflight import check_robustness_starts
+
+    overlapping = get_domain({**PLANE, "robustness": {"choices": [{"xy": [0.0, 0.0]}, {"xy": [1.0, 0.0]},
+                                                                  {"xy": [0.0, 1.0]}]}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for seed in range(40):
+            check_robustness_starts(overlapping, "robustness", seed, [5, 200])
+    with pytest.raises(BMILError, match=r"the 64 robustness starts \(seed 0\) of start_envs:IgnoresOptions-v0 are not unseen"):
+        check_robustness_starts(get_domain(IGNORING), "robustness", 0, [5, 1000])
 
 
 def test_warn_measures_anyway():
@@ -111,10 +128,10 @@ def test_fit_and_check_refuse_them_before_any_work(tmp_path, env, named):
     assert not (tmp_path / "runs").exists()
 
 
-def test_the_default_starts_check_leaves_a_runs_signature_as_recorded():
+def test_starts_check_leaves_a_runs_signature_as_recorded():
     from bmil.runs.run import settings_hash
 
     before = {"model": {"init_args": {"env": dict(PLANE)}}, "trainer": {"max_epochs": 3}}
     now = {"model": {"init_args": {"env": {**PLANE, "starts_check": "refuse"}}}, "trainer": {"max_epochs": 3}}
     warned = {"model": {"init_args": {"env": {**PLANE, "starts_check": "warn"}}}, "trainer": {"max_epochs": 3}}
-    assert settings_hash(before) == settings_hash(now) != settings_hash(warned)
+    assert settings_hash(before) == settings_hash(now) == settings_hash(warned)  # it changes nothing computed

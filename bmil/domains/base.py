@@ -9,7 +9,7 @@ from typing import Optional
 import gymnasium as gym
 import numpy as np
 
-from bmil.domains.starts import SAMPLE, first_observations, not_unseen, refuse_or_warn
+from bmil.domains.starts import SAMPLE, not_unseen, refuse_or_warn, reset_first_observations
 
 
 @dataclass(frozen=True)
@@ -122,19 +122,20 @@ class Domain(ABC):
     # What a start check that fails does: "refuse" (an error) or "warn" (configured envs may choose).
     starts_check: str = "refuse"
 
-    def check_unseen(self, rows: np.ndarray, what: str) -> None:
-        """Refuse (or warn about) robustness start ``rows`` that are not unseen: the same state as the
-        training start, or one state repeated (``bmil.domains.starts``); each list is checked once."""
+    def check_unseen(self, rows: np.ndarray, what: str, refuse: bool = True) -> None:
+        """Refuse (or, with ``refuse`` False or ``starts_check`` "warn", warn about) robustness start
+        ``rows`` that are not unseen: the training start's states, or one state repeated
+        (``bmil.domains.starts``); each list is judged once."""
         key = (len(rows), hash(np.ascontiguousarray(rows).tobytes()))
         checked = self.__dict__.setdefault("_checked_starts", set())
         if key in checked:
             return
-        if "_training_sample" not in self.__dict__:
+        if self._training_sample is None:
             self._training_sample = self.first_observations(self.training_starts(SAMPLE, 0))
         problem = not_unseen(self._training_sample, self.first_observations(rows))
         if problem:
             refuse_or_warn(f"{what} of {self.name} are not unseen: {problem}. {self.why_starts_repeat()}",
-                           self.starts_check)
+                           refuse and self.starts_check == "refuse")
         checked.add(key)
 
     def check_start_settings(self) -> None:
@@ -143,8 +144,14 @@ class Domain(ABC):
     def first_observations(self, rows: np.ndarray) -> np.ndarray:
         """The first observation of every start row (here: of the first ``SAMPLE`` rows, each reset in a
         fresh environment)."""
-        return first_observations(self, rows[:SAMPLE])
+        return reset_first_observations(self, rows[:SAMPLE])
 
     def why_starts_repeat(self) -> str:
         """What to do about starts that are not unseen."""
         return f"The domain '{self.name}' sets its starts itself: this is a bug in it."
+
+    # The start checks' memory (with the lists judged), per process: workers start without it.
+    _training_sample: np.ndarray | None = None
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k not in ("_training_sample", "_checked_starts")}

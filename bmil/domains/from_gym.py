@@ -185,28 +185,31 @@ class GymDomain(Domain):
         return np.asarray(rows)[:, -self.obs_dim:]
 
     def check_start_settings(self) -> None:
-        # Training options that repeat the reset's own default are harmless; they explain a failed check.
-        found = [f for f in self._without_effect() if not f.startswith("model.env.training.options")]
+        found = self._without_effect()
         if found:
             refuse_or_warn(f"start settings of {self.name} that change nothing: {'; '.join(found)}. {_FIX}",
-                           self.starts_check)
+                           self.starts_check == "refuse")
 
     def why_starts_repeat(self) -> str:
         found = self._without_effect()
-        return (f"Settings that change nothing: {'; '.join(found)}. " if found else
-                "Its start settings give the training start's states. ") + _FIX
+        return (f"Settings that change nothing: {'; '.join(found)}. {_FIX}" if found else
+                "Each of its start settings changes the first observation, but together they give starts that overlap "
+                f"the training start's: widen model.env.robustness, or set model.env.starts_check: warn to measure anyway")
 
     def _without_effect(self) -> list[str]:
+        """Start settings that change nothing; training options that repeat the reset's own default are
+        harmless and left out."""
         env = _make(self.spec, self.horizon)
         try:
-            return [found for kind in ("training", "robustness")
-                    for found in settings_without_effect(env, getattr(self.spec, kind), kind, _draw(self, kind, 3, 0),
-                                                         lambda obs: flatten_obs(obs, self.spec.obs_keys, self.spec.id))]
+            found = [found for kind in ("training", "robustness")
+                     for found in settings_without_effect(env, getattr(self.spec, kind), kind, _draw(self, kind, 3, 0),
+                                                          lambda obs: flatten_obs(obs, self.spec.obs_keys, self.spec.id))]
         finally:
             env.close()
+        return [f for f in found if not f.startswith("model.env.training.options")]
 
     def __getstate__(self):  # workers get the spec, not the drawn start lists
-        return {k: v for k, v in self.__dict__.items() if k not in ("_training_sample", "_checked_starts")} | {"_starts": {}}
+        return {**super().__getstate__(), "_starts": {}}
 
 
 _FIX = ("Make the env's reset honour them, or move the env to each start with model.env.<training|robustness>.perturb "

@@ -78,8 +78,9 @@ def settings_without_effect(env, settings: StartSettings, kind: str, rows: np.nd
     if settings.options and same(settings, replace(settings, options={}), rows):
         found.append(f"{name}.options (the same as reset without them: the env's reset ignores its options)")
     if len(settings.choices) > 1:
-        others = [np.concatenate([r[:2], [c], r[3:]]) for r, c in zip(rows, range(1, len(settings.choices)))]
-        if same(settings, settings, [np.concatenate([r[:2], [0], r[3:]]) for r in rows[:len(others)]], others):
+        row = rows[0]
+        others = [np.concatenate([row[:2], [c], row[3:]]) for c in range(1, len(settings.choices))]
+        if same(settings, settings, [np.concatenate([row[:2], [0], row[3:]])] * len(others), others):
             found.append(f"{name}.choices (every choice gives the same start: the env's reset ignores its options)")
     k = len(settings.qpos_noise)
     for noise, columns in (("qpos_noise", slice(3, 3 + k)), ("qvel_noise", slice(3 + k, 3 + k + len(settings.qvel_noise)))):

@@ -82,7 +82,7 @@ def execute(out: Path, run: Run, fits: _Fits) -> dict:
 
 
 def _execute(out: Path, run: Run, fits: _Fits) -> dict:
-    lock = claim(out, run, wait=fits.wait_for_busy)
+    lock = claim(out, run, wait=(lambda: not fits.stopping) if fits.wait_for_busy else None)
     if isinstance(lock, dict):  # busy elsewhere, or finished
         return lock
     try:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
-from typing import Optional
+import time
+from typing import Callable, Optional
 
 from bmil.demos import default_demo_path, generate_demos
 from bmil.errors import BMILError
@@ -55,34 +56,36 @@ def prepare_demos(runs: list[Run]) -> None:
             generate_demos(env, num, seed, stop_on_success=stop, progress=False)
 
 
-def lock_run(folder: RunFolder, wait: bool = False) -> Optional[int]:
+def lock_run(folder: RunFolder, wait: Optional[Callable[[], bool]] = None) -> Optional[int]:
     """An exclusive lock on the folder's ``run.lock``, or None when another process holds it (with
-    ``wait``: once that process lets it go). The fit inherits the descriptor, so the lock lasts as
-    long as the fit does, even an orphaned one."""
+    ``wait``: once that process lets it go, asking ``wait()`` every half second whether to go on
+    waiting). The fit inherits the descriptor, so the lock lasts as long as the fit does, even an
+    orphaned one."""
     fd = os.open(folder / folder.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        if not wait:
-            os.close(fd)
-            return None
-        print(f"waiting for {folder.path}: another process runs its fit ({folder / folder.LOCK} is held)", flush=True)
+    told = False
+    while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if wait is None or not wait():
+                os.close(fd)
+                return None
+            if not told:
+                print(f"waiting for {folder.path}: another process runs its fit ({folder / folder.LOCK} is held)",
+                      flush=True)
+                told = True
+            time.sleep(0.5)
+        except OSError:
             os.close(fd)
             raise
-    except OSError:
-        os.close(fd)
-        raise
-    return fd
 
 
-def claim(out, run: Run, wait: bool = False) -> int | dict:
+def claim(out, run: Run, wait: Optional[Callable[[], bool]] = None) -> int | dict:
     """The run's folder, locked for its fit: the lock's descriptor (the fit inherits it; the caller
     closes it), or the run's result where there is nothing to launch: another process holds the
-    lock (with ``wait``: this one waits for it, then finishes the run or reads its result), or the
-    run has finished (perhaps by another process while this one waited its turn). A folder made
+    lock (with ``wait``: this one waits for it, as ``lock_run``, then finishes the run or reads its
+    result), or the run has finished (perhaps by another process while this one waited its turn). A folder made
     with other settings is refused."""
     folder = run.folder(out)
     folder.path.mkdir(parents=True, exist_ok=True)

@@ -87,7 +87,6 @@ _ADDED_SINCE_RECORDS = {
     ("model", "init_args", "traces", "demo_bounds_margin"): None,
     ("model", "init_args", "demos", "generate"): False,
     ("robustness", "videos"): 0,
-    ("model", "init_args", "env", "starts_check"): "refuse",  # a configured env's
 }
 
 

@@ -155,7 +155,7 @@ class Tuner:
             # Seeded by the trials already there: a resumed tune's sampler must not replay its first draws.
             study.sampler = make_sampler(self.sampler, hash((self.seed, i, len(study.trials))) % 2**31)
             studies[m] = study
-        self._busy: list[str] = []  # trials whose run folder another process holds
+        self._busy: list[str] = []  # trials whose run folder another process holds (Ray; locally a tune waits)
         self._trials(studies, spaces)
         if self._busy:
             raise BMILError(f"bmil tune: {', '.join(self._busy)} run in another process (their run folders are "
