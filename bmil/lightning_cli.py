@@ -212,7 +212,8 @@ def _refuse_tuned_elsewhere(config) -> None:
         line = next((line for line in _lines(path) if line.startswith(TUNED_TASK)), None)
         if line is None:
             continue
-        made = tuned_task({"model": {"init_args": json.loads(line[len(TUNED_TASK):])}})
+        recorded = json.loads(line[len(TUNED_TASK):])
+        made = tuned_task({"model": {"init_args": {"env": recorded["env"], "demos": {"path": recorded["demos"]}}}})
         model = config.model.init_args
         asked = tuned_task({"model": {"init_args": {"env": _plain_config(model.env), "demos": _plain_config(model.demos)}}})
         differ = [key for key in made if made[key] != asked[key]]

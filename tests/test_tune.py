@@ -429,3 +429,17 @@ def test_a_tunes_executor_waits_for_a_fit_another_process_still_runs(task_folder
     assert time.monotonic() - started > 1.0 and holder.wait() == 0
     assert not result.get("failed") and folder.is_done(), result  # waited, then ran the fit to its end
     assert f"waiting for {folder.path}: another process runs its fit" in capsys.readouterr().out
+
+
+def test_a_configured_envs_task_survives_its_record_and_ignores_how_the_env_is_named_and_checked():
+    from bmil.lightning_cli import tuned_task
+
+    base = fit_settings(["--config", "conf/examples/pointmaze_umaze.yaml"])
+    recorded = json.loads(json.dumps(tuned_task(base)))  # as the overlay's line holds it
+    again = tuned_task({"model": {"init_args": {"env": recorded["env"], "demos": {"path": recorded["demos"]}}}})
+    assert again == tuned_task(base) and again["demos"] == "minari:pointmaze/umaze-bmil-v0"
+    renamed = fit_settings(["--config", "conf/examples/pointmaze_umaze.yaml", "--model.init_args.env.name", "mine",
+                            "--model.init_args.env.starts_check", "warn"])
+    assert tuned_task(renamed) == again
+    other = fit_settings(["--config", "conf/examples/pointmaze_umaze.yaml", "--model.init_args.env.horizon", "500"])
+    assert tuned_task(other)["env"] != again["env"]
