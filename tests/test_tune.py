@@ -3,6 +3,7 @@ failed trials, and overlays that reproduce a trial's settings."""
 
 import json
 import math
+import re
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -157,10 +158,19 @@ def test_a_tune_scores_trials_on_validation_and_tests_only_at_the_end(task_folde
         assert (folder / "validation.json").is_file()
     printed = capsys.readouterr().out
     assert "plan: 2 trials, 0 finalist runs and 2 final runs of BC on pickplace; about" in printed
-    assert "(core-minutes a trial, by bmil check: BC " in printed  # BC's own cost, timed
+    assert "; core-minutes a trial, by bmil check: BC " in printed  # BC's own cost, timed
     assert "bc trial 0: validation" in printed and "bc trial 1: validation" in printed
+    assert re.search(r"core-hours before pruning \(trials \d+\.\d\d, finalists 0\.00, final runs \d+\.\d\d; core-minutes "
+                     r"a trial", printed)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["winner"] == "bc" and summary["trials"]["bc"] == {"complete": 2, "pruned": 0, "fail": 0}
+    spent = summary["core_hours"]  # each stage's fits, from their clocks
+    clocks = {stage: sum(json.loads((out / "runs" / f"pickplace__bc_{name}__s{seed}" / "version_0" / "result.json")
+                                    .read_text())["seconds"] for name, seed in runs) / 3600
+              for stage, runs in (("trials", [("trial_0", 100), ("trial_1", 100)]),
+                                  ("final runs", [("defaults", 0), (f"tuned_trial_{chosen_trial}", 0)]))}
+    assert spent["finalists"] == 0 and all(spent[k] == pytest.approx(v) and v > 0 for k, v in clocks.items())
+    assert spent["total"] == pytest.approx(sum(clocks.values()))
     chosen = summary["chosen"]["bc"]["settings"]
     assert yaml.safe_load((out / "tuned_bc.yaml").read_text())["model"]["init_args"]["policy"]["lr"] == \
         chosen["model.policy.lr"]

@@ -23,21 +23,23 @@ def print_plan(tuner) -> None:
     check`` (two timed epochs and two batches of episodes of that method on the config)."""
     finalists = (tuner.finalists + 1) * tuner.finalist_seeds if tuner.finalists else 0  # the defaults compete
     done = runs_done(tuner)
-    left, minutes, per_trial = [0, 0, 0], 0.0, {}
+    left, stage_minutes, per_trial = [0, 0, 0], [0.0, 0.0, 0.0], {}
     for method in tuner.methods:
         todo = [max(0, n - d) for n, d in zip((tuner.trials, finalists, 2 * tuner.final_seeds), done[method])]
         if any(todo):  # (a method with nothing left is not timed)
             costs = method_minutes(tuner, method)
-            minutes += sum(n * c for n, c in zip(todo, costs))
+            stage_minutes = [m + n * c for m, n, c in zip(stage_minutes, todo, costs)]
             left = [a + b for a, b in zip(left, todo)]
             per_trial[method] = costs[0]
+    minutes = sum(stage_minutes)
+    stages = ", ".join(f"{name} {m / 60:.2f}" for name, m in zip(("trials", "finalists", "final runs"), stage_minutes))
     finished = [sum(d[i] for d in done.values()) for i in range(3)]
     done_text = f" to do ({finished[0]}, {finished[1]} and {finished[2]} done)" if any(finished) else ""
     each = ", ".join(f"{get_method(x).label} {c:.1f}" for x, c in per_trial.items()) or "none left"
     hours = minutes / 60
     print(f"plan: {left[0]} trials, {left[1]} finalist runs and {left[2]} final runs{done_text} of "
           f"{', '.join(get_method(x).label for x in tuner.methods)} on {tuner.domain}; about {hours:.1f} core-hours before "
-          f"pruning (core-minutes a trial, by bmil check: {each}); {tuner.jobs} fits at once on "
+          f"pruning ({stages}; core-minutes a trial, by bmil check: {each}); {tuner.jobs} fits at once on "
           f"{usable_cores()} usable cores, about {hours / tuner.jobs:.1f} hours", flush=True)
 
 

@@ -33,6 +33,7 @@ from bmil.files import check_folder, write_record, write_text
 from bmil.lightning_cli import fit_settings, tuned_task
 from bmil.methods import get_method, registered
 from bmil.runs.launch import prepare_demos
+from bmil.runs.folder import RunFolder
 from bmil.runs.run import Run
 from bmil.system import usable_cores
 from bmil.tuning import outputs
@@ -347,6 +348,17 @@ class Tuner:
         return {"pruned_core_hours": spent / 3600, "to_the_end_core_hours": full / 3600,
                 "saved_core_hours": (full - spent) / 3600}
 
+    def _spent(self) -> dict[str, float]:
+        """What each stage's finished fits cost, in core-hours (each fit runs on one core), and in all."""
+        spent = {"trials": 0.0, "finalists": 0.0, "final runs": 0.0}
+        stage_of = {"trial": "trials", "finalist": "finalists", "final": "final runs"}
+        for path in (self.out / "runs").glob("*/version_0/result.json"):
+            folder = RunFolder(path.parent)
+            stage = stage_of.get(folder.stage()[0])
+            if stage:
+                spent[stage] += folder.result(f"delete {folder.path} to run it again")["seconds"] / 3600
+        return {**spent, "total": sum(spent.values())}
+
     def _execute(self, runs: list[Run]) -> dict[str, dict]:
         unique = {}
         for run in runs:  # a run asked for twice (the defaults chosen: tuned and defaults alike) is run once
@@ -367,7 +379,8 @@ class Tuner:
             export_policy(str(best.policy_ckpt()), str(self.out / "policy.pt"))
         summary = {"winner": winner, "chosen": chosen, "final": final,
                    "trials": {m: outputs.counts(s) for m, s in studies.items()},
-                   "pruning": {m: self._pruning_saved(m, s, spaces[m]) for m, s in studies.items()}}
+                   "pruning": {m: self._pruning_saved(m, s, spaces[m]) for m, s in studies.items()},
+                   "core_hours": self._spent()}
         write_record(self.out / "summary.json", summary, indent=1)
         table = outputs.table(summary)
         write_text(self.out / "table.md", table)
