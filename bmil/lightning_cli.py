@@ -37,11 +37,11 @@ TRAINER_DEFAULTS = {
 class _SaveConfig(SaveConfigCallback):
     """Saves the run's ``config.yaml``; a resumed run whose settings differ (a longer max_epochs)
     keeps the one before as ``config.<k>.yaml``, so that nothing the user ran is lost. How it was
-    started (``resume_to``, ``tuned_elsewhere``) is left out: the file is the run's settings, which ``bmil evaluate``,
-    ``validate`` and ``test`` take as their ``--config`` too."""
+    started (``resume_to``, ``tuned_elsewhere``, ``model_cache``) is left out: the file is the run's
+    settings, which ``bmil evaluate``, ``validate`` and ``test`` take as their ``--config`` too."""
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        how_started = [key for key in ("resume_to", "tuned_elsewhere") if key in self.config]
+        how_started = [key for key in ("resume_to", "tuned_elsewhere", "model_cache") if key in self.config]
         if how_started:
             self.config = self.config.clone()
             for key in how_started:
@@ -251,7 +251,7 @@ def computed_settings(settings: dict) -> dict:
     config files, the checkpoint it resumed, where to resume), where it reports to (a tune's trial),
     where it logs, where it evaluates (an evaluation's executor), nor how it checks its starts."""
     settings = json.loads(json.dumps(settings or {}))
-    for key in ("config", "ckpt_path", "resume_to", "tuned_elsewhere", "trial"):
+    for key in ("config", "ckpt_path", "resume_to", "tuned_elsewhere", "model_cache", "trial"):
         settings.pop(key, None)
     settings.get("trainer", {}).pop("logger", None)
     env = settings.get("model", {}).get("init_args", {}).get("env")

@@ -31,9 +31,12 @@ from callbacks.evaluation import best_checkpoint
 
 class BMILTrainer(CheckCommand, EvaluateCommand, L.Trainer):
     def fit(self, model, train_dataloaders=None, val_dataloaders=None, datamodule=None, ckpt_path=None,
-            weights_only=None, resume_to: Literal["same", "new"] = "same", tuned_elsewhere: bool = False):
+            weights_only=None, resume_to: Literal["same", "new"] = "same", tuned_elsewhere: bool = False,
+            model_cache: Optional[str] = None):
         started = run_record.COMMAND_STARTED or time.perf_counter()  # the command's start: its imports count
         checked = check_fit(self, model, ckpt_path)  # before the run folder exists
+        if model_cache:
+            model.use_model_cache(model_cache)
         folder = getattr(self.logger, "log_dir", None) if self.is_global_zero else None  # claims a new one
         resumed = ckpt_path is not None
         try:
@@ -76,6 +79,9 @@ class BMILTrainer(CheckCommand, EvaluateCommand, L.Trainer):
                 folder) or new (a new version folder, with the run's best.ckpt copied into it).
             tuned_elsewhere: Apply a tuned_<method>.yaml that bmil tune made on another task (refused otherwise;
                 the CLI reads it before the fit starts).
+            model_cache: A folder where BMIL keeps its backwards model of every epoch and loads the models
+                an earlier fit with the same demos, seed and model settings trained (exact; bmil tune's
+                trials share one); about three times the model's size an epoch.
 """, 1))
 
     def _carry_best(self, best: Path) -> None:

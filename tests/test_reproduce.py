@@ -252,7 +252,7 @@ def _fake_study(tmp_path, monkeypatch, seeds, wait):
     config = tmp_path / "push.yaml"  # given demos: nothing to generate
     config.write_text("model: {class_path: bmil.methods.BC, init_args: {env: push, demos: {path: given}}}\n")
     monkeypatch.setattr(launch, "fit_command",
-                        lambda out, run, workers: [sys.executable, "-c", _FAKE_FIT, str(run_dir(out, run)), str(wait)])
+                        lambda out, run, workers, **_: [sys.executable, "-c", _FAKE_FIT, str(run_dir(out, run)), str(wait)])
     return Study("table1", [Run("push", "BC", s, (str(config),)) for s in seeds]), tmp_path / "study"
 
 
@@ -373,7 +373,7 @@ from pathlib import Path
 import bmil.runs.launch as L
 from bmil.executors import make_executor
 from bmil.studies.catalog import Run
-L.fit_command = lambda out, run, workers: [sys.executable, "-c", {_FAKE_FIT!r}, str(run.folder(out)), "60"]
+L.fit_command = lambda out, run, workers, **_: [sys.executable, "-c", {_FAKE_FIT!r}, str(run.folder(out)), "60"]
 with make_executor("local", 1, die_with_driver=True) as executor:
     executor.submit(Path({str(out)!r}), Run("push", "BC", 0, ({str(config)!r},))).result()
 """])
@@ -411,7 +411,7 @@ from pathlib import Path
 import bmil.runs.launch as L
 from bmil.studies.catalog import Run, Study
 from bmil.studies.sweep import run_study
-L.fit_command = lambda out, run, workers: [sys.executable, "-c", {_FAKE_FIT!r}, str(run.folder(out)), "30"]
+L.fit_command = lambda out, run, workers, **_: [sys.executable, "-c", {_FAKE_FIT!r}, str(run.folder(out)), "30"]
 run_study(Study("table1", [Run("push", "BC", 0, ({str(config)!r},))]), Path({str(out)!r}), 1)
 """])
     folder = run_dir(out, Run("push", "BC", 0, (str(config),)))
@@ -510,7 +510,7 @@ def test_fits_evaluate_over_the_cores_that_fewer_runs_than_jobs_leave_idle(tmp_p
     study, out = _fake_study(tmp_path, monkeypatch, [0, 1, 2], wait=0)
     given = {}
 
-    def command(out, run, workers):
+    def command(out, run, workers, **_):
         given[run.seed] = workers
         return [sys.executable, "-c", _FAKE_FIT, str(run_dir(out, run)), "0"]
 
@@ -601,7 +601,7 @@ def test_the_table_reports_how_often_episodes_end_flagged(tmp_path, monkeypatch)
     # pickplace fit beside them whose domain has no flags gets no row in that section.
     flagged = _FAKE_FIT.replace('"episodes": 10}',
                                 '"episodes": 10, **({"flags": {"flipped": 2 if "__s0" in str(folder) else 4}} if "push__" in str(folder) else {})}')
-    monkeypatch.setattr(launch, "fit_command", lambda out, run, workers: [sys.executable, "-c", flagged, str(run_dir(out, run)), "0"])
+    monkeypatch.setattr(launch, "fit_command", lambda out, run, workers, **_: [sys.executable, "-c", flagged, str(run_dir(out, run)), "0"])
     study = Study("table1", [*study.runs, Run("pickplace", "BC", 0, study.runs[0].configs)])
     out = tmp_path / "flagged"
     run_study(study, out, jobs=2, progress=lambda message: None)

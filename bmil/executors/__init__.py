@@ -4,6 +4,7 @@ machine, no server. ``ray``: tasks on a Ray cluster (``bmil/executors/ray.py``).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 from bmil.errors import BMILError
@@ -15,13 +16,14 @@ __all__ = ["EXECUTORS", "Executor", "LocalExecutor", "make_executor"]
 
 
 def make_executor(kind: str, jobs: int, ray_address: Optional[str] = None, evaluation_workers: int = 0,
-                  die_with_driver: bool = False):
+                  die_with_driver: bool = False, model_cache: Optional[Path] = None):
     """The executor ``kind`` (``jobs``: fits at once on this machine; Ray schedules by the cluster's CPUs;
-    ``die_with_driver``: local fits end when this process does, however it ends)."""
+    ``die_with_driver``: local fits end when this process does, however it ends; ``model_cache``:
+    where local fits share their dynamics models, which Ray's nodes, sharing no folder, do not)."""
     if kind == "local":
         if ray_address:
             raise BMILError("--ray_address is for --executor ray; leave it out, or add --executor ray.")
-        return LocalExecutor(jobs, evaluation_workers, die_with_driver)
+        return LocalExecutor(jobs, evaluation_workers, die_with_driver, model_cache)
     if kind == "ray":
         from bmil.executors.ray import RayExecutor  # (Ray is an extra: imported only when asked for)
 

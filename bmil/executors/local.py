@@ -29,7 +29,8 @@ class _Fits:
     """The ``bmil fit`` processes of one ``run_study`` call, so that stopping the study stops them,
     and the evaluation workers each gets."""
 
-    def __init__(self, evaluation_workers: int = 0, die_with_driver: bool = False):
+    def __init__(self, evaluation_workers: int = 0, die_with_driver: bool = False,
+                 model_cache: Optional[Path] = None):
         # Where fits start: jsonargparse changes the process's working folder while it reads config
         # files, and a fit started by another thread meanwhile would inherit that folder.
         self.cwd = os.getcwd()
@@ -42,6 +43,7 @@ class _Fits:
         self.preexec = die_with_parent if die_with_driver else None
         # ... and a tune waits for a fit that another (dying) driver still runs, then finishes it.
         self.wait_for_busy = die_with_driver
+        self.model_cache = model_cache  # where the fits share their dynamics models (bmil fit --model_cache)
 
     def start(self, cmd: list[str], **popen) -> Optional[subprocess.Popen]:
         with self.lock:
@@ -96,7 +98,8 @@ def _fit(out: Path, run: Run, folder: RunFolder, lock: int, fits: _Fits) -> dict
     launch.before_fit(out, run)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(folder / folder.LOG, "a") as log:
-        proc = fits.start(launch.fit_command(out, run, fits.evaluation_workers), stdout=log, stderr=subprocess.STDOUT,
+        proc = fits.start(launch.fit_command(out, run, fits.evaluation_workers, model_cache=fits.model_cache),
+                          stdout=log, stderr=subprocess.STDOUT,
                           env=env, pass_fds=(lock,))
         if proc is None:
             return failure(run, "not started: the study was stopped")
@@ -112,9 +115,10 @@ class LocalExecutor(Executor):
     time, each a ``bmil fit`` process on this machine (``execute``); ``submit`` returns a future of
     the run's result. ``stop`` ends the running fits (they resume from their checkpoints)."""
 
-    def __init__(self, jobs: int, evaluation_workers: int = 0, die_with_driver: bool = False):
+    def __init__(self, jobs: int, evaluation_workers: int = 0, die_with_driver: bool = False,
+                 model_cache: Optional[Path] = None):
         self.pool = ThreadPoolExecutor(max(1, jobs))  # threads only wait on the fit processes
-        self.fits = _Fits(evaluation_workers, die_with_driver)
+        self.fits = _Fits(evaluation_workers, die_with_driver, model_cache)
 
     def submit(self, out: Path, run: Run) -> Future:
         run.signature  # the settings are resolved here, by the thread that parses (jsonargparse is not thread-safe)

@@ -279,6 +279,10 @@ class ImitationMethod(L.LightningModule):
         self.before_policy()
         return self.train_policy()
 
+    def use_model_cache(self, folder: str) -> None:
+        """Keep the dynamics model of every epoch in ``folder`` and load it where a fit before trained
+        the same one (``bmil.methods.model_cache``); methods without such a model ignore it."""
+
     def before_policy(self) -> None:
         """The method's own phase of each epoch, before its policy steps (a model, a value
         function, traces); none for behaviour cloning."""

@@ -18,6 +18,7 @@ import torch
 
 from bmil.errors import BMILError, require
 from bmil.methods.base import ImitationMethod, as_settings
+from bmil.methods.model_cache import ModelCache, model_key
 from bmil.methods.registry import register
 from bmil.traces import TRACE_SOURCES, TraceBuffer, TraceSettings, trace_length
 from bmil.tuning.space import Param, Task
@@ -68,6 +69,9 @@ class ModelSettings:
             require(getattr(self, key) >= 1, f"model.model.{key}", getattr(self, key), "at least 1")
 
 
+_MODEL_METRICS = ("train/model_loss", "train/model_steps_per_epoch", "train/holdout_nll")  # what train_model reports
+
+
 @register("bmil", tunable=True)
 class BMIL(ImitationMethod):
     """Backwards Model-based Imitation Learning (Park & Wong, NeurIPS 2022)."""
@@ -102,6 +106,8 @@ class BMIL(ImitationMethod):
                 f"at least 1 / model.policy.batch_size = {1 / self.policy_cfg.batch_size:.4g}, so that "
                 f"each batch of {self.policy_cfg.batch_size} has a demo row")
         self.model_step = 0
+        self._model_cache_folder: Optional[str] = None
+        self._model_cache: Optional[ModelCache] = None
         self.buffer: TraceBuffer | None = None
         self._buffer_state = None
 
@@ -129,20 +135,41 @@ class BMIL(ImitationMethod):
         """Lines 2-3 of Algorithm 1; the base's epoch then runs lines 4-7, M policy steps on demo and
         trace rows at ratio p_d."""
         if self.model_cfg.schedule == "alternate":
-            self.train_model()  # line 2: fit the model on the demos
+            self.train_model()  # line 2: fit the model on the demos (or load it where a fit before trained it)
         elif self.current_epoch == 0:
             self.train_model_first()  # (Table 6: once, to its best held-out NLL)
         self.generate_traces()  # line 3: K traces from every demo state into the buffer
 
     def train_model(self) -> None:
         """One epoch of model training: to convergence on the held-out split, or a fixed number
-        of minibatch steps."""
+        of minibatch steps; with a model cache (``use_model_cache``), this epoch's model as a fit
+        with the same demos, seed and model settings trained it."""
+        kept = self._model_cache.load(self.current_epoch) if self._model_cache else None
+        if kept is not None:
+            self.model.load_state_dict(kept["model"])
+            self.optimizer("model").optimizer.load_state_dict(kept["optimizer"])
+            self._rng.set_state(kept["rng"])
+            self.model_step += kept["steps"]
+            self._metrics.update(kept["metrics"])
+            progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+            for _ in range(kept["steps"]):  # Lightning's step count (records name it) as if trained here
+                progress.increment_ready()
+                progress.increment_completed()
+            return
         if self.model_cfg.training == "steps":
             steps, total = self._model_steps(self.model_cfg.steps)
         else:
             steps, total = self._model_to_convergence()
         self.model_step += steps
         self._metrics.update({"train/model_loss": total / steps, "train/model_steps_per_epoch": float(steps)})
+        if self._model_cache:
+            self._model_cache.save(self.current_epoch, {
+                "model": self.model.state_dict(), "optimizer": self.optimizer("model").optimizer.state_dict(),
+                "rng": self._rng.get_state(), "steps": steps,
+                "metrics": {k: v for k, v in self._metrics.items() if k in _MODEL_METRICS}})
+
+    def use_model_cache(self, folder: str) -> None:
+        self._model_cache_folder = folder  # the key needs the demos: the cache opens in setup_method
 
     def _model_steps(self, n: int) -> tuple[int, float]:
         """``n`` minibatch steps over shuffled passes of the train split."""
@@ -260,6 +287,8 @@ class BMIL(ImitationMethod):
         self.model.fit_normalization(*self.demo_rows_at(self.train_idx))
         self.trace_source = TRACE_SOURCES[self.trace_cfg.source](
             self.trace_cfg, self.transitions["action"].std(0), self._state_bounds())
+        if self._model_cache_folder and self.model_cfg.schedule == "alternate":
+            self._model_cache = ModelCache(self._model_cache_folder, model_key(self))
         # DDP: each rank rolls traces out from its own share of the demo states.
         rank, world = self.global_rank, max(1, self.trainer.world_size if self._trainer else 1)
         self.trace_starts = self.transitions["obs"][rank::world]

@@ -123,10 +123,11 @@ def before_fit(out, run: Run) -> None:
     RunClock(folder.path, folder.last_ckpt.is_file())
 
 
-def fit_command(out, run: Run, workers: int = 0, config: Optional[str] = None) -> list[str]:
+def fit_command(out, run: Run, workers: int = 0, config: Optional[str] = None,
+                model_cache: Optional[str] = None) -> list[str]:
     """The run's ``bmil fit``: its settings file (``run.yaml`` in its folder, or ``config``, a copy of
-    it where the fit runs), then where it writes and how many worker processes its evaluations use
-    (0, in process, while the study runs one fit per core)."""
+    it where the fit runs), then where it writes, how many worker processes its evaluations use (0,
+    in process, while the study runs one fit per core) and where it shares its dynamics models."""
     settings = config or str(run.folder(out) / RunFolder.SETTINGS)
     cmd = [sys.executable, "-m", "bmil.cli", "fit", "--config", settings,
            "--trainer.logger.init_args.save_dir", str(out / "runs"),
@@ -134,6 +135,8 @@ def fit_command(out, run: Run, workers: int = 0, config: Optional[str] = None) -
            "--trainer.logger.init_args.version", "0",
            *(arg for name in ("training_success", "robustness", "validation")
              for arg in (f"--{name}.workers", str(workers)))]
+    if model_cache:
+        cmd += ["--model_cache", str(model_cache)]
     last = run.folder(out).last_ckpt
     if last.is_file():  # an interrupted run: continue from its last completed epoch
         cmd += ["--ckpt_path", str(last)]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,7 +165,9 @@ class Tuner:
                             "Rerun this command once they have ended.")
         chosen = self._finalists(studies, spaces)
         final = self._final(chosen) if self.final_seeds else {}
-        return self._write(studies, spaces, chosen, final)
+        summary = self._write(studies, spaces, chosen, final)
+        shutil.rmtree(self.out / MODEL_CACHE, ignore_errors=True)  # its fits are done: their models' disk back
+        return summary
 
     def plan(self) -> None:
         """Before the work: the fits left to run and their core-hours (``bmil.tuning.plan``)."""
@@ -200,7 +203,8 @@ class Tuner:
 
         # The storage outlives the executor: a stopped tune's fits may report until they are cancelled.
         with serve_storage(self.storage, self.out / JOURNAL, self.executor) as storage, \
-                make_executor(self.executor, self.jobs, self.ray_address, die_with_driver=True) as executor:
+                make_executor(self.executor, self.jobs, self.ray_address, die_with_driver=True,
+                              model_cache=self.out / MODEL_CACHE) as executor:
             while True:
                 while len(pending) < self.jobs:
                     if queue:
@@ -365,7 +369,8 @@ class Tuner:
             if run.run_id in unique and unique[run.run_id].signature != run.signature:
                 raise BMILError(f"bmil tune: two runs named {run.run_id} with other settings")
             unique[run.run_id] = run
-        with make_executor(self.executor, self.jobs, self.ray_address, die_with_driver=True) as executor:
+        with make_executor(self.executor, self.jobs, self.ray_address, die_with_driver=True,
+                           model_cache=self.out / MODEL_CACHE) as executor:
             futures = {executor.submit(self.out, r): r for r in unique.values()}
             return {futures[f].run_id: f.result() for f in futures}
 
@@ -392,6 +397,9 @@ class Tuner:
         print(f"winner (on validation starts): {winner}{exported}; overlays: "
               + ", ".join(str(self.out / f"tuned_{m}.yaml") for m in chosen))
         return summary
+
+
+MODEL_CACHE = "model_cache"  # in --out: the dynamics models every trial of a seed trains alike (bmil.methods.model_cache)
 
 
 def _trial_folder(tuner: "Tuner", method: str, number: int) -> Path:
