@@ -176,11 +176,20 @@ def parse_error(error: ArgumentError) -> str:
     if unknown:
         name = unknown.group(1) or unknown.group(2)
         return f"unknown setting {keys[0] + '.' + name if keys else name}"
+    required = re.search(r"the following arguments are required: ([\w., ]+)", text)
     if not keys:
+        if required and required.group(1).split(".")[-1].strip() == "model":
+            return ("no method to run: give the run's config with --config (a run folder's config.yaml, or the "
+                    "configs it was trained with)")
         return " ".join(line.strip() for line in text.splitlines() if line.strip())
     nested = re.search(r"NestedArg\(key='([^']+)', val=(.*)\)$", text, re.M)
     key = f"{keys[0]}.{nested.group(1) if nested else keys[-1]}" if len(keys) > 1 or nested else keys[0]
-    given = nested.group(2) if nested else next(iter(re.findall(r"(?:Given|Got) value: (.*)", text)[-1:]), "?")
+    # The innermost value given (the first in the text): the outer ones are whole blocks around it.
+    given = nested.group(2) if nested else next(iter(re.findall(r"(?:Given|Got) value: (.*)", text)[:1]), "?")
+    if given.startswith("Namespace("):  # settings given under a key that then is not a block of them
+        needs = f", which then needs {', '.join(f'{key}.{n.strip()}' for n in required.group(1).split(','))}" if required else ""
+        return (f"{key} was given settings under it (--{key}.<setting>){needs}; give them all as a block "
+                f"(e.g. in the config), or {key} as one value without settings under it")
     expected = []
     for name, literal in re.findall(r"Expected a (?:<class '(\w+)'>|typing\.(Literal\[.*?\]))", text):
         name = {"NoneType": "null"}.get(name, name) or literal[len("Literal["):-1]

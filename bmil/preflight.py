@@ -53,6 +53,10 @@ def check_fit(trainer, model, ckpt_path: Optional[str] = None) -> Checked:
         if callable(getattr(callback, "check", None)):
             callback.check(trainer)
     best, done = _check_resume(ckpt_path) if ckpt_path else (None, 0)
+    if trainer.max_epochs not in (None, -1) and done > trainer.max_epochs:
+        raise BMILError(f"{ckpt_path} has trained {done} epochs, more than trainer.max_epochs {trainer.max_epochs}: "
+                        f"give --trainer.max_epochs {done + 1} or more to train it further, or evaluate it with "
+                        "bmil evaluate.")
     if ckpt_path and hasattr(trainer.logger, "next_log_dir"):
         read_starts(Path(trainer.logger.next_log_dir()))  # the folder it continues: its record of starts readable
     workers = max((c.resolved_workers(trainer) for c in callbacks if c.runs()), default=0)

@@ -72,6 +72,8 @@ def test_a_run_folder_writer_that_fails_stops_the_fit_with_one_line(user_folder,
     (["--trainer.devices", "abc"], "Lightning refuses these settings: `devices` selected with `CPUAccelerator`"),
     (["--checkpoint.every_n_train_steps", "-3"], "Lightning refuses these settings: Invalid value for every_n_train_steps"),
     (["--seed_everything", "-5"], "seed_everything = -5 is out of range: it must be a seed from 0 to 4294967295"),
+    (["--model.init_args.env.horizon", "40"], "model.env was given settings under it (--model.env.<setting>), which "
+                                              "then needs model.env.id; give them all as a block"),
 ])
 def test_check_refuses_by_name_what_the_fit_would_die_on(user_folder, capsys, args, message):
     (user_folder / "afile").write_text("not a folder")
@@ -82,6 +84,13 @@ def test_check_refuses_by_name_what_the_fit_would_die_on(user_folder, capsys, ar
         last = capsys.readouterr().err.strip().splitlines()[-1]
         assert exited.value.code == 2 and last.startswith("bmil: error: ") and message in last, (command, last)
     assert not (user_folder / "runs").exists()
+
+
+def test_an_evaluation_without_a_config_names_the_config(user_folder, capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--ckpt_path", "last.ckpt", "--episodes", "4"])
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        "bmil: error: no method to run: give the run's config with --config (a run folder's config.yaml")
 
 
 def test_an_oserror_that_is_not_a_write_into_the_run_folder_is_not_called_one(tmp_path):
@@ -136,3 +145,11 @@ def test_check_refuses_a_resume_whose_run_record_is_damaged_as_the_fit_does(user
         last = capsys.readouterr().err.strip().splitlines()[-1]
         assert last.startswith(f"bmil: error: {run / 'run.json'} is damaged"), (command[0], last)
     assert (run / "run.json").read_text() == "{not json"
+    (run / "run.json").unlink()
+    fewer = [*base, "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--trainer.max_epochs", "0"]
+    for command in (["check", *fewer, "--timed_epochs", "0"], ["fit", *fewer]):  # Lightning: a traceback, after the setup
+        with pytest.raises(SystemExit):
+            main(command)
+        assert capsys.readouterr().err.strip().splitlines()[-1] == (
+            f"bmil: error: {run / 'checkpoints' / 'last.ckpt'} has trained 1 epochs, more than trainer.max_epochs 0: "
+            "give --trainer.max_epochs 2 or more to train it further, or evaluate it with bmil evaluate.")
