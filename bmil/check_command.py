@@ -81,13 +81,13 @@ def _evaluation_budgets(trainer, done: int, max_epochs: Optional[int]) -> dict:
     budgets, callbacks = {}, evaluation_callbacks(trainer)
     validating = any(c.group == "validation" and c.every_n_epochs for c in callbacks)
     for callback in callbacks:
-        every = callback.every_n_epochs
-        checks = 0 if not every or max_epochs is None else max(0, max_epochs // every - done // every)
+        every, skipped = callback.every_n_epochs, max(done, getattr(callback, "after_epoch", 0))
+        checks = 0 if not every or max_epochs is None else max(0, max_epochs // every - skipped // every)
         budget = {"every_n_epochs": callback.every_n_epochs, "episodes": callback.episodes, "checks": checks,
                   "total": checks * callback.episodes}
         final = getattr(callback, "final_episodes", 0)
         if final:
-            tests = 2 if validating else 1  # the best policy by validation is tested beside the last
+            tests = 2 if validating and callback.test_last else 1  # the best policy by validation beside the last
             budget.update(final_episodes=final, final_total=tests * final, total=budget["total"] + tests * final)
         budgets[callback.group] = budget
     return budgets

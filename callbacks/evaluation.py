@@ -105,7 +105,7 @@ class Robustness(PolicyEvaluation):
     def __init__(self, every_n_epochs: int = 20, episodes: int = 500, final_episodes: int = 10000,
                  seed: int = 0, success: Literal["final", "any"] = "final",
                  workers: Optional[int] = None, figures: bool = True, draw_demos: bool = True,
-                 videos: int = 0, executor: Literal["local", "ray"] = "local",
+                 videos: int = 0, executor: Literal["local", "ray"] = "local", test_last: bool = True,
                  validation: Optional["Validation"] = None):
         """
         Args:
@@ -121,11 +121,13 @@ class Robustness(PolicyEvaluation):
                 GIFs in videos/<final|best>/ and TensorBoard, rendered offscreen.
             executor: local (worker processes) or ray (the batches dealt to Ray tasks on the
                 cluster of RAY_ADDRESS, or a local Ray instance; the same outcomes).
+            test_last: Test the last policy where validation keeps a best one (false: the best
+                only, what bmil tune's final runs report).
             validation: The fit's validation, whose best policy the final test tests beside the
                 last (handed over by bmil fit; none: the last policy only).
         """
         super().__init__(every_n_epochs, episodes, seed, success, workers, executor)
-        self.validation = validation
+        self.validation, self.test_last = validation, test_last
         require(final_episodes >= 0, "robustness.final_episodes", final_episodes, "0 (skip) or more")
         require(videos >= 0, "robustness.videos", videos, "0 (none) or more")
         self.final_episodes, self.figures, self.draw_demos = final_episodes, figures, draw_demos
@@ -165,19 +167,23 @@ class Robustness(PolicyEvaluation):
                     "on starts the final test never uses")
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        """The final test of the last policy and, when validation kept one, of the best policy."""
+        """The final test of the last policy (unless ``test_last`` is off) and, when validation
+        kept one, of the best policy."""
         if self.final_episodes <= 0:
             return
         validation = self.validation
         best = validation.best_agent(trainer, pl_module) if validation is not None else None
         agent = pl_module.agent()
-        last = self._final_test(trainer, agent, "final")
-        self._report(trainer, last, "final", "" if best is None else "the last policy", agent)
+        last = None
+        if best is None or self.test_last:
+            last = self._final_test(trainer, agent, "final")
+            self._report(trainer, last, "final", "" if best is None else "the last policy", agent)
         if best is None:
             return
         which = f"the best by validation, epoch {validation.best_epoch}"
         if validation.best.get("step") == trainer.global_step:
             # Chosen at the last check with no optimizer step since: the same weights, the same outcomes.
+            last = last or self._final_test(trainer, agent, "best")
             self._report(trainer, last, "best", f"{which}: the last policy", agent)
         else:
             result = self._final_test(trainer, best, "best")
@@ -227,7 +233,7 @@ class Validation(PolicyEvaluation):
 
     def __init__(self, every_n_epochs: int = 0, episodes: int = 200, seed: int = 1,
                  success: Literal["final", "any"] = "final", workers: Optional[int] = None,
-                 executor: Literal["local", "ray"] = "local"):
+                 executor: Literal["local", "ray"] = "local", after_epoch: int = 0):
         """
         Args:
             every_n_epochs: Validate after every this many epochs (0: never; no best policy).
@@ -236,10 +242,19 @@ class Validation(PolicyEvaluation):
             success: Judge success at the final step or at any step.
             workers: Worker processes per rank (default: the usable cores shared by its ranks).
             executor: local (worker processes) or ray (Ray tasks; the same outcomes).
+            after_epoch: Skip the checks up to this epoch (bmil tune's trials and finalists skip
+                those that neither their pruning nor their score reads; the checks that run are
+                the same, and so is the training).
         """
         super().__init__(every_n_epochs, episodes, seed, success, workers, executor)
+        require(after_epoch >= 0, "validation.after_epoch", after_epoch, "0 (every check) or more")
+        self.after_epoch = after_epoch
         self.history: list[dict] = []  # every check; the best is the first with the highest rate
         self._best_agent = None
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch + 1 > self.after_epoch:
+            super().on_train_epoch_end(trainer, pl_module)
 
     @property
     def best(self) -> dict:

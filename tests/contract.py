@@ -92,7 +92,7 @@ def check_search_space(name: str) -> None:
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     base = ["--config", str(ROOT / "conf" / "push.yaml"), "--model", method.class_path]
     for _ in range(3):
-        drawn = suggest(study.ask(), space)
+        drawn = suggest(study.ask(), space, 20)
         settings = fit_settings([*base, *as_overrides(drawn)])
         for key, value in drawn.items():
             node = settings

@@ -132,6 +132,37 @@ def test_a_best_policy_that_is_the_last_one_is_tested_once(tmp_path, push_demos,
     assert "best robustness (the best by validation, epoch 3: the last policy)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
+def test_checks_skipped_and_the_last_policy_untested_leave_what_is_computed_as_it_was(tmp_path, push_demos, capsys,
+                                                                                   monkeypatch):
+    """bmil tune's trials skip checks nothing reads (validation.after_epoch) and its final runs test
+    only the best policy (robustness.test_last false): the checks that run, the training and the
+    best policy's test are those of the full fit, bit for bit."""
+    from bmil.evaluation import Evaluator
+
+    calls = []
+    run = Evaluator.run
+    monkeypatch.setattr(Evaluator, "run", lambda self, policy, kind, episodes, *a, **k:
+                        calls.append(episodes) or run(self, policy, kind, episodes, *a, **k))
+    groups = {"validation": {"every_n_epochs": 1, "episodes": 4, "workers": 0},
+              "robustness": {"every_n_epochs": 0, "final_episodes": 6, "workers": 0}}
+    main(["fit", "--config", str(_config(tmp_path / "full", push_demos, groups=groups)), "--trainer.max_epochs", "4"])
+    calls.clear()
+    cut = {"validation": {**groups["validation"], "after_epoch": 2}, "robustness": {**groups["robustness"], "test_last": False}}
+    main(["fit", "--config", str(_config(tmp_path / "cut", push_demos, groups=cut)), "--trainer.max_epochs", "4"])
+    assert calls == [4, 4, 6]  # the checks after epochs 3 and 4, and one test
+    full, cut = (tmp_path / name / "runs" / "t" / "version_0" for name in ("full", "cut"))
+    history = json.loads((full / "validation.json").read_text())["history"]
+    assert json.loads((cut / "validation.json").read_text())["history"] == history[2:]
+    assert not (cut / "robustness_final.json").exists()
+    best_full, best_cut = (json.loads((f / "robustness_best.json").read_text()) for f in (full, cut))
+    if max(h["rate"] for h in history[2:]) == max(h["rate"] for h in history):  # the same best check
+        assert best_cut["success"] == best_full["success"]
+    for prefix in ("policy.", "model."):
+        a, b = (_state(tmp_path / name / "ckpt" / "last.ckpt", prefix) for name in ("full", "cut"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_demo_bounds_are_the_demo_states_box_widened_by_the_margin():
     from bmil.methods import BMIL
     from bmil.traces import TraceSettings

@@ -83,10 +83,24 @@ def test_a_space_is_narrowed_overridden_and_dropped_in_yaml():
 
 def test_conditional_parameters_follow_their_condition():
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    seen = [suggest(study.ask(), BMIL.search_space(TASK)) for _ in range(20)]
+    seen = [suggest(study.ask(), BMIL.search_space(TASK), TASK.epochs) for _ in range(20)]
     for settings in seen:
         assert ("model.traces.selection_coef" in settings) == (settings["model.traces.action_selection"] == "sc")
     assert {s["model.traces.action_selection"] for s in seen} == {"sc", "none"}
+
+
+def test_a_trace_schedule_is_drawn_over_the_trials_own_epochs():
+    """A trial that draws half the config's epochs reaches its longest traces; a space that draws no
+    epochs names them as before (the recorded search studies' choices)."""
+    from bmil.tuning.space import at_fixed_epochs
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = [suggest(study.ask(), BMIL.search_space(TASK), TASK.epochs) for _ in range(30)]
+    pairs = {(s["trainer.max_epochs"], tuple(s["model.traces.length_epochs"])) for s in seen}
+    assert {(100, (1, 100)), (100, (1, 50)), (100, (20, 100)), (400, (80, 400))} <= pairs
+    assert all(end <= epochs for epochs, (_, end) in pairs)
+    fixed = at_fixed_epochs(override(BMIL.search_space(TASK), {"trainer.max_epochs": None}), 200)
+    assert next(p for p in fixed if p.key == "model.traces.length_epochs").choices == ([1, 200], [1, 100], [40, 200])
 
 
 def test_the_table_gives_mean_and_interval_half_width():
@@ -105,7 +119,7 @@ def test_a_study_can_grid_the_space():
     seen = set()
     for _ in range(6):
         trial = study.ask()
-        settings = suggest(trial, space, grid=True)
+        settings = suggest(trial, space, TASK.epochs, grid=True)
         seen.add((settings["model.policy.lr"], settings["trainer.max_epochs"]))
         study.tell(trial, 0.0)
     assert seen == {(lr, e) for lr in (1e-4, 3e-4) for e in (100, 200, 400)} and grid_size(space) == 6
@@ -118,7 +132,7 @@ def test_a_study_can_grid_the_space():
     settings = []
     for _ in range(grid_size(space)):
         trial = study.ask()
-        settings.append(tuple(sorted(suggest(trial, space, grid=True).items())))
+        settings.append(tuple(sorted(suggest(trial, space, TASK.epochs, grid=True).items())))
         study.tell(trial, 0.0)
     assert grid_size(space) == 8 and len(set(settings)) == 8
     assert sum(dict(s)["selection"] == "none" for s in settings) == 2
@@ -152,10 +166,15 @@ def test_a_tune_scores_trials_on_validation_and_tests_only_at_the_end(task_folde
     chosen_trial = json.loads((out / "summary.json").read_text())["chosen"]["bc"]["trial"]
     assert runs == ["pickplace__bc_defaults__s0", "pickplace__bc_trial_0__s100", "pickplace__bc_trial_1__s100",
                     f"pickplace__bc_tuned_trial_{chosen_trial}__s0"]
-    for name in runs:  # the test starts: the two final runs only
+    for name in runs:  # the test starts: the two final runs only, and only their best policy by validation
         folder = out / "runs" / name / "version_0"
-        assert (folder / "robustness_final.json").is_file() == name.endswith("__s0"), name
-        assert (folder / "validation.json").is_file()
+        assert (folder / "robustness_best.json").is_file() == name.endswith("__s0"), name
+        assert not (folder / "robustness_final.json").is_file()
+        checks = [h["epoch"] for h in json.loads((folder / "validation.json").read_text())["history"]]
+        epochs = json.loads((folder / "result.json").read_text())["overrides"].split("--trainer.max_epochs ")[-1]
+        # A trial validates only where its pruner may prune (after its first quarter); final runs at every check.
+        first = int(epochs.split()[0]) // 4 + 1 if name.endswith("__s100") else 1
+        assert checks and checks[0] == first, (name, checks)
     printed = capsys.readouterr().out
     assert "plan: 2 trials, 0 finalist runs and 2 final runs of BC on pickplace; about" in printed
     assert "; core-minutes a trial, by bmil check: BC " in printed  # BC's own cost, timed

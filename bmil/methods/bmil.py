@@ -114,16 +114,16 @@ class BMIL(ImitationMethod):
     @classmethod
     def search_space(cls, task: Task) -> list[Param]:
         """p_d; the trace length (up to a tenth of the horizon, at least 3) and when its schedule
-        grows; SC(c) or no action selection; the demo box that bounds imagined states; and the
-        policy's learning rate and epochs."""
+        grows, over the trial's own epochs (all of them, the first half, or from a fifth on); SC(c)
+        or no action selection; the demo box that bounds imagined states; and the policy's learning
+        rate and epochs."""
         longest = max(3, min(task.horizon // 10, task.shortest_demo))
         lengths = tuple([1, n] for n in (1, 3, 5, 10, 20) if n <= longest)
-        e = task.epochs
-        schedules = tuple(dict.fromkeys(((1, e), (1, max(1, e // 2)), (max(1, e // 5), e))))
+        schedules = ({"of_epochs": [0, 1]}, {"of_epochs": [0, 0.5]}, {"of_epochs": [0.2, 1]})
         return [
             Param("model.demo_ratio", 0.5, 0.95),
             Param("model.traces.length", choices=lengths),
-            Param("model.traces.length_epochs", choices=tuple(list(s) for s in schedules)),
+            Param("model.traces.length_epochs", choices=schedules),
             Param("model.traces.action_selection", choices=("sc", "none")),
             Param("model.traces.selection_coef", 1.0, 100.0, log=True, when={"model.traces.action_selection": ["sc"]}),
             Param("model.traces.demo_bounds_margin", choices=(None, 0.0, 0.1, 0.3)),

@@ -79,6 +79,8 @@ class Run:
 # Settings added to bmil after studies were recorded, at the values that behave as bmil did before
 # they existed: left out of signatures there, so the records stay valid (and are never re-run).
 _ADDED_SINCE_RECORDS = {
+    ("validation", "after_epoch"): 0,  # (before the group's own entry, which compares the whole group)
+    ("robustness", "test_last"): True,
     ("validation",): {"every_n_epochs": 0, "episodes": 200, "seed": 1, "success": "final", "workers": None},
     ("model", "init_args", "policy", "ema_decay"): 0.0,
     ("model", "init_args", "policy", "lr_decay_epochs"): 0,

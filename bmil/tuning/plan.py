@@ -15,7 +15,7 @@ from bmil.errors import BMILError
 from bmil.methods import get_method
 from bmil.runs.folder import RunFolder
 from bmil.system import usable_cores
-from bmil.tuning.storage import JOURNAL, mend_journal, open_storage
+from bmil.tuning.storage import JOURNAL, mend_journal, open_storage, warmup_epochs
 
 
 def print_plan(tuner) -> None:
@@ -45,10 +45,12 @@ def print_plan(tuner) -> None:
 
 def method_minutes(tuner, method: str) -> tuple[float, float, float]:
     """Core-minutes of one trial, one finalist run and one final run of ``method`` at its defaults,
-    from ``bmil check``."""
+    from ``bmil check`` of a final run: its training, then the validation checks and tests each
+    stage runs (trials skip the checks the pruner does not read, finalists those their score does
+    not read, and neither is tested)."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "check.json"
-        switch = ["--model", get_method(method).class_path]
+        switch = ["--model", get_method(method).class_path, "--robustness.test_last", "false"]
         done = subprocess.run([sys.executable, "-m", "bmil.cli", "check", *tuner.config_args(), *switch,
                                "--json_out", str(out)], capture_output=True, text=True)
         if done.returncode != 0:
@@ -56,11 +58,17 @@ def method_minutes(tuner, method: str) -> tuple[float, float, float]:
             raise BMILError(f"the config with {get_method(method).label} does not pass bmil check: {last}")
         facts = json.loads(out.read_text())
     estimate, budgets = facts["estimate"], facts["evaluation"]
-    test = budgets["robustness"].get("final_total", 0)
+    minutes_an_episode = estimate["episode_seconds"] / 60
+    validation, test = budgets["validation"], budgets["robustness"].get("final_total", 0)
     final = estimate["core_minutes"]
-    trial = final - test * estimate["episode_seconds"] / 60
-    extra = tuner.finalist_episodes - budgets["validation"]["episodes"]
-    finalist = trial + budgets["validation"]["checks"] * max(0, extra) * estimate["episode_seconds"] / 60
+    training = final - (validation["total"] + test) * minutes_an_episode
+    every = validation["every_n_epochs"]
+
+    def checks_after(epoch: int) -> int:
+        return validation["checks"] - epoch // every
+
+    trial = training + checks_after(warmup_epochs(tuner.epochs)) * validation["episodes"] * minutes_an_episode
+    finalist = training + checks_after(tuner._unscored_epochs({})) * tuner.finalist_episodes * minutes_an_episode
     return trial, finalist, final
 
 

@@ -5,7 +5,9 @@ A parameter is a ``bmil fit`` setting (``key``, as on the command line without `
 ``low``/``high`` (``log`` for a log scale, ``integer`` for whole numbers) or ``choices``; ``when``
 makes it conditional on another parameter's value (SC's coefficient only where the action
 selection is SC). Ranges may depend on the task (``Task``: its horizon, its shortest demo, the
-config's epochs), so a method declares them as a function of it.
+config's epochs), so a method declares them as a function of it. A choice may name epochs as
+fractions of the trial's own (``{"of_epochs": [0.2, 1]}``: from a fifth of its epochs to its last),
+so that a schedule drawn beside ``trainer.max_epochs`` fits the epochs drawn with it.
 """
 
 from __future__ import annotations
@@ -74,14 +76,40 @@ def _active(param: Param, chosen: dict) -> bool:
     return all(chosen.get(key) in values for key, values in param.when.items())
 
 
-def suggest(trial, space: list[Param], grid: bool = False) -> dict[str, Any]:
+def suggest(trial, space: list[Param], epochs: int, grid: bool = False) -> dict[str, Any]:
     """One setting per parameter whose condition holds, in the space's order (``grid``: from its
-    ``Param.grid`` values)."""
+    ``Param.grid`` values), fractions of epochs as the epochs they name (``epochs``: the config's,
+    where the trial's are not drawn)."""
     chosen: dict[str, Any] = {}
     for param in space:
         if _active(param, chosen):
             chosen[param.key] = param.sample(trial, grid)
-    return chosen
+    return in_epochs(chosen, epochs)
+
+
+def at_fixed_epochs(space: list[Param], epochs: int) -> list[Param]:
+    """A space that does not draw ``trainer.max_epochs`` with its fractions of epochs as the epochs
+    they name: every trial trains ``epochs``, and a study recorded with such epochs stays the same."""
+    if any(p.key == "trainer.max_epochs" for p in space):
+        return space
+    fixed = []
+    for param in space:
+        choices = tuple(dict.fromkeys(json.dumps(c) for c in in_epochs(dict(enumerate(param.choices)), epochs).values()))
+        fixed.append(replace(param, choices=tuple(json.loads(c) for c in choices)) if param.choices else param)
+    return fixed
+
+
+def in_epochs(drawn: dict[str, Any], epochs: int) -> dict[str, Any]:
+    """Drawn values with every ``{"of_epochs": [a, b]}`` as epochs of the trial (its drawn
+    ``trainer.max_epochs``, else ``epochs``): each fraction of them, rounded down, at least 1."""
+    total = drawn.get("trainer.max_epochs", epochs)
+
+    def resolved(value):
+        if isinstance(value, dict) and set(value) == {"of_epochs"}:
+            return [max(1, int(f * total + 1e-9)) for f in value["of_epochs"]]
+        return value
+
+    return {key: resolved(value) for key, value in drawn.items()}
 
 
 def grid_size(space: list[Param], chosen: Optional[dict] = None) -> int:

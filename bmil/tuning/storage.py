@@ -96,4 +96,9 @@ def make_pruner(max_epochs: Optional[int]):
     (Optuna prunes from step ``n_warmup_steps`` on; the steps are epochs)."""
     import optuna
 
-    return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=max(0, (max_epochs or 0) // 4) + 1)
+    return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=warmup_epochs(max_epochs) + 1)
+
+
+def warmup_epochs(max_epochs: Optional[int]) -> int:
+    """The epochs at whose checks no trial is pruned: a trial need not validate there."""
+    return max(0, (max_epochs or 0) // 4)

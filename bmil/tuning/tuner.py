@@ -40,8 +40,8 @@ from bmil.system import usable_cores
 from bmil.tuning import outputs
 from bmil.tuning.checks import check_space, owned, task_identity
 from bmil.tuning.plan import print_plan
-from bmil.tuning.space import Param, Task, as_overrides, grid_size, override, suggest
-from bmil.tuning.storage import JOURNAL, mend_journal, open_storage, serve_storage
+from bmil.tuning.space import Param, Task, as_overrides, at_fixed_epochs, grid_size, in_epochs, override, suggest
+from bmil.tuning.storage import JOURNAL, mend_journal, open_storage, serve_storage, warmup_epochs
 
 NO_TEST = ("--robustness.every_n_epochs", "0", "--robustness.final_episodes", "0")  # trials never see test starts
 TPE_STARTUP_TRIALS = 5
@@ -126,8 +126,20 @@ class Tuner:
         return Run(self.domain, label, seed, tuple(self.configs), (*switch, *as_overrides(settings)),
                    family=get_method(method).label, extra=tuple(extra), stage=stage, tags=(("method", method),))
 
+    @property
+    def epochs(self) -> int:
+        """The config's epochs: a trial's, where the space does not draw them."""
+        return int(self.base["trainer"]["max_epochs"])
+
+    def _settings(self, params: dict, space: list[Param]) -> dict:
+        """A trial's stored parameters as settings (choices are stored as their JSON text)."""
+        kinds = {p.key: p for p in space}
+        return in_epochs({k: json.loads(v) if kinds.get(k) is not None and kinds[k].choices else v
+                          for k, v in params.items()}, self.epochs)
+
     def space_of(self, method: str, task: Task) -> list[Param]:
-        return override(get_method(method).cls.search_space(task), (self.space or {}).get(method))
+        return at_fixed_epochs(override(get_method(method).cls.search_space(task), (self.space or {}).get(method)),
+                               self.epochs)
 
     # ---- the three stages -------------------------------------------------------------------------
     def run(self) -> dict:
@@ -184,7 +196,16 @@ class Tuner:
     def _trial_run(self, method: str, study, number: int, settings: dict, storage: str) -> Run:
         report = ("--trial.storage", storage, "--trial.study", study.study_name,
                   "--trial.number", str(number))
-        return self._run(_trial_label(method, number), method, TRIAL_SEED, settings, (*NO_TEST, *report), "trial")
+        # No check where the pruner does not prune: nothing reads it (the score reads the second half).
+        skipped = ("--validation.after_epoch", str(warmup_epochs(settings.get("trainer.max_epochs", self.epochs))))
+        return self._run(_trial_label(method, number), method, TRIAL_SEED, settings, (*NO_TEST, *report, *skipped),
+                         "trial")
+
+    def _unscored_epochs(self, settings: dict) -> int:
+        """The epochs whose checks a finalist's score (``validation_late``) does not read: the first
+        half of those up to its last check."""
+        every = int(self.base["validation"]["every_n_epochs"])
+        return (settings.get("trainer.max_epochs", self.epochs) // every * every) // 2
 
     def _trials(self, studies: dict, spaces: dict) -> None:
         """Ask, run and tell until every method has ``trials`` finished trials; trials left running by
@@ -195,7 +216,7 @@ class Tuner:
         limit = {m: min(self.trials, grid_size(spaces[m])) if self.sampler == "grid" else self.trials
                  for m in self.methods}
         finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-        queue = [(m, t.number, _settings(t.params, spaces[m])) for m, s in studies.items()
+        queue = [(m, t.number, self._settings(t.params, spaces[m])) for m, s in studies.items()
                  for t in s.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
 
         def asked(method: str) -> int:
@@ -218,7 +239,7 @@ class Tuner:
                         trial = studies[method].ask()
                         number = trial.number
                         try:
-                            settings = suggest(trial, spaces[method], grid=self.sampler == "grid")
+                            settings = suggest(trial, spaces[method], self.epochs, grid=self.sampler == "grid")
                         except ValueError as e:  # Optuna: a choice list other than the study's
                             studies[method].tell(number, state=TrialState.FAIL)
                             raise BMILError(f"{self.out} holds a study of {method} with another search space ({e}); "
@@ -266,7 +287,7 @@ class Tuner:
         candidates = {}  # method: [(trial number or None for the defaults, settings, trial score)]
         for m, study in studies.items():
             complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: -t.value)
-            candidates[m] = [(t.number, _settings(t.params, spaces[m]), t.value) for t in complete[: max(1, self.finalists)]]
+            candidates[m] = [(t.number, self._settings(t.params, spaces[m]), t.value) for t in complete[: max(1, self.finalists)]]
         if self.finalists == 0 or self.finalist_seeds == 0:
             for m, c in candidates.items():
                 if not c:
@@ -281,7 +302,8 @@ class Tuner:
         seeds = [TRIAL_SEED + 1 + i for i in range(self.finalist_seeds)]
         more = ("--validation.episodes", str(self.finalist_episodes), *NO_TEST)
         runs = {(m, number, s): self._run(f"{m} finalist {self._defaults_name(m) if number is None else number}",
-                                           m, s, settings, more, "finalist")
+                                           m, s, settings, (*more, "--validation.after_epoch",
+                                                            str(self._unscored_epochs(settings))), "finalist")
                 for m, c in candidates.items() for number, settings, _ in c for s in seeds}
         results = self._execute(list(runs.values()))
         failed = [r for r in results.values() if r.get("failed") or r.get("validation_late") is None]
@@ -321,9 +343,12 @@ class Tuner:
         return final
 
     def _final_run(self, method: str, kind: str, seed: int, choice: dict) -> Run:
+        best_only = ("--robustness.test_last", "false")  # the table reports the best policy by validation
         if kind == "defaults" or choice["trial"] is None:
-            return self._run(f"{method} {self._defaults_name(method)}", method, seed, self.defaults(method), stage="final")
-        return self._run(f"{method} tuned trial {choice['trial']}", method, seed, choice["settings"], stage="final")
+            return self._run(f"{method} {self._defaults_name(method)}", method, seed, self.defaults(method),
+                             best_only, stage="final")
+        return self._run(f"{method} tuned trial {choice['trial']}", method, seed, choice["settings"], best_only,
+                         stage="final")
 
     def defaults(self, method: str) -> dict:
         """What the tuned settings are compared with: the config's own, or ``reference`` settings
@@ -347,7 +372,7 @@ class Tuner:
                 continue
             seconds = folder.result(f"delete {folder} to run the trial again")["seconds"]
             epoch = folder.pruned()["epoch"]
-            epochs = _settings(t.params, space).get("trainer.max_epochs", self.base["trainer"]["max_epochs"])
+            epochs = self._settings(t.params, space).get("trainer.max_epochs", self.epochs)
             spent, full = spent + seconds, full + seconds * epochs / max(1, epoch)
         return {"pruned_core_hours": spent / 3600, "to_the_end_core_hours": full / 3600,
                 "saved_core_hours": (full - spent) / 3600}
@@ -417,9 +442,5 @@ def _trial_label(method: str, number: int) -> str:
     return f"{method} trial {number}"
 
 
-def _settings(params: dict, space: list[Param]) -> dict:
-    """A trial's stored parameters as settings (choices are stored as their JSON text)."""
-    kinds = {p.key: p for p in space}
-    return {k: json.loads(v) if kinds.get(k) is not None and kinds[k].choices else v for k, v in params.items()}
 
 
