@@ -159,7 +159,12 @@ def test_the_overlay_reproduces_the_trials_settings(task_folder):
 
 @pytest.mark.slow
 def test_a_tune_scores_trials_on_validation_and_tests_only_at_the_end(task_folder, capsys):
-    _tune("--methods", "bc", "--trials", "2")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    # Evaluations no stage reads, in the config: the tune's fits skip them.
+    (task_folder / "unread.yaml").write_text(yaml.safe_dump({"training_success": {"every_n_epochs": 2, "episodes": 2},
+                                                             "robustness": {"every_n_epochs": 2, "episodes": 2}}))
+    _tune("--methods", "bc", "--trials", "2", "--config", "unread.yaml")
     out = task_folder / "tune" / "t"
     assert [t.state.name for t in _trials(out, "bc")] == ["COMPLETE", "COMPLETE"]
     runs = sorted(p.name for p in (out / "runs").iterdir())
@@ -175,6 +180,8 @@ def test_a_tune_scores_trials_on_validation_and_tests_only_at_the_end(task_folde
         # A trial validates only where its pruner may prune (after its first quarter); final runs at every check.
         first = int(epochs.split()[0]) // 4 + 1 if name.endswith("__s100") else 1
         assert checks and checks[0] == first, (name, checks)
+        tags = EventAccumulator(str(folder)).Reload().Tags()["scalars"]
+        assert "eval/training_success" not in tags and "eval/robustness" not in tags, (name, tags)
     printed = capsys.readouterr().out
     assert "plan: 2 trials, 0 finalist runs and 2 final runs of BC on pickplace; about" in printed
     assert "; core-minutes a trial, by bmil check: BC " in printed  # BC's own cost, timed
@@ -196,7 +203,6 @@ def test_a_tune_scores_trials_on_validation_and_tests_only_at_the_end(task_folde
     assert '# bmil tune task: {"env": "pickplace", "demos": ' in (out / "tuned_bc.yaml").read_text()
     for name in ("policy.pt", "table.md", "history_bc.png", "importances_bc.png", "validation_vs_test.png"):
         assert (out / name).is_file(), name
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(out / "tensorboard")).Reload()
     assert len(events.Scalars("tune/bc/validation")) == 2 and "tune/validation_vs_test" in events.Tags()["images"]
@@ -208,7 +214,7 @@ def test_a_tune_scores_trials_on_validation_and_tests_only_at_the_end(task_folde
                        "trainer.max_epochs": optuna.distributions.CategoricalDistribution(["2", "4", "8"])})
     finished = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*trial*/version_0/result.json")}
     capsys.readouterr()
-    _tune("--methods", "bc", "--trials", "4")
+    _tune("--methods", "bc", "--trials", "4", "--config", "unread.yaml")
     assert "plan: 2 trials, 0 finalist runs and 0 final runs to do (2, 0 and 2 done) of BC" in capsys.readouterr().out
     trials = _trials(out, "bc")
     assert [t.state.name for t in trials] == ["COMPLETE"] * 4 and trials[stale.number].value is not None

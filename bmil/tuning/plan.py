@@ -50,7 +50,7 @@ def method_minutes(tuner, method: str) -> tuple[float, float, float]:
     not read, and neither is tested)."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "check.json"
-        switch = ["--model", get_method(method).class_path, "--robustness.test_last", "false"]
+        switch = ["--model", get_method(method).class_path, *tuner.final_run_args]
         done = subprocess.run([sys.executable, "-m", "bmil.cli", "check", *tuner.config_args(), *switch,
                                "--json_out", str(out)], capture_output=True, text=True)
         if done.returncode != 0:

@@ -44,6 +44,10 @@ from bmil.tuning.space import Param, Task, as_overrides, at_fixed_epochs, grid_s
 from bmil.tuning.storage import JOURNAL, mend_journal, open_storage, serve_storage, warmup_epochs
 
 NO_TEST = ("--robustness.every_n_epochs", "0", "--robustness.final_episodes", "0")  # trials never see test starts
+# What no stage reads: the training starts' success, the test starts' curve during training, and the
+# last policy's test (the final runs report the best policy by validation).
+UNREAD = ("--training_success.every_n_epochs", "0")
+FINAL_TEST_ONLY = ("--robustness.every_n_epochs", "0", "--robustness.test_last", "false")
 TPE_STARTUP_TRIALS = 5
 TRIAL_SEED = 100  # the trials' training seed; finalists take 101, ...: none of the final runs' (0, 1, ...)
 
@@ -87,6 +91,7 @@ class Tuner:
     reference: dict = field(default_factory=dict)  # per method, settings over the config for its defaults
     executor: str = "local"  # or "ray": the fits as tasks on a Ray cluster
     ray_address: Optional[str] = None
+    final_run_args = (*UNREAD, *FINAL_TEST_ONLY)  # what a final run adds to the config (the plan times it)
 
     def __post_init__(self):
         self.out = Path(self.out).resolve()  # the fits report to its journal from their own processes
@@ -124,7 +129,7 @@ class Tuner:
         (trial, finalist or final)."""
         switch = ("--model", get_method(method).class_path)
         return Run(self.domain, label, seed, tuple(self.configs), (*switch, *as_overrides(settings)),
-                   family=get_method(method).label, extra=tuple(extra), stage=stage, tags=(("method", method),))
+                   family=get_method(method).label, extra=(*UNREAD, *extra), stage=stage, tags=(("method", method),))
 
     @property
     def epochs(self) -> int:
@@ -343,11 +348,10 @@ class Tuner:
         return final
 
     def _final_run(self, method: str, kind: str, seed: int, choice: dict) -> Run:
-        best_only = ("--robustness.test_last", "false")  # the table reports the best policy by validation
         if kind == "defaults" or choice["trial"] is None:
             return self._run(f"{method} {self._defaults_name(method)}", method, seed, self.defaults(method),
-                             best_only, stage="final")
-        return self._run(f"{method} tuned trial {choice['trial']}", method, seed, choice["settings"], best_only,
+                             FINAL_TEST_ONLY, stage="final")
+        return self._run(f"{method} tuned trial {choice['trial']}", method, seed, choice["settings"], FINAL_TEST_ONLY,
                          stage="final")
 
     def defaults(self, method: str) -> dict:
