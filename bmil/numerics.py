@@ -10,8 +10,9 @@ count does too once MKL is pinned; ONEDNN_MAX_CPU_ISA changed nothing (no oneDNN
 networks) and is pinned for users' own networks, at no cost. MuJoCo has no run-time dispatch, and
 numpy's (NPY_DISABLE_CPU_FEATURES) changed neither demonstrations nor evaluations, so neither is pinned.
 
-``BMIL_NUMERICS=native`` leaves the CPU's fastest paths (digits then hold on one CPU model only). A
-variable the user set is kept, and the run record (``record``) says whether the run is portable.
+``BMIL_NUMERICS=compatible`` pins oneMKL's COMPATIBLE path instead of its AVX2 branch (meant to hold
+across vendors; 1.7x slower on a point-maze fit); ``BMIL_NUMERICS=native`` leaves the CPU's fastest
+paths (digits then hold on one CPU model only). A variable the user set is kept, and the run record (``record``) says whether the run is portable.
 This module must not import torch.
 """
 
@@ -21,17 +22,28 @@ import os
 import platform
 
 PINS = {
-    "MKL_CBWR": "COMPATIBLE",  # oneMKL's one code path for every x86 CPU ("AVX2" is ignored on AMD)
+    "MKL_CBWR": "AVX2",  # oneMKL's AVX2 branch (on AMD, the one it takes anyway)
     "ATEN_CPU_CAPABILITY": "avx2",  # ATen's kernels: AVX2, also where AVX-512 exists
     "ONEDNN_MAX_CPU_ISA": "AVX2",
 }
+# BMIL_NUMERICS=compatible: oneMKL's one code path for every x86 CPU, meant to be the same on Intel and
+# AMD (not yet measured on Intel), at 1.7x the cost of a point-maze fit (docs/numerics.md).
+COMPATIBLE = {**PINS, "MKL_CBWR": "COMPATIBLE"}
 # Float sums reduce in a thread-count-dependent order: one thread unless the user sets another count.
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 MODE_VARIABLE = "BMIL_NUMERICS"
+MODES = ("portable", "compatible", "native")
 
 
 def mode() -> str:
-    return "native" if os.environ.get(MODE_VARIABLE, "portable").strip().lower() == "native" else "portable"
+    """portable (the default), compatible or native; a value that is none of them is portable."""
+    value = os.environ.get(MODE_VARIABLE, "portable").strip().lower()
+    return value if value in MODES else "portable"
+
+
+def pins() -> dict[str, str]:
+    """The variables this mode pins (none where native)."""
+    return {"portable": PINS, "compatible": COMPATIBLE, "native": {}}[mode()]
 
 
 def pin() -> None:
@@ -41,10 +53,10 @@ def pin() -> None:
     kernels on a CPU without them (an illegal instruction); such a run's record says not portable."""
     if mode() == "native":
         return
-    pins = {**PINS, **THREADS}
+    chosen = {**pins(), **THREADS}
     if not _has_avx2():
-        pins = {k: v for k, v in pins.items() if k in ("MKL_CBWR", *THREADS)}
-    for name, value in pins.items():
+        chosen = {k: v for k, v in chosen.items() if k in ("MKL_CBWR", *THREADS)}
+    for name, value in chosen.items():
         os.environ.setdefault(name, value)
 
 
@@ -87,7 +99,7 @@ def record() -> dict:
     capability = torch.backends.cpu.get_cpu_capability()
     values = {name: os.environ.get(name) for name in (*PINS, *THREADS)}
     threads = torch.get_num_threads()
-    portable = (mode() == "portable" and all(values[name] == value for name, value in PINS.items())
+    portable = (mode() != "native" and all(values[name] == value for name, value in pins().items())
                 and capability == "AVX2")
     return {"mode": mode(), "portable": portable, "cpu": cpu_model(), "torch_cpu_capability": capability,
             "torch_threads": threads, "variables": values, "torch": torch.__version__}
@@ -97,12 +109,14 @@ def describe(rec: dict) -> str:
     """One line for a run's start: whether its digits carry to other CPUs, and why not."""
     if rec["portable"]:
         threads = f"{rec['torch_threads']} torch thread{'s' if rec['torch_threads'] > 1 else ''}"
-        return f"numerics: portable (AVX2 kernels, MKL_CBWR=COMPATIBLE, {threads}) on {rec['cpu']}"
+        return (f"numerics: {rec['mode']} (AVX2 kernels, MKL_CBWR={rec['variables']['MKL_CBWR']}, {threads}) "
+                f"on {rec['cpu']}")
     reasons = []
     if rec["mode"] == "native":
         reasons.append(f"{MODE_VARIABLE}=native")
-    reasons += [f"{name}={rec['variables'][name]}" for name, value in PINS.items()
-                if rec["mode"] == "portable" and rec["variables"][name] != value]
+    wanted = COMPATIBLE if rec["mode"] == "compatible" else PINS
+    reasons += [f"{name}={rec['variables'][name]}" for name, value in wanted.items()
+                if rec["mode"] != "native" and rec["variables"][name] != value]
     if rec["torch_cpu_capability"] != "AVX2":
         reasons.append(f"torch's CPU capability is {rec['torch_cpu_capability']}"
                        + (" (torch was imported before bmil?)" if rec["mode"] == "portable" else ""))

@@ -153,7 +153,10 @@ def test_every_bmil_process_runs_the_pinned_numerics(tmp_path):
             "print(r['portable'], r['torch_cpu_capability'], os.environ['MKL_CBWR'], r['torch_threads'])")
     env = {k: v for k, v in os.environ.items() if k not in ("MKL_CBWR", "ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS")}
     pinned = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert pinned.stdout.split() == ["True", "AVX2", "COMPATIBLE", "1"]
+    assert pinned.stdout.split() == ["True", "AVX2", "AVX2", "1"]
+    compatible = subprocess.run([sys.executable, "-c", code], env={**env, "BMIL_NUMERICS": "compatible"},
+                                capture_output=True, text=True, check=True)
+    assert compatible.stdout.split() == ["True", "AVX2", "COMPATIBLE", "1"]
     native = subprocess.run([sys.executable, "-c", code.replace("os.environ['MKL_CBWR']", "os.environ.get('MKL_CBWR')")],
                             env={**env, "BMIL_NUMERICS": "native"}, capture_output=True, text=True, check=True)
     assert native.stdout.split()[0] == "False" and native.stdout.split()[2] == "None"
@@ -164,7 +167,7 @@ def test_evaluation_workers_inherit_the_pins():
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-        assert pool.submit(_capability).result() == ("AVX2", "COMPATIBLE")
+        assert pool.submit(_capability).result() == ("AVX2", "AVX2")
 
 
 def _capability():
