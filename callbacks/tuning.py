@@ -3,7 +3,7 @@ when the pruner finds the trial hopeless (``--trial.*``, set by the tuner; off o
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 import lightning as L
 
@@ -15,7 +15,8 @@ from callbacks.evaluation import Validation, run_folder
 
 class TrialReport(L.Callback):
     def __init__(self, storage: str = "", study: str = "", number: Optional[int] = None,
-                 validation: Optional[Validation] = None):
+                 validation: Optional[Validation] = None, pruner: Literal["median", "halving"] = "median",
+                 first_epoch: int = 0):
         """
         Args:
             storage: The tune's Optuna journal file, or grpc://HOST:PORT where a tune on a Ray cluster serves it
@@ -23,8 +24,11 @@ class TrialReport(L.Callback):
             study: The Optuna study's name in it.
             number: This fit's trial number.
             validation: The fit's validation, whose checks are reported (handed over by bmil fit).
+            pruner: median, or halving (successive halving from first_epoch on).
+            first_epoch: The first epoch whose check successive halving compares (every trial's the same).
         """
         self.storage, self.study, self.number, self.validation = storage, study, number, validation
+        self.pruner, self.first_epoch = pruner, first_epoch
         self._reported = 0
         self._trial = None
         self._known: set[int] = set()  # the epochs the trial holds a report of
@@ -92,7 +96,7 @@ class TrialReport(L.Callback):
             import optuna
 
             study = optuna.load_study(study_name=self.study, storage=open_storage(self.storage),
-                                      pruner=make_pruner(max_epochs))
+                                      pruner=make_pruner(max_epochs, self.pruner, self.first_epoch))
             frozen = study.get_trials(deepcopy=False)[self.number]
             self._known = set(frozen.intermediate_values)
             self._trial = optuna.Trial(study, frozen._trial_id)

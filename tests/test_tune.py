@@ -296,6 +296,33 @@ def test_a_fit_reports_its_checks_and_stops_when_the_pruner_says(tmp_path):
     assert not trainer.should_stop
 
 
+def test_successive_halving_keeps_the_best_third_at_each_rung_and_skips_no_rung(tmp_path):
+    """--pruner halving: at the first rung (epoch 2 here) and at 3x it, a trial goes on only among the
+    best third of those that reached it; the rungs are the same epochs for every trial."""
+    from types import SimpleNamespace
+
+    from callbacks import TrialReport, Validation
+
+    journal = tmp_path / JOURNAL
+    study = optuna.create_study(study_name="bc", storage=open_storage(journal), direction="maximize")
+    validation = Validation(every_n_epochs=2)
+    trainer = SimpleNamespace(callbacks=[validation], max_epochs=8, should_stop=False, is_global_zero=True, world_size=1,
+                              logger=SimpleNamespace(log_dir=str(tmp_path / "run")), default_root_dir=str(tmp_path))
+
+    def check(rate: float, epoch: int = 2) -> bool:
+        """A new trial's check at ``epoch``: whether the pruner stops it there."""
+        trainer.should_stop = False
+        validation.history[:] = [{"epoch": epoch, "rate": rate}]
+        TrialReport(str(journal), "bc", study.ask().number, validation, "halving", 2).on_train_epoch_end(trainer, None)
+        return trainer.should_stop
+
+    assert not check(0.5)  # alone at the rung: the best there
+    assert check(0.4) and not check(0.6)  # fewer than 3 there: only the best goes on
+    assert [check(r) for r in (0.1, 0.2, 0.3)] == [True, True, True]  # 6 there: the best 2 (0.6, 0.5) go on
+    assert not check(0.55)  # 7 there: the best 2 are 0.6 and 0.55
+    assert check(0.5, epoch=4) is True  # epoch 4: before rung 1 (epoch 6), so rung 0 decides, which it fails
+
+
 def test_a_fit_told_to_report_to_a_trial_checks_it_first(tmp_path):
     from types import SimpleNamespace
 

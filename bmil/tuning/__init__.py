@@ -13,7 +13,8 @@ from bmil.cluster import fits_at_once
 def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20, jobs: Optional[int] = None,
          out: Optional[str] = None, seed: int = 0, finalists: int = 3, finalist_seeds: int = 2,
          finalist_episodes: int = 500, final_seeds: int = 3, space: Optional[str] = None,
-         sampler: str = "tpe", executor: str = "local", ray_address: Optional[str] = None) -> None:
+         sampler: str = "tpe", pruner: str = "median", executor: str = "local",
+         ray_address: Optional[str] = None) -> None:
     """Search each method's settings on validation starts, then test the chosen ones beside the defaults.
 
     Every trial is a ``bmil fit`` of the config (which must validate) with sampled settings; the test
@@ -38,6 +39,9 @@ def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20,
             or null to drop it}}, e.g. {bmil: {model.demo_ratio: {low: 0.7, high: 0.95}}}.
         sampler: tpe (seeded, Optuna's default) or grid (each numeric range's ends and middle, every
             choice, each distinct setting once; --trials caps it).
+        pruner: median (a trial below the median of the finished ones, after a quarter of training) or
+            halving (successive halving: at the first check after a quarter of the config's epochs,
+            then at 3x and 9x that epoch, only the best third of the trials there go on).
         executor: local (fit processes on this machine) or ray (trials as tasks on a Ray cluster,
             --jobs of them at once, by default the cluster's CPUs; docs/cluster.md).
         ray_address: With --executor ray: auto, HOST:PORT, or none to join RAY_ADDRESS or start a
@@ -68,4 +72,5 @@ def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20,
             raise BMILError(f"--config {path}: file not found.")
     folder = Path(out) if out else Path("tune") / Path(configs[-1]).stem
     Tuner(configs, chosen, trials, fits_at_once(jobs, executor, ray_address), folder, seed, finalists, finalist_seeds,
-          finalist_episodes, final_seeds, changes, sampler, executor=executor, ray_address=ray_address).run()
+          finalist_episodes, final_seeds, changes, sampler, executor=executor, ray_address=ray_address,
+          pruner=pruner).run()

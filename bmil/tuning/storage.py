@@ -91,14 +91,23 @@ def grpc_proxy(storage, host: str = "0.0.0.0") -> Iterator[int]:
         threads.shutdown()
 
 
-def make_pruner(max_epochs: Optional[int]):
-    """Median pruning once 4 trials have finished, never at a check in the first quarter of training
-    (Optuna prunes from step ``n_warmup_steps`` on; the steps are epochs)."""
+PRUNERS = ("median", "halving")
+
+
+def make_pruner(max_epochs: Optional[int], kind: str = "median", first_epoch: int = 0):
+    """``median``: Optuna's median pruning once 4 trials have finished, never at a check in the first
+    quarter of training (Optuna prunes from step ``n_warmup_steps`` on; the steps are epochs).
+    ``halving``: successive halving, the multi-fidelity one: at the checks of epochs ``first_epoch``,
+    3 x ``first_epoch``, 9 x ... (the same epochs for every trial of a tune), a trial goes on only
+    if it is in the best third of the trials that reached that epoch (the best, while fewer than 3
+    have)."""
     import optuna
 
+    if kind == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, first_epoch), reduction_factor=3)
     return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=warmup_epochs(max_epochs) + 1)
 
 
 def warmup_epochs(max_epochs: Optional[int]) -> int:
-    """The epochs at whose checks no trial is pruned: a trial need not validate there."""
+    """The epochs at whose checks the median pruner prunes no trial: a trial need not validate there."""
     return max(0, (max_epochs or 0) // 4)

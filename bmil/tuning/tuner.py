@@ -41,7 +41,7 @@ from bmil.tuning import outputs
 from bmil.tuning.checks import check_space, owned, task_identity
 from bmil.tuning.plan import print_plan
 from bmil.tuning.space import Param, Task, as_overrides, at_fixed_epochs, grid_size, in_epochs, override, suggest
-from bmil.tuning.storage import JOURNAL, mend_journal, open_storage, serve_storage, warmup_epochs
+from bmil.tuning.storage import JOURNAL, PRUNERS, mend_journal, open_storage, serve_storage, warmup_epochs
 
 NO_TEST = ("--robustness.every_n_epochs", "0", "--robustness.final_episodes", "0")  # trials never see test starts
 # What no stage reads: the training starts' success, the test starts' curve during training, and the
@@ -91,6 +91,7 @@ class Tuner:
     reference: dict = field(default_factory=dict)  # per method, settings over the config for its defaults
     executor: str = "local"  # or "ray": the fits as tasks on a Ray cluster
     ray_address: Optional[str] = None
+    pruner: str = "median"  # or "halving": successive halving (bmil.tuning.storage.make_pruner)
     final_run_args = (*UNREAD, *FINAL_TEST_ONLY)  # what a final run adds to the config (the plan times it)
 
     def __post_init__(self):
@@ -116,6 +117,8 @@ class Tuner:
         self.env = self.base["model"]["init_args"]["env"]
         self.domain = get_domain(self.env).name
         check_space(self)
+        if self.pruner not in PRUNERS:
+            raise BMILError(f"--pruner {self.pruner}: {' or '.join(PRUNERS)}.")
         cores = usable_cores()
         if self.executor == "local" and self.jobs > cores:  # each fit takes one core (one torch thread, evaluations in process)
             raise BMILError(f"--jobs {self.jobs}: this process may use {cores} cores; give at most {cores}.")
@@ -171,6 +174,11 @@ class Tuner:
             study = optuna.create_study(study_name=m, storage=self.storage, direction="maximize", load_if_exists=True)
             if "task" not in study.user_attrs:
                 study.set_user_attr("task", identity)
+                study.set_user_attr("pruner", self.pruner)
+            made_with = study.user_attrs.get("pruner", "median")  # (journals from before the choice: median)
+            if made_with != self.pruner:
+                raise BMILError(f"{self.out} holds trials pruned by --pruner {made_with}: give --pruner {made_with} "
+                                "to go on with them, or another --out.")
             # Seeded by the trials already there: a resumed tune's sampler must not replay its first draws.
             study.sampler = make_sampler(self.sampler, hash((self.seed, i, len(study.trials))) % 2**31)
             studies[m] = study
@@ -199,12 +207,20 @@ class Tuner:
                     int(self.base["validation"]["every_n_epochs"]))
 
     def _trial_run(self, method: str, study, number: int, settings: dict, storage: str) -> Run:
-        report = ("--trial.storage", storage, "--trial.study", study.study_name,
-                  "--trial.number", str(number))
-        # No check where the pruner does not prune: nothing reads it (the score reads the second half).
-        skipped = ("--validation.after_epoch", str(warmup_epochs(settings.get("trainer.max_epochs", self.epochs))))
+        report = ("--trial.storage", storage, "--trial.study", study.study_name, "--trial.number", str(number),
+                  "--trial.pruner", self.pruner, "--trial.first_epoch", str(self.first_pruned_epoch()))
+        # No check before the pruner's first: nothing reads it (the score reads the second half).
+        first = (warmup_epochs(settings.get("trainer.max_epochs", self.epochs)) if self.pruner == "median"
+                 else self.first_pruned_epoch() - 1)
+        skipped = ("--validation.after_epoch", str(first))
         return self._run(_trial_label(method, number), method, TRIAL_SEED, settings, (*NO_TEST, *report, *skipped),
                          "trial")
+
+    def first_pruned_epoch(self) -> int:
+        """Successive halving's first rung: the first check after a quarter of the config's epochs,
+        the same epoch for every trial (trials of other lengths compare there)."""
+        every = int(self.base["validation"]["every_n_epochs"])
+        return (warmup_epochs(self.epochs) // every + 1) * every
 
     def _unscored_epochs(self, settings: dict) -> int:
         """The epochs whose checks a finalist's score (``validation_late``) does not read: the first
