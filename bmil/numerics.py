@@ -11,8 +11,9 @@ networks) and is pinned for users' own networks, at no cost. MuJoCo has no run-t
 numpy's (NPY_DISABLE_CPU_FEATURES) changed neither demonstrations nor evaluations, so neither is pinned.
 
 ``BMIL_NUMERICS=compatible`` pins oneMKL's COMPATIBLE path instead of its AVX2 branch (meant to hold
-across vendors; 1.7x slower on a point-maze fit); ``BMIL_NUMERICS=native`` leaves the CPU's fastest
-paths (digits then hold on one CPU model only). A variable the user set is kept, and the run record (``record``) says whether the run is portable.
+across vendors; 1.87x native on a point-maze fit); ``BMIL_NUMERICS=native`` leaves the CPU's fastest
+paths (digits then hold on one CPU model only). A variable the user set is kept, and the run record
+(``record``) says whether the run is portable.
 This module must not import torch.
 """
 
@@ -27,7 +28,7 @@ PINS = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",
 }
 # BMIL_NUMERICS=compatible: oneMKL's one code path for every x86 CPU, meant to be the same on Intel and
-# AMD (not yet measured on Intel), at 1.7x the cost of a point-maze fit (docs/numerics.md).
+# AMD (not yet measured on Intel), at 1.87x native on a point-maze fit (docs/numerics.md).
 COMPATIBLE = {**PINS, "MKL_CBWR": "COMPATIBLE"}
 # Float sums reduce in a thread-count-dependent order: one thread unless the user sets another count.
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

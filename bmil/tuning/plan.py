@@ -15,7 +15,7 @@ from bmil.errors import BMILError
 from bmil.methods import get_method
 from bmil.runs.folder import RunFolder
 from bmil.system import usable_cores
-from bmil.tuning.storage import JOURNAL, mend_journal, open_storage, warmup_epochs
+from bmil.tuning.storage import JOURNAL, mend_journal, open_storage
 
 
 def print_plan(tuner) -> None:
@@ -67,8 +67,8 @@ def method_minutes(tuner, method: str) -> tuple[float, float, float]:
     def checks_after(epoch: int) -> int:
         return validation["checks"] - epoch // every
 
-    trial = training + checks_after(warmup_epochs(tuner.epochs)) * validation["episodes"] * minutes_an_episode
-    finalist = training + checks_after(tuner._unscored_epochs({})) * tuner.finalist_episodes * minutes_an_episode
+    trial = training + checks_after(tuner.unpruned_epochs({})) * validation["episodes"] * minutes_an_episode
+    finalist = training + checks_after(tuner.unscored_epochs({})) * tuner.finalist_episodes * minutes_an_episode
     return trial, finalist, final
 
 

@@ -209,12 +209,16 @@ class Tuner:
     def _trial_run(self, method: str, study, number: int, settings: dict, storage: str) -> Run:
         report = ("--trial.storage", storage, "--trial.study", study.study_name, "--trial.number", str(number),
                   "--trial.pruner", self.pruner, "--trial.first_epoch", str(self.first_pruned_epoch()))
-        # No check before the pruner's first: nothing reads it (the score reads the second half).
-        first = (warmup_epochs(settings.get("trainer.max_epochs", self.epochs)) if self.pruner == "median"
-                 else self.first_pruned_epoch() - 1)
-        skipped = ("--validation.after_epoch", str(first))
+        skipped = ("--validation.after_epoch", str(self.unpruned_epochs(settings)))
         return self._run(_trial_label(method, number), method, TRIAL_SEED, settings, (*NO_TEST, *report, *skipped),
                          "trial")
+
+    def unpruned_epochs(self, settings: dict) -> int:
+        """The epochs whose checks a trial skips: its pruner reads none there (nor does its score,
+        which reads the second half)."""
+        if self.pruner == "median":
+            return warmup_epochs(settings.get("trainer.max_epochs", self.epochs))
+        return self.first_pruned_epoch() - 1
 
     def first_pruned_epoch(self) -> int:
         """Successive halving's first rung: the first check after a quarter of the config's epochs,
@@ -222,7 +226,7 @@ class Tuner:
         every = int(self.base["validation"]["every_n_epochs"])
         return (warmup_epochs(self.epochs) // every + 1) * every
 
-    def _unscored_epochs(self, settings: dict) -> int:
+    def unscored_epochs(self, settings: dict) -> int:
         """The epochs whose checks a finalist's score (``validation_late``) does not read: the first
         half of those up to its last check."""
         every = int(self.base["validation"]["every_n_epochs"])
@@ -324,7 +328,7 @@ class Tuner:
         more = ("--validation.episodes", str(self.finalist_episodes), *NO_TEST)
         runs = {(m, number, s): self._run(f"{m} finalist {self._defaults_name(m) if number is None else number}",
                                            m, s, settings, (*more, "--validation.after_epoch",
-                                                            str(self._unscored_epochs(settings))), "finalist")
+                                                            str(self.unscored_epochs(settings))), "finalist")
                 for m, c in candidates.items() for number, settings, _ in c for s in seeds}
         results = self._execute(list(runs.values()))
         failed = [r for r in results.values() if r.get("failed") or r.get("validation_late") is None]
@@ -460,7 +464,3 @@ def _choice(trial: Optional[int], settings: dict, trial_score: Optional[float], 
 
 def _trial_label(method: str, number: int) -> str:
     return f"{method} trial {number}"
-
-
-
-
