@@ -13,6 +13,7 @@ from bmil.evaluation.statistics import t_interval
 from bmil.files import write_text
 from bmil.lightning_cli import TUNED_TASK
 from bmil.methods import Method, get_method
+from bmil.runs.folder import RunFolder
 
 
 def write_overlay(path: Path, method: Method, choice: dict, task: dict) -> None:
@@ -123,3 +124,15 @@ def figures(studies: dict, out: Path) -> list[Path]:
                 plt.gcf().savefig(paths[-1], bbox_inches="tight")
                 plt.close("all")
     return paths
+
+
+def core_hours(out: Path) -> dict[str, float]:
+    """What each stage's finished fits in ``out`` cost, in core-hours (each fit runs on one core), and in all."""
+    spent = {"trials": 0.0, "finalists": 0.0, "final runs": 0.0}
+    stage_of = {"trial": "trials", "finalist": "finalists", "final": "final runs"}
+    for path in (out / "runs").glob("*/version_0/result.json"):
+        folder = RunFolder(path.parent)
+        stage = stage_of.get(folder.stage()[0])
+        if stage:
+            spent[stage] += folder.result(f"delete {folder.path} to run it again")["seconds"] / 3600
+    return {**spent, "total": sum(spent.values())}

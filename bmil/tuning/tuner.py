@@ -37,17 +37,13 @@ from bmil.runs.launch import prepare_demos
 from bmil.runs.folder import RunFolder
 from bmil.runs.run import Run
 from bmil.system import usable_cores
-from bmil.tuning import outputs
+from bmil.tuning import fidelity, outputs
 from bmil.tuning.checks import check_space, owned, task_identity
+from bmil.tuning.fidelity import FINAL_TEST_ONLY, NO_TEST, UNREAD
 from bmil.tuning.plan import print_plan
 from bmil.tuning.space import Param, Task, as_overrides, at_fixed_epochs, grid_size, in_epochs, override, suggest
-from bmil.tuning.storage import JOURNAL, PRUNERS, mend_journal, open_storage, serve_storage, warmup_epochs
+from bmil.tuning.storage import JOURNAL, PRUNERS, mend_journal, open_storage, serve_storage
 
-NO_TEST = ("--robustness.every_n_epochs", "0", "--robustness.final_episodes", "0")  # trials never see test starts
-# What no stage reads: the training starts' success, the test starts' curve during training, and the
-# last policy's test (the final runs report the best policy by validation).
-UNREAD = ("--training_success.every_n_epochs", "0")
-FINAL_TEST_ONLY = ("--robustness.every_n_epochs", "0", "--robustness.test_last", "false")
 TPE_STARTUP_TRIALS = 5
 TRIAL_SEED = 100  # the trials' training seed; finalists take 101, ...: none of the final runs' (0, 1, ...)
 
@@ -208,29 +204,25 @@ class Tuner:
 
     def _trial_run(self, method: str, study, number: int, settings: dict, storage: str) -> Run:
         report = ("--trial.storage", storage, "--trial.study", study.study_name, "--trial.number", str(number),
-                  "--trial.pruner", self.pruner, "--trial.first_epoch", str(self.first_pruned_epoch()))
+                  "--trial.pruner", self.pruner, "--trial.first_epoch", str(fidelity.first_pruned_epoch(self.epochs, self._every)))
         skipped = ("--validation.after_epoch", str(self.unpruned_epochs(settings)))
         return self._run(_trial_label(method, number), method, TRIAL_SEED, settings, (*NO_TEST, *report, *skipped),
                          "trial")
 
     def unpruned_epochs(self, settings: dict) -> int:
-        """The epochs whose checks a trial skips: its pruner reads none there (nor does its score,
-        which reads the second half)."""
-        if self.pruner == "median":
-            return warmup_epochs(settings.get("trainer.max_epochs", self.epochs))
-        return self.first_pruned_epoch() - 1
-
-    def first_pruned_epoch(self) -> int:
-        """Successive halving's first rung: the first check after a quarter of the config's epochs,
-        the same epoch for every trial (trials of other lengths compare there)."""
-        every = int(self.base["validation"]["every_n_epochs"])
-        return (warmup_epochs(self.epochs) // every + 1) * every
+        """The epochs whose checks a trial with ``settings`` skips (``fidelity``)."""
+        return fidelity.unpruned_epochs(self.pruner, self._epochs_of(settings), self.epochs, self._every)
 
     def unscored_epochs(self, settings: dict) -> int:
-        """The epochs whose checks a finalist's score (``validation_late``) does not read: the first
-        half of those up to its last check."""
-        every = int(self.base["validation"]["every_n_epochs"])
-        return (settings.get("trainer.max_epochs", self.epochs) // every * every) // 2
+        """The epochs whose checks a finalist with ``settings`` skips (``fidelity``)."""
+        return fidelity.unscored_epochs(self._epochs_of(settings), self._every)
+
+    def _epochs_of(self, settings: dict) -> int:
+        return settings.get("trainer.max_epochs", self.epochs)
+
+    @property
+    def _every(self) -> int:
+        return int(self.base["validation"]["every_n_epochs"])
 
     def _trials(self, studies: dict, spaces: dict) -> None:
         """Ask, run and tell until every method has ``trials`` finished trials; trials left running by
@@ -401,17 +393,6 @@ class Tuner:
         return {"pruned_core_hours": spent / 3600, "to_the_end_core_hours": full / 3600,
                 "saved_core_hours": (full - spent) / 3600}
 
-    def _spent(self) -> dict[str, float]:
-        """What each stage's finished fits cost, in core-hours (each fit runs on one core), and in all."""
-        spent = {"trials": 0.0, "finalists": 0.0, "final runs": 0.0}
-        stage_of = {"trial": "trials", "finalist": "finalists", "final": "final runs"}
-        for path in (self.out / "runs").glob("*/version_0/result.json"):
-            folder = RunFolder(path.parent)
-            stage = stage_of.get(folder.stage()[0])
-            if stage:
-                spent[stage] += folder.result(f"delete {folder.path} to run it again")["seconds"] / 3600
-        return {**spent, "total": sum(spent.values())}
-
     def _execute(self, runs: list[Run]) -> dict[str, dict]:
         unique = {}
         for run in runs:  # a run asked for twice (the defaults chosen: tuned and defaults alike) is run once
@@ -434,7 +415,7 @@ class Tuner:
         summary = {"winner": winner, "chosen": chosen, "final": final,
                    "trials": {m: outputs.counts(s) for m, s in studies.items()},
                    "pruning": {m: self._pruning_saved(m, s, spaces[m]) for m, s in studies.items()},
-                   "core_hours": self._spent()}
+                   "core_hours": outputs.core_hours(self.out)}
         write_record(self.out / "summary.json", summary, indent=1)
         table = outputs.table(summary)
         write_text(self.out / "table.md", table)
