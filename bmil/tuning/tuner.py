@@ -34,7 +34,6 @@ from bmil.files import check_folder, write_record, write_text
 from bmil.lightning_cli import fit_settings, tuned_task
 from bmil.methods import get_method, registered
 from bmil.runs.launch import prepare_demos
-from bmil.runs.folder import RunFolder
 from bmil.runs.run import Run
 from bmil.system import usable_cores
 from bmil.tuning import fidelity, outputs
