@@ -18,6 +18,9 @@ import tempfile
 import time
 from collections import defaultdict
 
+from bmil import numerics
+
+numerics.pin()  # as the bmil command does (import bmil does not)
 from bmil.cli import main
 from bmil.methods import ImitationMethod
 from bmil.methods.bmil import BMIL

@@ -17,6 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from bmil import numerics
+
+numerics.pin()  # as the bmil command does (import bmil does not)
 from bmil.domains import get_domain
 from bmil.evaluation import Evaluator, usable_cores
 

@@ -23,6 +23,9 @@ import ray
 import yaml
 from ray.cluster_utils import Cluster
 
+from bmil import numerics
+
+numerics.pin()  # as the bmil command does (import bmil does not)
 from bmil.studies.catalog import Run, Study
 from bmil.studies.sweep import run_study
 

@@ -24,6 +24,9 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from bmil import numerics
+
+numerics.pin()  # as the bmil command does (import bmil does not)
 from bmil.demos import generate_demos, load_demos
 from bmil.methods import BC, BMIL, DemoSettings, ModelSettings, PolicySettings, TraceSettings
 from bmil.models import Policy

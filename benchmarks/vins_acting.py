@@ -18,6 +18,9 @@ import time
 import numpy as np
 import torch
 
+from bmil import numerics
+
+numerics.pin()  # as the bmil command does (import bmil does not)
 from bmil.domains import get_domain
 from bmil.models.policy import Policy
 from bmil.models.vins import DynamicsModel, ValueFunction, VINSAgent

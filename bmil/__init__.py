@@ -1,10 +1,8 @@
 """bmil: Backwards Model-based Imitation Learning (Park & Wong, NeurIPS 2022). The command is
-``bmil`` (bmil/cli.py); from Python, ``bmil.load_policy`` loads a policy ``bmil export`` wrote."""
+``bmil`` (bmil/cli.py); from Python, ``bmil.load_policy`` loads a policy ``bmil export`` wrote.
 
-from bmil.numerics import pin as _pin_numerics
-
-# Before anything loads torch: the numeric code paths that make runs portable across CPUs.
-_pin_numerics()
+Importing bmil changes nothing in the host process: the numeric pins (bmil.numerics) are the
+``bmil`` command's and its workers'."""
 
 
 def __getattr__(name: str):

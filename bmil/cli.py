@@ -25,6 +25,7 @@ from typing import Optional
 
 from jsonargparse import ArgumentError
 
+from bmil import numerics
 from bmil.errors import BMILError, find_cause
 
 
@@ -107,10 +108,12 @@ TRAINER_FLAGS = ("max_epochs", "accelerator", "devices", "num_nodes", "default_r
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The program (``argv`` None: the command line, with Ctrl-C and SIGTERM handled) or a call."""
+    """The program (``argv`` None: the command line, with the numeric pins and Ctrl-C and SIGTERM
+    handled) or a call (the caller's process as it is)."""
     from bmil.runs import record as run_record
 
     if argv is None:
+        numerics.pin()  # before anything loads torch (this module does not)
         _stop_cleanly_on_signals()
     # A call hands the caller's Ctrl-C back: Lightning ignores SIGINT for good once a fit is interrupted.
     held = _signal_handlers() if argv is not None else {}

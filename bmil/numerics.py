@@ -3,8 +3,11 @@
 One torch wheel computes differently on different CPUs: oneMKL's sgemm takes another branch on AMD
 than on Intel and another on AVX-512 than on AVX2, and ATen's vectorised kernels use the widest ISA
 they find. BMIL amplifies the last bit of such rounding into other robustness figures (docs/results.md,
-"make fit"). ``pin`` fixes those paths before torch is loaded; ``bmil/__init__.py`` calls it, so every
-bmil process has them, and evaluation workers inherit them with the environment. Measured on bmil's
+"make fit"). ``pin`` fixes those paths before torch is loaded. The ``bmil`` command calls it, and so
+do the processes bmil starts (evaluation workers, through ``start_pinned``; a study's or tune's fits,
+being ``bmil fit`` commands; Ray's workers, through ``variables``); ``import bmil`` does not, so a
+host program that loads a policy keeps its own threads and code paths (it calls ``pin`` first
+thing to compute as the command does). Measured on bmil's
 networks (docs/numerics.md): MKL_CBWR and ATEN_CPU_CAPABILITY both change the weights, and the thread
 count does too once MKL is pinned; ONEDNN_MAX_CPU_ISA changed nothing (no oneDNN op in bmil's
 networks) and is pinned for users' own networks, at no cost. MuJoCo has no run-time dispatch, and
@@ -52,13 +55,30 @@ def pin() -> None:
     children (evaluation workers, a study's fits) inherit them. Without effect once torch is loaded.
     ATen and oneDNN are pinned to AVX2 only where the CPU has AVX2 and FMA: torch would run AVX2
     kernels on a CPU without them (an illegal instruction); such a run's record says not portable."""
+    for name, value in variables().items():
+        os.environ.setdefault(name, value)
+
+
+def variables() -> dict[str, str]:
+    """What ``pin`` sets here, for a process started elsewhere (a Ray worker): the mode's pins and
+    one thread, each as this process has it where set (the user's choice carries over)."""
     if mode() == "native":
-        return
+        return {MODE_VARIABLE: "native"}
     chosen = {**pins(), **THREADS}
     if not _has_avx2():
         chosen = {k: v for k, v in chosen.items() if k in ("MKL_CBWR", *THREADS)}
-    for name, value in chosen.items():
-        os.environ.setdefault(name, value)
+    return {MODE_VARIABLE: mode(), **{name: os.environ.get(name, value) for name, value in chosen.items()}}
+
+
+def start_pinned(setup: str = "") -> None:
+    """A worker process's initializer (``functools.partial(start_pinned, "module:function")``): the
+    pins before the worker loads torch, then its own set-up, imported only now for that reason."""
+    pin()
+    if setup:
+        import importlib
+
+        module, _, name = setup.partition(":")
+        getattr(importlib.import_module(module), name)()
 
 
 def _has_avx2() -> bool:
@@ -120,5 +140,5 @@ def describe(rec: dict) -> str:
                 if rec["mode"] != "native" and rec["variables"][name] != value]
     if rec["torch_cpu_capability"] != "AVX2":
         reasons.append(f"torch's CPU capability is {rec['torch_cpu_capability']}"
-                       + (" (torch was imported before bmil?)" if rec["mode"] == "portable" else ""))
+                       + (" (torch was loaded before bmil.numerics.pin())" if rec["mode"] == "portable" else ""))
     return f"numerics: this CPU's own ({', '.join(reasons)}); the digits hold on {rec['cpu']} only"

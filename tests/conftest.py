@@ -1,9 +1,13 @@
 from pathlib import Path
 
-import pytest
-import yaml
+from bmil import numerics
 
-from bmil.demos import generate_demos
+numerics.pin()  # the tests compute as the bmil command does: pinned before anything loads torch
+
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from bmil.demos import generate_demos  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # conf/pickplace_quick.yaml (a shipped config that validates) at a few epochs, steps and episodes.

@@ -17,6 +17,7 @@ import torch
 
 from bmil.cluster import cluster_cpus
 from bmil.errors import BMILError
+from bmil.numerics import start_pinned
 from bmil.evaluation.rollout import Policy, SuccessMode, episode_seed, run_episodes
 from bmil.system import die_with_parent, load_glfw_directly, signals_held
 
@@ -73,7 +74,8 @@ def _worker_pool(workers: int) -> ProcessPoolExecutor:
     """Evaluation worker processes. Spawned, not forked: forking a process that already runs
     torch/OpenMP threads can hang."""
     load_glfw_directly()
-    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                               initializer=partial(start_pinned, f"{__name__}:_worker_init"))
 
 
 def _build_and_reset(domain: "Domain") -> None:
