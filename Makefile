@@ -6,19 +6,20 @@ BIN := $(VENV)/bin
 .PHONY: setup fit test test-fast bench clean
 
 # torch is installed first and explicitly: this pins the CPU build (a plain resolve can pull a
-# multi-GB CUDA build). The stamp file makes setup re-run only when the dependency list changes.
-$(VENV)/.installed: pyproject.toml
+# multi-GB CUDA build). constraints.txt holds the versions CI tests (pyproject.toml's ranges allow
+# others). The stamp file makes setup re-run only when the dependency list changes.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[test,ray]"
+	$(BIN)/python -m pip install -q -c constraints.txt torch
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,ray]"
 	touch $@
 
 setup: $(VENV)/.installed
 
-# A small PickAndPlace BMIL run (demos are generated on first use); see conf/ for full runs. bmil pins
-# its numerics and one torch thread, so the run prints the same digits on any x86-64 CPU with AVX2
-# (docs/numerics.md).
+# A small PickAndPlace BMIL run (demos are generated on first use); see conf/ for full runs. The bmil
+# command pins its numerics and one torch thread, so the run prints the same digits on any x86-64 CPU
+# with AVX2 (docs/numerics.md).
 fit: setup
 	$(BIN)/bmil fit --config conf/pickplace_quick.yaml
 

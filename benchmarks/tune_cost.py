@@ -4,7 +4,7 @@ docs/your-own-task.md §6 (or any finished tune's folder).
     python benchmarks/tune_cost.py --out tune/pointmaze_medium           # run the tutorial's tune there, then report
     python benchmarks/tune_cost.py --out tune/pointmaze_medium --report  # report a finished tune only
 
-Running it needs the tutorial's demonstrations (``python docs/examples/pointmaze_demos.py --maze medium
+Running it needs the tutorial's demonstrations (``python -m bmil.examples.pointmaze_demos --maze medium
 --out-id pointmaze/medium-bmil-v0 --episodes 20``) and hours of CPU: a resumed tune goes on where it
 stopped, so run it detached. The report gives each stage's core-hours (each fit's own clock, one core
 a fit) against the recorded 7.3, the pruned trials' time, and each method's test robustness of its

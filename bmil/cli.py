@@ -25,7 +25,7 @@ from typing import Optional
 
 from jsonargparse import ArgumentError
 
-from bmil import numerics
+from bmil import configs as shipped, numerics
 from bmil.errors import BMILError, find_cause
 
 
@@ -99,6 +99,7 @@ COMMANDS = {
     "validate": "training success of a checkpoint (--ckpt_path) with the model.evaluation settings",
     "test": "robustness of a checkpoint (--ckpt_path) with the model.evaluation settings",
     "export": "write a checkpoint's policy as TorchScript for use without bmil (bmil.load_policy)",
+    "configs": "list the shipped configs, each usable by name: bmil fit --config pickplace",
     "demos": "generate a built-in domain's expert demonstrations (bmil's folder format)",
     "reproduce": "run one of the paper's studies (table1, ...) as parallel fits and tabulate it",
     "tune": "search each method's settings on validation starts (Optuna); test the chosen beside the defaults",
@@ -163,12 +164,16 @@ def _exit_interrupted() -> None:
 
 def _main(argv: list[str]) -> None:
     commands = tuple(COMMANDS)
+    argv = shipped.as_files(argv) if argv and argv[0] in ("tune", *LIGHTNING_COMMANDS) else argv
     try:
         if not argv or argv[0] in ("-h", "--help"):
             print(_overview())
             return
         if argv[0] in ("-V", "--version"):
             print(f"bmil {_version()}")
+            return
+        if argv[0] == "configs":
+            print(_list_configs())
             return
         if argv[0] in ("demos", "export"):
             from jsonargparse import auto_cli
@@ -198,9 +203,10 @@ def _main(argv: list[str]) -> None:
             for path in configs:
                 _check_config_file(Path(path))
             if argv[0] in ("fit", "check") and not configs and not any(a.split("=")[0] in ("--model", "--ckpt_path", "--model.help") for a in argv):
-                raise BMILError(f"bmil {argv[0]} needs a config: --config conf/<run>.yaml. Shipped: "
-                                f"{', '.join(_shipped_configs())} (make fit runs conf/pickplace_quick.yaml; another method: "
-                                "a second --config, e.g. conf/bc.yaml; your own task: docs/your-own-task.md).")
+                raise BMILError(f"bmil {argv[0]} needs a config: --config FILE, or a shipped config's name: "
+                                f"{', '.join(_shipped_configs())} (make fit runs pickplace_quick; another method: a "
+                                "second --config, e.g. bc; all of them: bmil configs; your own task: "
+                                "docs/your-own-task.md).")
             BMILCLI(argv)
         else:
             raise BMILError(f"unknown command '{argv[0]}'. Commands: {', '.join(commands)}.")
@@ -239,17 +245,25 @@ def _overview() -> str:
              f"  {'-h, --help':<{width}}  this overview",
              f"  {'-V, --version':<{width}}  bmil's version",
              "",
-             f"configs: {', '.join(_shipped_configs()) or 'conf/*.yaml'}",
+             f"runs shipped: {', '.join(_shipped_configs())} (--config NAME; all configs: bmil configs)",
              "guide: README.md; your own task: docs/your-own-task.md"]
     return "\n".join(lines)
 
 
 def _shipped_configs() -> list[str]:
-    """The runs shipped: one config per domain, ``conf/<domain>.yaml``; the other files there are
-    layers over a run (a method, a family's settings, an evaluation overlay)."""
+    """The runs shipped: one config per domain (``pickplace``); the other shipped configs are layers
+    over a run (a method, a family's settings, an evaluation overlay) or examples."""
     from bmil.domains import domain_names
 
-    return sorted(str(p) for p in (Path("conf") / f"{name}.yaml" for name in domain_names()) if p.is_file())
+    return [name for name in domain_names() if shipped.shipped_path(name)]
+
+
+def _list_configs() -> str:
+    """``bmil configs``: every shipped config's name and what it is."""
+    names = shipped.names()
+    width = max(map(len, names))
+    return "\n".join([f"Shipped configs (bmil fit --config NAME; their files: {shipped.SHIPPED}):",
+                      *(f"  {name:<{width}}  {shipped.summary(name)}" for name in names)])
 
 
 def _lightning_help(command: str, full: bool) -> str:
@@ -286,7 +300,7 @@ def _lightning_help(command: str, full: bool) -> str:
     tail = [b for b in blocks if "  --ckpt_path" in b]
     others = [m.label for m in registered().values() if m.label != "BMIL"]
     return "\n\n".join([
-        f"usage: bmil {command} --config conf/<run>.yaml [--<group>.<option> VALUE ...]",
+        f"usage: bmil {command} --config FILE|NAME [--<group>.<option> VALUE ...]   (NAME: a shipped config, bmil configs)",
         description, options,
         f"The method (--model bmil.methods.BMIL, {', '.join(others[:-1])} or {others[-1]}; the config sets it). "
         f"BMIL's settings (the others: bmil {command} --model.help {'|'.join(others)}):\n" + method_options,
@@ -366,7 +380,8 @@ def _check_config_file(path: Path) -> None:
     import yaml
 
     if not path.is_file():
-        raise BMILError(f"config file '{path}' not found.")
+        raise BMILError(f"config file '{path}' not found, and no shipped config has that name (bmil configs "
+                        "lists them).")
     try:
         content = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:

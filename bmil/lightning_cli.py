@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from bmil import configs as shipped
 from bmil.checkpoint import verify_checkpoint
 from bmil.errors import BMILError, require
 from bmil.files import folder_name
@@ -278,7 +279,7 @@ def fit_settings(args: list[str]) -> dict:
     if _PARSER is None:
         _PARSER = _ParserOnly([]).parser
     try:
-        cfg = _PARSER.parse_args(["fit", *args])
+        cfg = _PARSER.parse_args(["fit", *shipped.as_files(args)])
     except ArgumentError as e:
         raise BMILError(f"these bmil fit arguments do not parse ({parse_error(e)}): {' '.join(args)}") from None
     return yaml.safe_load(_PARSER.dump(cfg, skip_link_targets=False, skip_none=False))["fit"]

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from bmil.cli import main
@@ -171,10 +173,33 @@ def test_the_cli_explains_itself(capsys):
     with pytest.raises(SystemExit):
         main(["fit", "--trainer.max_epochs", "1"])
     err = capsys.readouterr().err
-    assert "bmil fit needs a config: --config conf/<run>.yaml. Shipped: conf/ant_corridor7x7.yaml" in err
-    assert "conf/pickplace.yaml" in err and "conf/point_umaze.yaml" in err
-    assert "conf/ant_maze.yaml" not in err and "conf/point_maze.yaml" not in err and "conf/vins_" not in err  # family files
-    assert "conf/noise_bc" not in err and "conf/ccil" not in err and "another method: a second --config, e.g. conf/bc.yaml" in err  # method layers
+    assert "bmil fit needs a config: --config FILE, or a shipped config's name: ant_corridor7x7, " in err
+    runs = err.split("name: ")[1].split(" (")[0].split(", ")
+    assert "pickplace" in runs and "point_umaze" in runs
+    assert not {"ant_maze", "point_maze", "bc", "noise_bc_fetch", "ccil", "vins_push"} & set(runs)  # layers, families
+    assert "another method: a second --config, e.g. bc; all of them: bmil configs" in err
+
+
+def test_a_shipped_config_by_name_from_any_folder(tmp_path, monkeypatch, capsys):
+    """From a folder without conf/, --config takes a shipped config's name (with or without .yaml or
+    conf/), and a file of that name there wins; bmil configs lists every name."""
+    from bmil import configs
+
+    monkeypatch.chdir(tmp_path)
+    for value in ("pickplace", "pickplace.yaml", "conf/pickplace.yaml", "overlays/maze_quick"):
+        assert Path(configs.resolve(value)).is_file() and Path(configs.resolve(value)).parent.parent.name in ("bmil", "conf")
+    assert configs.as_files(["fit", "--config", "bc", "--config=examples/pointmaze_umaze", "--trainer.max_epochs", "bc"]) == [
+        "fit", "--config", str(configs.SHIPPED / "bc.yaml"), f"--config={configs.SHIPPED / 'examples/pointmaze_umaze.yaml'}",
+        "--trainer.max_epochs", "bc"]
+    (tmp_path / "bc").write_text("trainer: {max_epochs: 3}\n")
+    assert configs.resolve("bc") == "bc"  # the user's file, not the shipped one
+    assert configs.resolve("nosuch") == "nosuch"
+    with pytest.raises(SystemExit):
+        main(["check", "--config", "nosuch"])
+    assert "config file 'nosuch' not found, and no shipped config has that name (bmil configs lists them)" in capsys.readouterr().err
+    main(["configs"])
+    listed = capsys.readouterr().out
+    assert "  overlays/stability_eval  " in listed and "  pickplace  " in listed and len(listed.splitlines()) == len(configs.names()) + 1
 
 
 def test_fit_help_leads_with_bmils_options_and_keeps_lightnings(capsys):

@@ -106,7 +106,7 @@ def test_no_file_is_over_450_lines():
 LAYERS = [
     ("leaves", ("bmil.errors", "bmil.system", "bmil.files", "bmil.numerics", "bmil.plots", "bmil.models",
                 "bmil.evaluation.statistics", "bmil.loading", "bmil.tuning.space", "bmil.tuning.storage", "bmil.cluster",
-                "bmil.logger", "bmil.checkpoint")),
+                "bmil.logger", "bmil.checkpoint", "bmil.configs", "bmil.examples")),
     ("domains", ("bmil.domains",)),
     ("evaluation", ("bmil.evaluation", "bmil.video")),
     ("demos", ("bmil.demos", "bmil.demo_formats", "bmil.traces")),

@@ -17,8 +17,7 @@ from bmil.domains import get_domain
 from bmil.errors import BMILError
 from bmil.evaluation import Evaluator, RandomPolicy
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs" / "examples"))
-import pointmaze_demos  # noqa: E402  (the tutorial's demo writer)
+from bmil.examples import pointmaze_demos  # the tutorial's demo writer
 
 UMAZE = {"id": "PointMaze_UMaze-v3", "kwargs": {"continuing_task": False},
          "obs_keys": ["observation", "desired_goal"], "success_key": "success", "horizon": 300,

@@ -310,11 +310,8 @@ def shared_demos(tmp_path_factory) -> Path:
 
 def _own_task_demos(folder: Path, monkeypatch) -> None:
     """The tutorial's step 1 (docs/your-own-task.md): its Minari demos, which the example config reads."""
-    sys.path.insert(0, str(REPO / "docs" / "examples"))
-    try:
-        import pointmaze_demos
-    finally:
-        sys.path.remove(str(REPO / "docs" / "examples"))
+    from bmil.examples import pointmaze_demos
+
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(folder / "minari"))
     pointmaze_demos.write_minari("pointmaze/umaze-bmil-v0", 2)
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from bmil import configs as shipped_configs
 from bmil.cluster import fits_at_once
 from bmil.domains import get_domain
 from bmil.errors import BMILError
@@ -41,7 +42,7 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
             "--config conf/overlays/maze_table1_eval.yaml"}' gives each family of domains its own
             evaluation budget in one study.
         configs: Folder of the runs' configs (<domain>.yaml for BMIL, with bc.yaml over it for BC
-            and vins_<domain>.yaml for VINS).
+            and vins_<domain>.yaml for VINS); conf: ./conf where there is one, else bmil's shipped configs.
         methods: Comma-separated method labels to run now (default: all), e.g. "BC,BMIL" to get
             the cheap columns of table1 before VINS's; the table shows every finished run.
         reuse: Comma-separated study folders whose finished runs this study takes instead of running
@@ -55,6 +56,7 @@ def reproduce(study: str, domains: str = "pickplace,push", seeds: int = 3, jobs:
             (from the recorded run times), without running anything.
     """
     names = [d.strip() for d in domains.split(",") if d.strip()]
+    configs = shipped_configs.folder(configs)  # conf: the shipped configs where ./conf is none
 
     for name in names:
         get_domain(name)  # an unknown name is one clear error before anything runs

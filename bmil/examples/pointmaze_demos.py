@@ -4,8 +4,8 @@ goal (or, with --maze medium, PointMaze_Medium-v3 from its bottom-left cell to i
 along the shortest path through the cells), and the episodes are saved as a Minari dataset
 (docs/your-own-task.md).
 
-    python docs/examples/pointmaze_demos.py --out-id pointmaze/umaze-bmil-v0 --episodes 10
-    python docs/examples/pointmaze_demos.py --maze medium --out-id pointmaze/medium-bmil-v0 --episodes 20
+    python -m bmil.examples.pointmaze_demos --out-id pointmaze/umaze-bmil-v0 --episodes 10
+    python -m bmil.examples.pointmaze_demos --maze medium --out-id pointmaze/medium-bmil-v0 --episodes 20
 
 Minari writes under MINARI_DATASETS_PATH (default ~/.minari/datasets).
 """
