@@ -51,6 +51,8 @@ def run_records(run: Path, tmp: Path) -> dict:
     for name in ("result.json", "validation.json", "robustness_final.json"):
         if (run / name).is_file():
             record = json.loads((run / name).read_text().replace(str(tmp), "<tmp>"))
+            for check in record.get("history", []):
+                check.pop("seconds", None)  # each check's clock (recorded since issue 66)
             records[name] = digest({k: v for k, v in record.items() if k not in CLOCKS})
     return records
 
@@ -66,6 +68,7 @@ def tune_records(out: Path, tmp: Path) -> dict:
     summary = json.loads((out / "summary.json").read_text().replace(str(tmp), "<tmp>"))
     summary.pop("pruning")
     summary.pop("core_hours", None)  # clocks (the summary had none before they were recorded)
+    summary.pop("skipped_checks", None)
     return {"trials": digest(trials), "summary": digest(summary),
             "runs": {p.name: run_records(p / "version_0", tmp) for p in sorted((out / "runs").iterdir())}}
 

@@ -9,6 +9,7 @@ every rank logs the same full result.
 from __future__ import annotations
 
 import copy
+import time
 import warnings
 from pathlib import Path
 from typing import Literal, Optional
@@ -251,9 +252,11 @@ class Validation(PolicyEvaluation):
         self.after_epoch = after_epoch
         self.history: list[dict] = []  # every check; the best is the first with the highest rate
         self._best_agent = None
+        self._started = 0.0
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if trainer.current_epoch + 1 > self.after_epoch:
+            self._started = time.perf_counter()
             super().on_train_epoch_end(trainer, pl_module)
 
     @property
@@ -267,7 +270,8 @@ class Validation(PolicyEvaluation):
     def on_result(self, trainer, result: EvalResult, tag: str, epoch: int) -> None:
         lo, hi = result.ci
         check = {"epoch": epoch, "step": trainer.global_step, "rate": result.rate,
-                 "ci": [lo, hi], "episodes": result.episodes}
+                 "ci": [lo, hi], "episodes": result.episodes,
+                 "seconds": round(time.perf_counter() - self._started, 3)}  # what a skipped check saves (bmil tune)
         if result.rate > self.best["rate"]:
             self._best_agent = copy.deepcopy(trainer.lightning_module.agent()).cpu()
             trainer.save_checkpoint(best_checkpoint(trainer), weights_only=True)  # every rank: a collective under DDP

@@ -197,6 +197,13 @@ def test_a_tune_scores_trials_on_validation_and_tests_only_at_the_end(task_folde
                                   ("final runs", [("defaults", 0), (f"tuned_trial_{chosen_trial}", 0)]))}
     assert spent["finalists"] == 0 and all(spent[k] == pytest.approx(v) and v > 0 for k, v in clocks.items())
     assert spent["total"] == pytest.approx(sum(clocks.values()))
+    # The checks the trials skipped (their first quarter), costed at their own checks' measured time.
+    trial_epochs = [int(json.loads((out / "runs" / f"pickplace__bc_trial_{i}__s100" / "version_0" / "result.json")
+                                   .read_text())["overrides"].split("--trainer.max_epochs ")[-1].split()[0]) for i in (0, 1)]
+    skipped = summary["skipped_checks"]
+    assert skipped["trials"]["checks"] == sum(e // 4 for e in trial_epochs)
+    assert (skipped["trials"]["core_hours"] > 0) == (skipped["trials"]["checks"] > 0)
+    assert skipped["finalists"] == skipped["final runs"] == {"checks": 0, "core_hours": 0.0}
     chosen = summary["chosen"]["bc"]["settings"]
     assert yaml.safe_load((out / "tuned_bc.yaml").read_text())["model"]["init_args"]["policy"]["lr"] == \
         chosen["model.policy.lr"]

@@ -64,6 +64,10 @@ def table(summary: dict) -> str:
     rows += [""] + [f"Pruning ({get_method(m).label}): the pruned trials took {p['pruned_core_hours']:.2f} core-hours; run to "
                     f"the end they would have taken about {p['to_the_end_core_hours']:.2f} (saved "
                     f"{p['saved_core_hours']:.2f})." for m, p in saved]
+    skipped = {stage: s for stage, s in summary.get("skipped_checks", {}).items() if s["checks"]}
+    if skipped:
+        rows += ["", "Validation checks no decision reads, skipped: " + "; ".join(
+            f"{stage} {s['checks']} (about {s['core_hours']:.2f} core-hours)" for stage, s in skipped.items()) + "."]
     test = (f"Robustness (%) on the test starts, the best policy by validation, mean ± 95% t-interval over {seeds} seeds"
             if seeds else "No final test (final seeds 0)")
     return f"{test}; validation: the chosen settings' score on validation starts.\n\n" + "\n".join(rows) + "\n"
@@ -126,13 +130,35 @@ def figures(studies: dict, out: Path) -> list[Path]:
     return paths
 
 
+STAGE_OF = {"trial": "trials", "finalist": "finalists", "final": "final runs"}
+
+
 def core_hours(out: Path) -> dict[str, float]:
     """What each stage's finished fits in ``out`` cost, in core-hours (each fit runs on one core), and in all."""
-    spent = {"trials": 0.0, "finalists": 0.0, "final runs": 0.0}
-    stage_of = {"trial": "trials", "finalist": "finalists", "final": "final runs"}
+    spent = dict.fromkeys(STAGE_OF.values(), 0.0)
     for path in (out / "runs").glob("*/version_0/result.json"):
         folder = RunFolder(path.parent)
-        stage = stage_of.get(folder.stage()[0])
+        stage = STAGE_OF.get(folder.stage()[0])
         if stage:
             spent[stage] += folder.result(f"delete {folder.path} to run it again")["seconds"] / 3600
     return {**spent, "total": sum(spent.values())}
+
+
+def skipped_checks(out: Path) -> dict[str, dict]:
+    """The validation checks each stage's finished fits skipped (``validation.after_epoch``: those
+    no decision reads) and about what they would have cost: each fit's skipped checks at the mean
+    time of the checks it ran (a lower bound: early policies fail more, and failures run longer)."""
+    skipped = {stage: {"checks": 0, "core_hours": 0.0} for stage in STAGE_OF.values()}
+    for path in (out / "runs").glob("*/version_0/result.json"):
+        folder = RunFolder(path.parent)
+        stage = STAGE_OF.get(folder.stage()[0])
+        ran = json.loads((folder / RunFolder.VALIDATION).read_text())["history"] if stage else []
+        timed = [check["seconds"] for check in ran if "seconds" in check]
+        if not timed:
+            continue
+        validation = yaml.safe_load((folder / RunFolder.CONFIG).read_text())["validation"]
+        every, after = validation["every_n_epochs"], validation.get("after_epoch", 0)
+        n = min(after, max(check["epoch"] for check in ran)) // every
+        skipped[stage]["checks"] += n
+        skipped[stage]["core_hours"] += n * sum(timed) / len(timed) / 3600
+    return skipped

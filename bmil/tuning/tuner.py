@@ -414,7 +414,7 @@ class Tuner:
         summary = {"winner": winner, "chosen": chosen, "final": final,
                    "trials": {m: outputs.counts(s) for m, s in studies.items()},
                    "pruning": {m: self._pruning_saved(m, s, spaces[m]) for m, s in studies.items()},
-                   "core_hours": outputs.core_hours(self.out)}
+                   "core_hours": outputs.core_hours(self.out), "skipped_checks": outputs.skipped_checks(self.out)}
         write_record(self.out / "summary.json", summary, indent=1)
         table = outputs.table(summary)
         write_text(self.out / "table.md", table)
