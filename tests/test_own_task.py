@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from bmil.cli import main
 from bmil.demo_formats import read_demos
@@ -485,3 +486,18 @@ def test_a_missing_module_in_the_current_folder_names_pythonpath(tmp_path, monke
         get_domain({"id": "envs_here:Plane-v0"})
     monkeypatch.syspath_prepend(str(tmp_path))
     assert import_object("hooks_here:f")() == 1
+
+
+@pytest.mark.parametrize("maze", ["medium", "large"])
+def test_the_example_configs_start_where_their_demo_writer_starts(maze):
+    """conf/examples/pointmaze_<maze>.yaml trains from the cell and toward the goal its demonstrations
+    were written in, and the writer's controller reaches that goal from there."""
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "examples" / f"pointmaze_{maze}.yaml").read_text())
+    env_settings = config["model"]["init_args"]["env"]
+    env_id, steps, start, goal = pointmaze_demos.MAZES[maze]
+    assert env_settings["id"] == env_id and env_settings["horizon"] >= steps
+    assert env_settings["training"]["options"] == {"reset_cell": list(start), "goal_cell": list(goal)}
+    assert env_settings["robustness"]["options"] == {"goal_cell": list(goal)}
+    assert {"reset_cell": list(start)} not in env_settings["robustness"]["choices"]
+    episode = pointmaze_demos.controller_episode(pointmaze_demos.make_env(maze), seed=0)
+    assert episode["success"] and len(episode["actions"]) < steps

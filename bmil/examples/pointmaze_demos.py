@@ -1,11 +1,12 @@
 """Demonstrations of a task bmil does not ship, as a user would bring them: a small waypoint
 controller drives gymnasium-robotics' PointMaze_UMaze-v3 from the bottom-left cell to the top-left
-goal (or, with --maze medium, PointMaze_Medium-v3 from its bottom-left cell to its top-right one,
-along the shortest path through the cells), and the episodes are saved as a Minari dataset
-(docs/your-own-task.md).
+goal (or, with --maze medium or large, PointMaze_Medium-v3 or PointMaze_Large-v3 from the
+bottom-left cell to the top-right one, along the shortest path through the cells), and the
+episodes are saved as a Minari dataset (docs/your-own-task.md).
 
     python -m bmil.examples.pointmaze_demos --out-id pointmaze/umaze-bmil-v0 --episodes 10
     python -m bmil.examples.pointmaze_demos --maze medium --out-id pointmaze/medium-bmil-v0 --episodes 20
+    python -m bmil.examples.pointmaze_demos --maze large --out-id pointmaze/large-bmil-v0 --episodes 20
 
 Minari writes under MINARI_DATASETS_PATH (default ~/.minari/datasets).
 """
@@ -23,7 +24,8 @@ gym.register_envs(gymnasium_robotics)
 
 # (env id, steps per episode, start cell, goal cell), cells as (row, column).
 MAZES = {"umaze": ("PointMaze_UMaze-v3", 300, (3, 1), (1, 1)),  # the U: bottom-left to top-left
-         "medium": ("PointMaze_Medium-v3", 600, (6, 1), (1, 6))}  # the 8x8 maze: bottom-left to top-right
+         "medium": ("PointMaze_Medium-v3", 600, (6, 1), (1, 6)),  # the 8x8 maze: bottom-left to top-right
+         "large": ("PointMaze_Large-v3", 800, (7, 1), (1, 10))}  # the 12x9 maze: bottom-left to top-right
 ROUTES = {"umaze": [(3, 3), (2, 3), (1, 3), (1, 1)]}  # the UMaze's cells, as its demos were first made
 
 
