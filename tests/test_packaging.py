@@ -67,8 +67,8 @@ def test_evaluation_workers_pin_themselves_in_an_unpinned_host(tmp_path):
 def test_the_wheel_works_from_an_empty_folder(tmp_path):
     """Build the wheel, install it into a new virtual environment outside the checkout (its
     dependencies: this environment's, through a path file, so nothing downloads), then from an empty
-    folder run what a new user runs: the help, the shipped configs, a check and a two-epoch fit on a
-    shipped config by name, an export, and bmil.load_policy."""
+    folder run what a new user runs: the help, the shipped configs, the demo writer, a check and a
+    two-epoch fit on a shipped config by name, an export, and bmil.load_policy."""
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
                     str(ROOT)], check=True, capture_output=True, timeout=300)
@@ -97,6 +97,7 @@ def test_the_wheel_works_from_an_empty_folder(tmp_path):
 
     assert "runs shipped: " in run(bmil, "--help") and "pickplace" in run(bmil, "--help")
     assert "examples/pointmaze_umaze" in run(bmil, "configs")
+    assert "--maze {large,medium,umaze}" in run(python, "-m", "bmil.examples.pointmaze_demos", "--help")  # the tutorial's
     check = run(bmil, "check", "--config", "pickplace_quick", "--config", "tiny.yaml")
     assert "numerics: portable" in check and "runs/pickplace_quick/version_0 (new)" in check
     run(bmil, "fit", "--config", "pickplace_quick", "--config", "tiny.yaml")
