@@ -12,15 +12,16 @@ Extra arguments are passed to ``bmil fit`` (e.g. --validation.every_n_epochs 5).
 
 from __future__ import annotations
 
+from bmil import numerics
+
+numerics.pin()  # as the bmil command does (import bmil does not), before anything loads torch
+
 import argparse
 import functools
 import tempfile
 import time
 from collections import defaultdict
 
-from bmil import numerics
-
-numerics.pin()  # as the bmil command does (import bmil does not)
 from bmil.cli import main
 from bmil.methods import ImitationMethod
 from bmil.methods.bmil import BMIL

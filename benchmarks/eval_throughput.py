@@ -9,6 +9,10 @@ Usage: python benchmarks/eval_throughput.py [--env pickplace] [--episodes 640] [
 
 from __future__ import annotations
 
+from bmil import numerics
+
+numerics.pin()  # as the bmil command does (import bmil does not), before anything loads torch
+
 import argparse
 import time
 
@@ -17,9 +21,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from bmil import numerics
-
-numerics.pin()  # as the bmil command does (import bmil does not)
 from bmil.domains import get_domain
 from bmil.evaluation import Evaluator, usable_cores
 

@@ -12,6 +12,10 @@ Usage: python benchmarks/ray_nodes.py [--runs 6] [--epochs 20] [--reps 3]
 
 from __future__ import annotations
 
+from bmil import numerics
+
+numerics.pin()  # as the bmil command does (import bmil does not), before anything loads torch
+
 import argparse
 import json
 import statistics
@@ -23,9 +27,6 @@ import ray
 import yaml
 from ray.cluster_utils import Cluster
 
-from bmil import numerics
-
-numerics.pin()  # as the bmil command does (import bmil does not)
 from bmil.studies.catalog import Run, Study
 from bmil.studies.sweep import run_study
 

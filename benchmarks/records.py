@@ -51,8 +51,6 @@ def run_records(run: Path, tmp: Path) -> dict:
     for name in ("result.json", "validation.json", "robustness_final.json"):
         if (run / name).is_file():
             record = json.loads((run / name).read_text().replace(str(tmp), "<tmp>"))
-            for check in record.get("history", []):
-                check.pop("seconds", None)  # each check's clock (recorded since issue 66)
             records[name] = digest({k: v for k, v in record.items() if k not in CLOCKS})
     return records
 

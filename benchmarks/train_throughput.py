@@ -13,6 +13,10 @@ Usage: python benchmarks/train_throughput.py [--epochs 20] [--repeats 3]
 
 from __future__ import annotations
 
+from bmil import numerics
+
+numerics.pin()  # as the bmil command does (import bmil does not), before anything loads torch
+
 import argparse
 import logging
 import statistics
@@ -24,9 +28,6 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from bmil import numerics
-
-numerics.pin()  # as the bmil command does (import bmil does not)
 from bmil.demos import generate_demos, load_demos
 from bmil.methods import BC, BMIL, DemoSettings, ModelSettings, PolicySettings, TraceSettings
 from bmil.models import Policy

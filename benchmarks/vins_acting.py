@@ -12,15 +12,16 @@ Usage: python benchmarks/vins_acting.py [--domains pickplace,point_umaze,ant_uma
 
 from __future__ import annotations
 
+from bmil import numerics
+
+numerics.pin()  # as the bmil command does (import bmil does not), before anything loads torch
+
 import argparse
 import time
 
 import numpy as np
 import torch
 
-from bmil import numerics
-
-numerics.pin()  # as the bmil command does (import bmil does not)
 from bmil.domains import get_domain
 from bmil.models.policy import Policy
 from bmil.models.vins import DynamicsModel, ValueFunction, VINSAgent

@@ -261,6 +261,8 @@ def _shipped_configs() -> list[str]:
 def _list_configs() -> str:
     """``bmil configs``: every shipped config's name and what it is."""
     names = shipped.names()
+    if not names:
+        raise BMILError(f"no shipped configs under {shipped.SHIPPED}: the installation lacks them (reinstall bmil).")
     width = max(map(len, names))
     return "\n".join([f"Shipped configs (bmil fit --config NAME; their files: {shipped.SHIPPED}):",
                       *(f"  {name:<{width}}  {shipped.summary(name)}" for name in names)])
@@ -369,9 +371,9 @@ def _configs_as_one(argv: list[str]) -> list[str]:
 
 
 def _config_files(argv: list[str]) -> list[str]:
-    """The files given with --config / -c (either form)."""
-    files = [value for flag, value in zip(argv, argv[1:]) if flag in ("--config", "-c")]
-    return files + [arg.split("=", 1)[1] for arg in argv if arg.startswith("--config=")]
+    """The files given with --config / -c (either form), in their order on the command line."""
+    return [arg.split("=", 1)[1] if arg.startswith("--config=") else arg
+            for before, arg in zip(["", *argv], argv) if before in ("--config", "-c") or arg.startswith("--config=")]
 
 
 def _check_config_file(path: Path) -> None:
@@ -392,7 +394,7 @@ def _check_config_file(path: Path) -> None:
         raise BMILError(f"config file '{path}' cannot be read ({e}).") from None
     if not isinstance(content, dict) or not content:
         raise BMILError(f"config file '{path}' holds no settings (a config is a mapping such as "
-                        "'trainer: {max_epochs: 10}'; see conf/pickplace.yaml).")
+                        "'trainer: {max_epochs: 10}'; see the shipped ones: bmil configs).")
     if isinstance(content.get("config"), str):  # an include, relative to this file's folder
         _check_config_file(path.parent / content["config"])
 

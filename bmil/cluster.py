@@ -28,9 +28,9 @@ def join_ray(address: Optional[str] = None):
         if target and target not in ("auto", "local") and "://" not in target:
             _head_answers(target)
         try:
-            # Ray's workers compute as this process does: its numeric pins, before they load torch.
+            # Ray's workers pin their numerics as this process does, before they load torch.
             ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": numerics.variables()})
+                     runtime_env=numerics.ray_runtime_env())
         except ConnectionError as e:  # Ray's own retries are over (about 20 s)
             if target in (None, "auto") and "Could not find any running Ray instance" in str(e):
                 raise BMILError(f"Ray address '{target}': no Ray cluster runs on this machine to join. Start one "

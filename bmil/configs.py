@@ -15,8 +15,11 @@ SHIPPED = Path(__file__).resolve().parent / "conf"
 
 
 def shipped_path(name: str) -> Path | None:
-    """The shipped config that ``name`` names, if any."""
-    name = name.removeprefix("./").removeprefix("conf/")
+    """The shipped config that ``name`` names, if any. ``conf/<name>`` names one only where the
+    current folder has no ``conf/`` (a missing file in your own ``conf/`` is an error, not ours)."""
+    name = name.removeprefix("./")
+    if not Path("conf").is_dir():
+        name = name.removeprefix("conf/")
     path = SHIPPED / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
     return path if path.is_file() else None
 

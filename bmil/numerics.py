@@ -4,8 +4,8 @@ One torch wheel computes differently on different CPUs: oneMKL's sgemm takes ano
 than on Intel and another on AVX-512 than on AVX2, and ATen's vectorised kernels use the widest ISA
 they find. BMIL amplifies the last bit of such rounding into other robustness figures (docs/results.md,
 "make fit"). ``pin`` fixes those paths before torch is loaded. The ``bmil`` command calls it, and so
-do the processes bmil starts (evaluation workers, through ``start_pinned``; a study's or tune's fits,
-being ``bmil fit`` commands; Ray's workers, through ``variables``); ``import bmil`` does not, so a
+do the processes bmil starts (evaluation workers, spawned in ``pinned_environment``; a study's or tune's fits,
+being ``bmil fit`` commands; Ray's workers, through ``ray_runtime_env``); ``import bmil`` does not, so a
 host program that loads a policy keeps its own threads and code paths (it calls ``pin`` first
 thing to compute as the command does). Measured on bmil's
 networks (docs/numerics.md): MKL_CBWR and ATEN_CPU_CAPABILITY both change the weights, and the thread
@@ -22,6 +22,7 @@ This module must not import torch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 
@@ -56,12 +57,25 @@ def pin() -> None:
     ATen and oneDNN are pinned to AVX2 only where the CPU has AVX2 and FMA: torch would run AVX2
     kernels on a CPU without them (an illegal instruction); such a run's record says not portable."""
     for name, value in variables().items():
-        os.environ.setdefault(name, value)
+        if name not in os.environ:
+            os.environ[name] = value
+            _SET_HERE.add(name)
+
+
+_SET_HERE: set[str] = set()  # the variables pin set (the others the user set)
+
+
+def ray_runtime_env() -> dict:
+    """A Ray job's runtime_env in which every worker pins as this process would, for its own CPU (an
+    AVX2 pin is only for a CPU with AVX2): this process's mode and the variables its user set, and
+    ``pin`` as each worker's setup hook, run before the worker loads torch."""
+    given = {name: os.environ[name] for name in (*PINS, *THREADS) if name in os.environ and name not in _SET_HERE}
+    return {"env_vars": {**given, MODE_VARIABLE: mode()}, "worker_process_setup_hook": f"{__name__}.pin"}
 
 
 def variables() -> dict[str, str]:
-    """What ``pin`` sets here, for a process started elsewhere (a Ray worker): the mode's pins and
-    one thread, each as this process has it where set (the user's choice carries over)."""
+    """What ``pin`` sets here, for this CPU: the mode's pins and one thread, each as this process has
+    it where set (the user's choice carries over)."""
     if mode() == "native":
         return {MODE_VARIABLE: "native"}
     chosen = {**pins(), **THREADS}
@@ -70,15 +84,18 @@ def variables() -> dict[str, str]:
     return {MODE_VARIABLE: mode(), **{name: os.environ.get(name, value) for name, value in chosen.items()}}
 
 
-def start_pinned(setup: str = "") -> None:
-    """A worker process's initializer (``functools.partial(start_pinned, "module:function")``): the
-    pins before the worker loads torch, then its own set-up, imported only now for that reason."""
-    pin()
-    if setup:
-        import importlib
-
-        module, _, name = setup.partition(":")
-        getattr(importlib.import_module(module), name)()
+@contextlib.contextmanager
+def pinned_environment():
+    """The pins set in this process's environment (where unset) while processes are started inside,
+    then the environment as it was: a spawned worker inherits them before it imports anything,
+    torch included, even where the host program is unpinned."""
+    added = {name: value for name, value in variables().items() if name not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def _has_avx2() -> bool:

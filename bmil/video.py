@@ -19,7 +19,7 @@ import numpy as np
 from bmil.errors import BMILError
 from bmil.evaluation.result import EvalResult
 from bmil.evaluation.rollout import episode_seed, run_episodes
-from bmil.numerics import start_pinned
+from bmil.numerics import pinned_environment
 
 
 def pick_episodes(result: EvalResult, n: int) -> list[int]:
@@ -39,8 +39,10 @@ def offscreen(domain, policy, result: EvalResult, n: int, seed: int, folder: str
     if not chosen and sys.platform.startswith("linux"):
         os.environ["MUJOCO_GL"] = "egl"  # inherited by the spawned process only when it starts
     try:
-        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=start_pinned) as pool:
-            return pool.submit(record_videos, domain, policy, result, n, seed, folder, **kwargs).result()
+        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+            with pinned_environment():  # the worker starts in submit
+                future = pool.submit(record_videos, domain, policy, result, n, seed, folder, **kwargs)
+            return future.result()
     finally:  # this process's environment as it was
         if chosen is None:
             os.environ.pop("MUJOCO_GL", None)

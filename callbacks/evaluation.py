@@ -9,6 +9,7 @@ every rank logs the same full result.
 from __future__ import annotations
 
 import copy
+import json
 import time
 import warnings
 from pathlib import Path
@@ -270,17 +271,26 @@ class Validation(PolicyEvaluation):
     def on_result(self, trainer, result: EvalResult, tag: str, epoch: int) -> None:
         lo, hi = result.ci
         check = {"epoch": epoch, "step": trainer.global_step, "rate": result.rate,
-                 "ci": [lo, hi], "episodes": result.episodes,
-                 "seconds": round(time.perf_counter() - self._started, 3)}  # what a skipped check saves (bmil tune)
+                 "ci": [lo, hi], "episodes": result.episodes}
         if result.rate > self.best["rate"]:
             self._best_agent = copy.deepcopy(trainer.lightning_module.agent()).cpu()
             trainer.save_checkpoint(best_checkpoint(trainer), weights_only=True)  # every rank: a collective under DDP
         self.history.append(check)
         _log(trainer, {"eval/val_best_robustness": self.best["rate"]}, epoch)
         if trainer.is_global_zero:
-            write_record(run_folder(trainer) / RunFolder.VALIDATION,
+            folder = run_folder(trainer)
+            write_record(folder / RunFolder.VALIDATION,
                          {"best_epoch": self.best_epoch, "best_rate": self.best["rate"], "seed": self.seed,
                           "history": self.history}, indent=1)
+            self._write_clock(folder, time.perf_counter() - self._started)
+
+    def _write_clock(self, folder: Path, seconds: float) -> None:
+        """Each check's wall time (what a check bmil tune skips would have cost), continued on resume."""
+        path = folder / RunFolder.VALIDATION_CLOCK
+        earlier = json.loads(path.read_text()).get("seconds", []) if path.is_file() else []
+        timed = [*earlier[:len(self.history) - 1], round(seconds, 3)]
+        write_record(path, {"epochs": [check["epoch"] for check in self.history][-len(timed):], "seconds": timed},
+                     indent=1)
 
     def best_agent(self, trainer, pl_module):
         """The best policy's agent (from best.ckpt after a resume), or None if none yet."""

@@ -193,6 +193,11 @@ def test_a_shipped_config_by_name_from_any_folder(tmp_path, monkeypatch, capsys)
         "--trainer.max_epochs", "bc"]
     (tmp_path / "bc").write_text("trainer: {max_epochs: 3}\n")
     assert configs.resolve("bc") == "bc"  # the user's file, not the shipped one
+    (tmp_path / "conf").mkdir()  # a folder of the user's own configs: a file missing there is an error, not ours
+    assert configs.resolve("conf/pickplace.yaml") == "conf/pickplace.yaml" and configs.resolve("pickplace") != "pickplace"
+    from bmil.cli import _config_files
+
+    assert _config_files(["fit", "--config=a", "-c", "b", "--config", "c"]) == ["a", "b", "c"]  # layers in order
     assert configs.resolve("nosuch") == "nosuch"
     with pytest.raises(SystemExit):
         main(["check", "--config", "nosuch"])

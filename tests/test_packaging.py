@@ -4,6 +4,7 @@ leaving the host process's numerics alone while the command and its workers pin 
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -48,19 +49,42 @@ def torch_threads_unpinned(folder: Path) -> int:
     return _python("import json, torch; print(json.dumps(torch.get_num_threads()))", folder)
 
 
+HOST_SCRIPT = """
+import json, os
+import numpy as np
+import torch  # the host loads torch first, as a program that evaluates a policy would
+from bmil.evaluation.backends import ProcessBackend
+
+
+def probe(starts, ids, offset=0):
+    return [os.environ.get("MKL_CBWR"), torch.backends.cpu.get_cpu_capability(), torch.get_num_threads()]
+
+
+if __name__ == "__main__":
+    backend = ProcessBackend(1)
+    worker = backend.submit(probe, np.zeros((1, 2)), [[0]], 1)[0].result()
+    backend.close()
+    print(json.dumps({"worker": worker, "host": [os.environ.get("MKL_CBWR"), torch.backends.cpu.get_cpu_capability()]}))
+"""
+
+
 def test_evaluation_workers_pin_themselves_in_an_unpinned_host(tmp_path):
-    """A host program that evaluates starts workers that compute as the command's: pinned before they
-    load torch (AVX2 kernels also on an AVX-512 CPU, one thread), while the host stays as it was."""
-    seen = _python(
-        "import json, os\n"
-        "from bmil.evaluation.backends import _worker_pool\n"
-        "import torch\n"
-        "with _worker_pool(1) as pool:\n"
-        "    worker = pool.submit(eval, \"(__import__('os').environ.get('MKL_CBWR'), "
-        "__import__('torch').backends.cpu.get_cpu_capability(), __import__('torch').get_num_threads())\").result()\n"
-        "print(json.dumps({'worker': worker, 'host': os.environ.get('MKL_CBWR')}))", tmp_path)
-    assert seen["host"] is None
+    """A host program (a script, which every spawned worker imports again, torch with it, before
+    anything else runs) starts evaluation workers that compute as the command's: the pins in their
+    environment before they load torch (AVX2 kernels also on an AVX-512 CPU, one thread), while the
+    host's own environment and kernels stay as they were."""
+    script = tmp_path / "host.py"
+    script.write_text(HOST_SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=_unpinned_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["worker"] == ["AVX2", "AVX2", 1]
+    assert seen["host"] == [None, torch_capability_unpinned(tmp_path)]
+
+
+def torch_capability_unpinned(folder: Path) -> str:
+    return _python("import json, torch; print(json.dumps(torch.backends.cpu.get_cpu_capability()))", folder)
 
 
 @pytest.mark.slow
@@ -69,9 +93,9 @@ def test_the_wheel_works_from_an_empty_folder(tmp_path):
     dependencies: this environment's, through a path file, so nothing downloads), then from an empty
     folder run what a new user runs: the help, the shipped configs, the demo writer, a check and a
     two-epoch fit on a shipped config by name, an export, and bmil.load_policy."""
-    wheels = tmp_path / "wheels"
+    source, wheels = _source_tree(tmp_path / "source"), tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
-                    str(ROOT)], check=True, capture_output=True, timeout=300)
+                    str(source)], check=True, capture_output=True, timeout=300)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python, bmil = venv / "bin" / "python", venv / "bin" / "bmil"
@@ -111,3 +135,20 @@ def test_the_wheel_works_from_an_empty_folder(tmp_path):
     assert loaded == {"file": str(package / "__init__.py"), "shape": [1, 4], "pinned": []}
     shipped_after = sorted(p.relative_to(package) for p in package.rglob("*") if "__pycache__" not in p.parts)
     assert shipped_after == shipped_before  # demos and runs went to the user's folder
+
+
+def _source_tree(to: Path) -> Path:
+    """The checkout's files as git sees them (tracked, or new and not ignored), copied: a build in the
+    checkout itself would reuse its stale build/ folder, shipping files deleted since."""
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            check=True, capture_output=True, text=True).stdout.split("\0")
+    for name in filter(None, listed):
+        source, target = ROOT / name, to / name
+        if not source.exists() and not source.is_symlink():
+            continue  # deleted, not yet staged
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            target.symlink_to(os.readlink(source))
+        else:
+            shutil.copy2(source, target)
+    return to

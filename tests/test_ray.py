@@ -238,3 +238,39 @@ def test_a_runs_inputs_keep_its_settings_and_name_a_missing_dataset_on_the_drive
     assert name == "demo_input/push" and yaml.safe_load(config)["model"]["init_args"]["demos"]["path"] == name
     with pytest.raises(BMILError, match="model.demos.path elsewhere/push: not found on this machine"):
         inputs("elsewhere/push")
+
+
+RAY_HOST = """
+import json
+from bmil.cluster import join_ray
+
+ray = join_ray(None)  # a new local instance, from a process that never pinned
+
+
+@ray.remote
+def probe():
+    import os
+    import torch
+
+    return [os.environ.get("MKL_CBWR"), torch.backends.cpu.get_cpu_capability(), torch.get_num_threads()]
+
+
+print(json.dumps({"worker": ray.get(probe.remote()), "host": __import__("os").environ.get("MKL_CBWR")}))
+ray.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_ray_workers_pin_for_their_own_cpu_before_torch_loads(tmp_path):
+    """The Ray job bmil starts gives every worker the pins as it starts (its setup hook, for its own
+    CPU), though the driver that joined was never pinned and the task imports torch first thing."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MKL_CBWR",
+                                                            "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "BMIL_NUMERICS",
+                                                            "RAY_ADDRESS")}
+    done = subprocess.run([sys.executable, "-c", RAY_HOST], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"worker": ["AVX2", "AVX2", 1], "host": None}

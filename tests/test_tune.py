@@ -204,6 +204,9 @@ def test_a_tune_scores_trials_on_validation_and_tests_only_at_the_end(task_folde
     assert skipped["trials"]["checks"] == sum(e // 4 for e in trial_epochs)
     assert (skipped["trials"]["core_hours"] > 0) == (skipped["trials"]["checks"] > 0)
     assert skipped["finalists"] == skipped["final runs"] == {"checks": 0, "core_hours": 0.0}
+    timed = json.loads((out / "runs" / "pickplace__bc_trial_0__s100" / "version_0" / "validation_seconds.json").read_text())
+    history = json.loads((out / "runs" / "pickplace__bc_trial_0__s100" / "version_0" / "validation.json").read_text())["history"]
+    assert timed["epochs"] == [h["epoch"] for h in history] and all(t > 0 for t in timed["seconds"])
     chosen = summary["chosen"]["bc"]["settings"]
     assert yaml.safe_load((out / "tuned_bc.yaml").read_text())["model"]["init_args"]["policy"]["lr"] == \
         chosen["model.policy.lr"]

@@ -17,7 +17,7 @@ import torch
 
 from bmil.cluster import cluster_cpus
 from bmil.errors import BMILError
-from bmil.numerics import start_pinned
+from bmil.numerics import pinned_environment
 from bmil.evaluation.rollout import Policy, SuccessMode, episode_seed, run_episodes
 from bmil.system import die_with_parent, load_glfw_directly, signals_held
 
@@ -74,8 +74,7 @@ def _worker_pool(workers: int) -> ProcessPoolExecutor:
     """Evaluation worker processes. Spawned, not forked: forking a process that already runs
     torch/OpenMP threads can hang."""
     load_glfw_directly()
-    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                               initializer=partial(start_pinned, f"{__name__}:_worker_init"))
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
 
 
 def _build_and_reset(domain: "Domain") -> None:
@@ -93,7 +92,7 @@ def check_worker(domain: "Domain") -> None:
     environment only the main process can build (registered by code run there alone) is refused at
     the start, not at the first evaluation."""
     with _worker_pool(1) as pool:
-        with signals_held():
+        with signals_held(), pinned_environment():
             future = pool.submit(_build_and_reset, domain)
         try:
             future.result()
@@ -122,7 +121,7 @@ class ProcessBackend:
     def submit(self, run: Batches, starts: np.ndarray, tasks: list[list[int]], batch_size: int) -> list[Future]:
         if self._pool is None:
             self._pool = _worker_pool(self.workers)
-        with signals_held():  # the pool starts its workers in submit
+        with signals_held(), pinned_environment():  # the pool starts its workers in submit, with the pins
             # each task carries the rows of its own batches, not every start
             return [self._pool.submit(run, starts[ids[0] * batch_size:(ids[-1] + 1) * batch_size], ids,
                                       offset=ids[0] * batch_size) for ids in tasks]

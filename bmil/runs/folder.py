@@ -19,6 +19,7 @@ class RunFolder:
     CLOCK = "elapsed.json"  # wall time over every invocation
     STARTS = "run.json"  # one entry per start of the fit, with what its digits depend on
     VALIDATION = "validation.json"  # every validation check and the best
+    VALIDATION_CLOCK = "validation_seconds.json"  # each check's wall time (apart: validation.json repeats)
     PRUNED = "pruned.json"  # a tune's trial stopped by the pruner: where
     LOCK = "run.lock"  # held by the fit while it runs
     LOG = "fit.log"  # the fit's output, where a launcher kept it

@@ -39,7 +39,8 @@ def search(domains: list[str], seeds: int, jobs: int, out: Path, configs: str = 
         budget = Path(configs) / "overlays" / f"search_{family}.yaml"
         if not budget.is_file():
             raise BMILError(f"study 'search': no budget for domain '{name}' (family '{family}'): write {budget} "
-                            "(see conf/overlays/search_fetch.yaml).")
+                            "(like overlays/search_fetch.yaml there; for an installed bmil, copy its configs, "
+                            "shown by bmil configs, into a folder of yours and give it with --configs).")
         current = {m: family_settings(Path(configs) / f"{m}_{family}.yaml") for m in SEARCHED}
         tuners.append(Tuner([str(Path(configs) / f"{name}.yaml"), str(budget)], list(SEARCHED), 3 * seeds, jobs,
                             out / name, finalists=2, finalist_seeds=1, final_seeds=0, space=SPACE, reference=current,
@@ -124,4 +125,4 @@ def refuse_other_arguments(**given: Optional[object]) -> None:
     named = [f"--{k}" for k, v in given.items() if v]
     if named:
         raise BMILError(f"study 'search' runs bmil tune at the family's budget and takes no {', '.join(named)}; "
-                        "change conf/overlays/search_<family>.yaml instead.")
+                        "change overlays/search_<family>.yaml in the configs folder (--configs) instead.")

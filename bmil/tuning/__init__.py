@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from bmil import configs as shipped
 from bmil.errors import BMILError
 from bmil.cluster import fits_at_once
 
@@ -66,7 +67,7 @@ def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20,
             raise BMILError(f"--space {space}: a mapping of methods to their changes, e.g. "
                             "{bmil: {model.demo_ratio: {low: 0.7, high: 0.95}}}.")
     chosen = [m.strip() for m in methods.split(",") if m.strip()]
-    configs = [c.strip() for c in configs.split(",") if c.strip()]
+    configs = [shipped.resolve(c.strip()) for c in configs.split(",") if c.strip()]  # a file, or a shipped name
     for path in configs:
         if not Path(path).is_file():
             raise BMILError(f"--config {path}: file not found.")

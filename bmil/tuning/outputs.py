@@ -147,18 +147,21 @@ def core_hours(out: Path) -> dict[str, float]:
 def skipped_checks(out: Path) -> dict[str, dict]:
     """The validation checks each stage's finished fits skipped (``validation.after_epoch``: those
     no decision reads) and about what they would have cost: each fit's skipped checks at the mean
-    time of the checks it ran (a lower bound: early policies fail more, and failures run longer)."""
+    time of the checks it ran (a lower bound: early policies fail more, and failures run longer).
+    A fit with no timed check (none ran, or made before checks were timed) counts no time."""
     skipped = {stage: {"checks": 0, "core_hours": 0.0} for stage in STAGE_OF.values()}
     for path in (out / "runs").glob("*/version_0/result.json"):
         folder = RunFolder(path.parent)
         stage = STAGE_OF.get(folder.stage()[0])
-        ran = json.loads((folder / RunFolder.VALIDATION).read_text())["history"] if stage else []
-        timed = [check["seconds"] for check in ran if "seconds" in check]
-        if not timed:
+        if not stage:
             continue
-        validation = yaml.safe_load((folder / RunFolder.CONFIG).read_text())["validation"]
-        every, after = validation["every_n_epochs"], validation.get("after_epoch", 0)
-        n = min(after, max(check["epoch"] for check in ran)) // every
+        validation = (yaml.safe_load((folder / RunFolder.CONFIG).read_text()) or {}).get("validation") or {}
+        every, after = validation.get("every_n_epochs", 0), validation.get("after_epoch", 0)
+        if every <= 0 or after <= 0:
+            continue
+        n = after // every  # the checks at every multiple of every_n_epochs up to after_epoch
+        clock = folder / RunFolder.VALIDATION_CLOCK
+        timed = json.loads(clock.read_text()).get("seconds", []) if clock.is_file() else []
         skipped[stage]["checks"] += n
-        skipped[stage]["core_hours"] += n * sum(timed) / len(timed) / 3600
+        skipped[stage]["core_hours"] += n * sum(timed) / len(timed) / 3600 if timed else 0.0
     return skipped
