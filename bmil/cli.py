@@ -16,6 +16,7 @@ Problems the user can fix end in one ``bmil: error:`` line, without a traceback.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -124,6 +125,9 @@ def main(argv: list[str] | None = None) -> None:
         _main(argv)
     except KeyboardInterrupt:
         _exit_interrupted()
+    except BrokenPipeError:  # the reader of the output left (bmil configs | head): no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor one when Python flushes at exit
+        sys.exit(1)
     except SystemExit as e:
         if _STOPPED_BY:  # Lightning turns an interrupted fit into exit code 1: say what it was
             _exit_interrupted()

@@ -254,3 +254,15 @@ def test_env_help_named_in_fit_help_shows_the_env_settings_with_a_config_or_with
     with pytest.raises(SystemExit) as exit_:
         main(["fit", "--model.env.help", "BMIL"])
     assert exit_.value.code == 2 and "--model.env.help shows the settings of a gymnasium environment" in capsys.readouterr().err
+
+
+def test_output_into_a_closed_pipe_ends_without_a_traceback(tmp_path):
+    """bmil configs | head: the reader leaves first; bmil ends quietly."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "bmil.cli", "configs"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # before bmil has started writing (its imports take longer)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1 and "Traceback" not in err, err
