@@ -148,14 +148,16 @@ def skipped_checks(out: Path) -> dict[str, dict]:
     """The validation checks each stage's finished fits skipped (``validation.after_epoch``: those
     no decision reads) and about what they would have cost: each fit's skipped checks at the mean
     time of the checks it ran (a lower bound: early policies fail more, and failures run longer).
-    A fit with no timed check (none ran, or made before checks were timed) counts no time."""
+    A fit with no timed check (none ran, or made before checks were timed) counts no time; one with no
+    config.yaml (it never started) counts nothing."""
     skipped = {stage: {"checks": 0, "core_hours": 0.0} for stage in STAGE_OF.values()}
     for path in (out / "runs").glob("*/version_0/result.json"):
         folder = RunFolder(path.parent)
         stage = STAGE_OF.get(folder.stage()[0])
-        if not stage:
+        config = folder / RunFolder.CONFIG
+        if not stage or not config.is_file():
             continue
-        validation = (yaml.safe_load((folder / RunFolder.CONFIG).read_text()) or {}).get("validation") or {}
+        validation = (yaml.safe_load(config.read_text()) or {}).get("validation") or {}
         every, after = validation.get("every_n_epochs", 0), validation.get("after_epoch", 0)
         if every <= 0 or after <= 0:
             continue
