@@ -22,9 +22,10 @@ This module must not import torch.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
+
+from bmil.system import environment
 
 PINS = {
     "MKL_CBWR": "AVX2",  # oneMKL's AVX2 branch (on AMD, the one it takes anyway)
@@ -56,10 +57,9 @@ def pin() -> None:
     children (evaluation workers, a study's fits) inherit them. Without effect once torch is loaded.
     ATen and oneDNN are pinned to AVX2 only where the CPU has AVX2 and FMA: torch would run AVX2
     kernels on a CPU without them (an illegal instruction); such a run's record says not portable."""
-    for name, value in variables().items():
-        if name not in os.environ:
-            os.environ[name] = value
-            _SET_HERE.add(name)
+    unset = _unset()
+    os.environ.update(unset)
+    _SET_HERE.update(unset)
 
 
 _SET_HERE: set[str] = set()  # the variables pin set (the others the user set)
@@ -73,29 +73,21 @@ def ray_runtime_env() -> dict:
     return {"env_vars": {**given, MODE_VARIABLE: mode()}, "worker_process_setup_hook": f"{__name__}.pin"}
 
 
-def variables() -> dict[str, str]:
-    """What ``pin`` sets here, for this CPU: the mode's pins and one thread, each as this process has
-    it where set (the user's choice carries over)."""
+def _unset() -> dict[str, str]:
+    """The variables this mode pins on this CPU (its pins and one thread) that the user has not set."""
     if mode() == "native":
-        return {MODE_VARIABLE: "native"}
-    chosen = {**pins(), **THREADS}
+        return {}
+    chosen = {MODE_VARIABLE: mode(), **pins(), **THREADS}
     if not _has_avx2():
-        chosen = {k: v for k, v in chosen.items() if k in ("MKL_CBWR", *THREADS)}
-    return {MODE_VARIABLE: mode(), **{name: os.environ.get(name, value) for name, value in chosen.items()}}
+        chosen = {k: v for k, v in chosen.items() if k in (MODE_VARIABLE, "MKL_CBWR", *THREADS)}
+    return {name: value for name, value in chosen.items() if name not in os.environ}
 
 
-@contextlib.contextmanager
 def pinned_environment():
-    """The pins set in this process's environment (where unset) while processes are started inside,
-    then the environment as it was: a spawned worker inherits them before it imports anything,
-    torch included, even where the host program is unpinned."""
-    added = {name: value for name, value in variables().items() if name not in os.environ}
-    os.environ.update(added)
-    try:
-        yield
-    finally:
-        for name in added:
-            os.environ.pop(name, None)
+    """The pins in this process's environment (where unset) while processes are started inside, then
+    the environment as it was: a spawned worker inherits them before it imports anything, torch
+    included, even where the host program is unpinned."""
+    return environment(_unset())
 
 
 def _has_avx2() -> bool:

@@ -55,6 +55,22 @@ def signals_held():
             signal.raise_signal(signum)
 
 
+@contextlib.contextmanager
+def environment(values: dict[str, str]):
+    """``values`` in this process's environment while processes are started inside (a spawned process
+    takes the environment as it starts), then the environment as it was."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def load_glfw_directly() -> None:
     """A spawned worker imports glfw (through gymnasium's MuJoCo renderer), which otherwise probes
     each candidate library in a Python subprocess; a worker ended during that probe leaves the probe

@@ -20,6 +20,7 @@ from bmil.errors import BMILError
 from bmil.evaluation.result import EvalResult
 from bmil.evaluation.rollout import episode_seed, run_episodes
 from bmil.numerics import pinned_environment
+from bmil.system import environment
 
 
 def pick_episodes(result: EvalResult, n: int) -> list[int]:
@@ -35,19 +36,11 @@ def pick_episodes(result: EvalResult, n: int) -> list[int]:
 
 def offscreen(domain, policy, result: EvalResult, n: int, seed: int, folder: str | Path, **kwargs) -> list[Path]:
     """``record_videos`` in a fresh process set up for offscreen rendering."""
-    chosen = os.environ.get("MUJOCO_GL")
-    if not chosen and sys.platform.startswith("linux"):
-        os.environ["MUJOCO_GL"] = "egl"  # inherited by the spawned process only when it starts
-    try:
-        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-            with pinned_environment():  # the worker starts in submit
-                future = pool.submit(record_videos, domain, policy, result, n, seed, folder, **kwargs)
-            return future.result()
-    finally:  # this process's environment as it was
-        if chosen is None:
-            os.environ.pop("MUJOCO_GL", None)
-        else:
-            os.environ["MUJOCO_GL"] = chosen
+    egl = {"MUJOCO_GL": "egl"} if not os.environ.get("MUJOCO_GL") and sys.platform.startswith("linux") else {}
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        with environment(egl), pinned_environment():  # the worker starts in submit, and takes them
+            future = pool.submit(record_videos, domain, policy, result, n, seed, folder, **kwargs)
+        return future.result()
 
 
 def record_videos(domain, policy, result: EvalResult, n: int, seed: int, folder: str | Path,

@@ -133,14 +133,20 @@ def figures(studies: dict, out: Path) -> list[Path]:
 STAGE_OF = {"trial": "trials", "finalist": "finalists", "final": "final runs"}
 
 
-def core_hours(out: Path) -> dict[str, float]:
-    """What each stage's finished fits in ``out`` cost, in core-hours (each fit runs on one core), and in all."""
-    spent = dict.fromkeys(STAGE_OF.values(), 0.0)
+def _finished_fits(out: Path):
+    """(stage, run folder) of every finished fit of a tune's stages in ``out``."""
     for path in (out / "runs").glob("*/version_0/result.json"):
         folder = RunFolder(path.parent)
         stage = STAGE_OF.get(folder.stage()[0])
         if stage:
-            spent[stage] += folder.result(f"delete {folder.path} to run it again")["seconds"] / 3600
+            yield stage, folder
+
+
+def core_hours(out: Path) -> dict[str, float]:
+    """What each stage's finished fits in ``out`` cost, in core-hours (each fit runs on one core), and in all."""
+    spent = dict.fromkeys(STAGE_OF.values(), 0.0)
+    for stage, folder in _finished_fits(out):
+        spent[stage] += folder.result(f"delete {folder.path} to run it again")["seconds"] / 3600
     return {**spent, "total": sum(spent.values())}
 
 
@@ -151,11 +157,9 @@ def skipped_checks(out: Path) -> dict[str, dict]:
     A fit with no timed check (none ran, or made before checks were timed) counts no time; one with no
     config.yaml (it never started) counts nothing."""
     skipped = {stage: {"checks": 0, "core_hours": 0.0} for stage in STAGE_OF.values()}
-    for path in (out / "runs").glob("*/version_0/result.json"):
-        folder = RunFolder(path.parent)
-        stage = STAGE_OF.get(folder.stage()[0])
+    for stage, folder in _finished_fits(out):
         config = folder / RunFolder.CONFIG
-        if not stage or not config.is_file():
+        if not config.is_file():
             continue
         validation = (yaml.safe_load(config.read_text()) or {}).get("validation") or {}
         every, after = validation.get("every_n_epochs", 0), validation.get("after_epoch", 0)
