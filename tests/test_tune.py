@@ -157,6 +157,11 @@ def test_the_overlay_reproduces_the_trials_settings(task_folder):
             assert layered[key] == trial[key], key
 
 
+def _epochs(folder: Path) -> int:
+    """The epochs a fit of the tune trained (its config as saved)."""
+    return yaml.safe_load((folder / "config.yaml").read_text())["trainer"]["max_epochs"]
+
+
 @pytest.mark.slow
 def test_a_tune_scores_trials_on_validation_and_tests_only_at_the_end(task_folder, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -176,10 +181,13 @@ def test_a_tune_scores_trials_on_validation_and_tests_only_at_the_end(task_folde
         assert (folder / "robustness_best.json").is_file() == name.endswith("__s0"), name
         assert not (folder / "robustness_final.json").is_file()
         checks = [h["epoch"] for h in json.loads((folder / "validation.json").read_text())["history"]]
-        epochs = json.loads((folder / "result.json").read_text())["overrides"].split("--trainer.max_epochs ")[-1]
-        # A trial validates only where its pruner may prune (after its first quarter); final runs at every check.
-        first = int(epochs.split()[0]) // 4 + 1 if name.endswith("__s100") else 1
+        # A trial validates only where its pruner may prune (after its first quarter), on half the config's
+        # starts; a final run in its second half, where the tune scored the settings, on all of them.
+        trial = name.endswith("__s100")
+        first = _epochs(folder) // (4 if trial else 2) + 1
         assert checks and checks[0] == first, (name, checks)
+        episodes = json.loads((folder / "validation.json").read_text())["history"][0]["episodes"]
+        assert episodes == (2 if trial else 4), (name, episodes)
         tags = EventAccumulator(str(folder)).Reload().Tags()["scalars"]
         assert "eval/training_success" not in tags and "eval/robustness" not in tags, (name, tags)
     printed = capsys.readouterr().out
@@ -198,12 +206,13 @@ def test_a_tune_scores_trials_on_validation_and_tests_only_at_the_end(task_folde
     assert spent["finalists"] == 0 and all(spent[k] == pytest.approx(v) and v > 0 for k, v in clocks.items())
     assert spent["total"] == pytest.approx(sum(clocks.values()))
     # The checks the trials skipped (their first quarter), costed at their own checks' measured time.
-    trial_epochs = [int(json.loads((out / "runs" / f"pickplace__bc_trial_{i}__s100" / "version_0" / "result.json")
-                                   .read_text())["overrides"].split("--trainer.max_epochs ")[-1].split()[0]) for i in (0, 1)]
+    trial_epochs = [_epochs(out / "runs" / f"pickplace__bc_trial_{i}__s100" / "version_0") for i in (0, 1)]
     skipped = summary["skipped_checks"]
     assert skipped["trials"]["checks"] == sum(e // 4 for e in trial_epochs)
     assert (skipped["trials"]["core_hours"] > 0) == (skipped["trials"]["checks"] > 0)
-    assert skipped["finalists"] == skipped["final runs"] == {"checks": 0, "core_hours": 0.0}
+    final_epochs = [_epochs(out / "runs" / name / "version_0") for name in runs if name.endswith("__s0")]
+    assert skipped["final runs"]["checks"] == sum(e // 2 for e in final_epochs)
+    assert skipped["finalists"] == {"checks": 0, "core_hours": 0.0}
     timed = json.loads((out / "runs" / "pickplace__bc_trial_0__s100" / "version_0" / "validation_seconds.json").read_text())
     history = json.loads((out / "runs" / "pickplace__bc_trial_0__s100" / "version_0" / "validation.json").read_text())["history"]
     assert timed["epochs"] == [h["epoch"] for h in history] and all(t > 0 for t in timed["seconds"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Optional
 
 import gymnasium as gym
@@ -26,7 +27,7 @@ class ActionScale:
         """Whether the domain declares its box (demonstrated actions are then checked against it)."""
         return self.low is not None
 
-    @property
+    @cached_property  # asked at every environment step
     def rescales(self) -> bool:
         return self.declared and bool(np.any(self.low != -1) or np.any(self.high != 1))
 

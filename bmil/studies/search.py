@@ -21,6 +21,9 @@ from bmil.studies.report import markdown
 # The family's budget is a fixed fraction of the full training, so the epochs are not searched:
 # a choice of epochs at the short budget would say nothing of the full one.
 SPACE = {method: {"trainer.max_epochs": None} for method in SEARCHED}
+# The recorded search (docs/baselines.md) validated its finalists on 500 starts and its trials on the
+# budget's own, not at bmil tune's cheaper defaults.
+FINALIST_EPISODES = 500
 
 
 def search(domains: list[str], seeds: int, jobs: int, out: Path, configs: str = "conf", executor: str = "local",
@@ -44,7 +47,8 @@ def search(domains: list[str], seeds: int, jobs: int, out: Path, configs: str = 
         current = {m: family_settings(Path(configs) / f"{m}_{family}.yaml") for m in SEARCHED}
         tuners.append(Tuner([str(Path(configs) / f"{name}.yaml"), str(budget)], list(SEARCHED), 3 * seeds, jobs,
                             out / name, finalists=2, finalist_seeds=1, final_seeds=0, space=SPACE, reference=current,
-                            executor=executor, ray_address=ray_address))
+                            executor=executor, ray_address=ray_address, finalist_episodes=FINALIST_EPISODES,
+                            trial_episodes=_validation_episodes(budget)))
     if plan:
         for tuner in tuners:
             tuner.plan()
@@ -55,6 +59,10 @@ def search(domains: list[str], seeds: int, jobs: int, out: Path, configs: str = 
     finally:  # the domains done so far, also when one fails or the search is stopped
         path = write_table(domains, out, tuners[0].finalist_episodes)
     return path
+
+
+def _validation_episodes(budget: Path) -> Optional[int]:
+    return ((yaml.safe_load(budget.read_text()) or {}).get("validation") or {}).get("episodes")
 
 
 def family_settings(path: Path) -> dict:

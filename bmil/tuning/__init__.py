@@ -13,9 +13,9 @@ from bmil.cluster import fits_at_once
 
 def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20, jobs: Optional[int] = None,
          out: Optional[str] = None, seed: int = 0, finalists: int = 3, finalist_seeds: int = 2,
-         finalist_episodes: int = 500, final_seeds: int = 3, space: Optional[str] = None,
+         finalist_episodes: Optional[int] = None, final_seeds: int = 3, space: Optional[str] = None,
          sampler: str = "tpe", pruner: str = "median", executor: str = "local",
-         ray_address: Optional[str] = None) -> None:
+         ray_address: Optional[str] = None, trial_episodes: Optional[int] = None) -> None:
     """Search each method's settings on validation starts, then test the chosen ones beside the defaults.
 
     Every trial is a ``bmil fit`` of the config (which must validate) with sampled settings; the test
@@ -33,7 +33,8 @@ def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20,
         finalists: Best trials per method trained again on other seeds, beside the defaults, before
             choosing (0: choose the best trial).
         finalist_seeds: Seeds of each finalist's new runs (0: no finalists, as --finalists 0).
-        finalist_episodes: Validation starts of the finalists' runs.
+        finalist_episodes: Validation starts of each check of the finalists' runs (default: the
+            config's validation.episodes).
         final_seeds: Seeds (0, 1, ...) of the final test of the chosen settings and of the defaults
             (0: no test, no policy exported).
         space: A YAML file of changes to the search spaces: {method: {setting: {low, high, log, choices}
@@ -47,14 +48,16 @@ def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20,
             --jobs of them at once, by default the cluster's CPUs; docs/cluster.md).
         ray_address: With --executor ray: auto, HOST:PORT, or none to join RAY_ADDRESS or start a
             local Ray instance.
+        trial_episodes: Validation starts of each check of the trials (default: half the config's
+            validation.episodes; the finalists' fresh runs decide).
     """
     import yaml
 
     from bmil.tuning.tuner import Tuner
 
     for name, value, least in (("--trials", trials, 1), ("--jobs", jobs or 1, 1), ("--finalists", finalists, 0),
-                               ("--finalist_seeds", finalist_seeds, 0), ("--finalist_episodes", finalist_episodes, 1),
-                               ("--final_seeds", final_seeds, 0)):
+                               ("--finalist_seeds", finalist_seeds, 0), ("--finalist_episodes", finalist_episodes or 1, 1),
+                               ("--trial_episodes", trial_episodes or 1, 1), ("--final_seeds", final_seeds, 0)):
         if value < least:
             raise BMILError(f"{name} = {value} is out of range: it must be at least {least}.")
     changes = None
@@ -74,4 +77,4 @@ def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20,
     folder = Path(out) if out else Path("tune") / Path(configs[-1]).stem
     Tuner(configs, chosen, trials, fits_at_once(jobs, executor, ray_address), folder, seed, finalists, finalist_seeds,
           finalist_episodes, final_seeds, changes, sampler, executor=executor, ray_address=ray_address,
-          pruner=pruner).run()
+          pruner=pruner, trial_episodes=trial_episodes).run()

@@ -46,8 +46,8 @@ def print_plan(tuner) -> None:
 def method_minutes(tuner, method: str) -> tuple[float, float, float]:
     """Core-minutes of one trial, one finalist run and one final run of ``method`` at its defaults,
     from ``bmil check`` of a final run: its training, then the validation checks and tests each
-    stage runs (trials skip the checks the pruner does not read, finalists those their score does
-    not read, and neither is tested)."""
+    stage runs (trials skip the checks the pruner does not read and run fewer episodes, finalists and
+    final runs skip those their score or choice does not read; only final runs are tested)."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "check.json"
         switch = ["--model", get_method(method).class_path, *tuner.final_run_args]
@@ -60,15 +60,18 @@ def method_minutes(tuner, method: str) -> tuple[float, float, float]:
     estimate, budgets = facts["estimate"], facts["evaluation"]
     minutes_an_episode = estimate["episode_seconds"] / 60
     validation, test = budgets["validation"], budgets["robustness"].get("final_total", 0)
-    final = estimate["core_minutes"]
-    training = final - (validation["total"] + test) * minutes_an_episode
+    training = estimate["core_minutes"] - (validation["total"] + test) * minutes_an_episode
     every = validation["every_n_epochs"]
 
     def checks_after(epoch: int) -> int:
         return validation["checks"] - epoch // every
 
-    trial = training + checks_after(tuner.unpruned_epochs({})) * validation["episodes"] * minutes_an_episode
-    finalist = training + checks_after(tuner.unscored_epochs({})) * tuner.finalist_episodes * minutes_an_episode
+    def validating(skipped_epochs: int, episodes: int) -> float:
+        return checks_after(skipped_epochs) * episodes * minutes_an_episode
+
+    trial = training + validating(tuner.unpruned_epochs({}), tuner.trial_episodes)
+    finalist = training + validating(tuner.unscored_epochs({}), tuner.finalist_episodes)
+    final = training + validating(tuner.unscored_epochs({}), validation["episodes"]) + test * minutes_an_episode
     return trial, finalist, final
 
 

@@ -79,7 +79,7 @@ class Tuner:
     seed: int = 0
     finalists: int = 3
     finalist_seeds: int = 2
-    finalist_episodes: int = 500
+    finalist_episodes: Optional[int] = None  # the config's validation.episodes
     final_seeds: int = 3
     space: Optional[dict] = None  # the user's changes, per method
     sampler: str = "tpe"  # or "grid": every distinct setting of the parameters' grid values
@@ -87,6 +87,7 @@ class Tuner:
     executor: str = "local"  # or "ray": the fits as tasks on a Ray cluster
     ray_address: Optional[str] = None
     pruner: str = "median"  # or "halving": successive halving (bmil.tuning.storage.make_pruner)
+    trial_episodes: Optional[int] = None  # half the config's validation.episodes
     final_run_args = (*UNREAD, *FINAL_TEST_ONLY)  # what a final run adds to the config (the plan times it)
 
     def __post_init__(self):
@@ -106,6 +107,11 @@ class Tuner:
         if validation["seed"] == self.base["robustness"]["seed"]:
             raise BMILError("validation.seed must differ from robustness.seed: the trials are scored on "
                             "validation starts, never on the test's.")
+        # Fidelity rises by stage: a trial's score only ranks it for the finalists, whose fresh runs
+        # decide, and one seed's training noise outweighs the sampling noise of these many starts
+        # (docs/tuning.md#what-a-tune-costs-and-how-to-make-it-cheaper).
+        self.finalist_episodes = self.finalist_episodes or int(validation["episodes"])
+        self.trial_episodes = self.trial_episodes or max(1, int(validation["episodes"]) // 2)
         epochs = self.base["trainer"]["max_epochs"]
         if epochs is None or epochs < 1:
             raise BMILError("bmil tune needs a finite trainer.max_epochs in the config (the trials' budget).")
@@ -204,9 +210,10 @@ class Tuner:
     def _trial_run(self, method: str, study, number: int, settings: dict, storage: str) -> Run:
         report = ("--trial.storage", storage, "--trial.study", study.study_name, "--trial.number", str(number),
                   "--trial.pruner", self.pruner, "--trial.first_epoch", str(fidelity.first_pruned_epoch(self.epochs, self._every)))
-        skipped = ("--validation.after_epoch", str(self.unpruned_epochs(settings)))
-        return self._run(_trial_label(method, number), method, TRIAL_SEED, settings, (*NO_TEST, *report, *skipped),
-                         "trial")
+        fidelity_args = ("--validation.after_epoch", str(self.unpruned_epochs(settings)),
+                         "--validation.episodes", str(self.trial_episodes))
+        return self._run(_trial_label(method, number), method, TRIAL_SEED, settings,
+                         (*NO_TEST, *report, *fidelity_args), "trial")
 
     def unpruned_epochs(self, settings: dict) -> int:
         """The epochs whose checks a trial with ``settings`` skips (``fidelity``)."""
@@ -359,11 +366,14 @@ class Tuner:
         return final
 
     def _final_run(self, method: str, kind: str, seed: int, choice: dict) -> Run:
+        """The best policy of the second half of training (where the tune scored the settings) is
+        tested; the checks before it are skipped."""
         if kind == "defaults" or choice["trial"] is None:
-            return self._run(f"{method} {self._defaults_name(method)}", method, seed, self.defaults(method),
-                             FINAL_TEST_ONLY, stage="final")
-        return self._run(f"{method} tuned trial {choice['trial']}", method, seed, choice["settings"], FINAL_TEST_ONLY,
-                         stage="final")
+            label, settings = f"{method} {self._defaults_name(method)}", self.defaults(method)
+        else:
+            label, settings = f"{method} tuned trial {choice['trial']}", choice["settings"]
+        skipped = ("--validation.after_epoch", str(self.unscored_epochs(settings)))
+        return self._run(label, method, seed, settings, (*FINAL_TEST_ONLY, *skipped), stage="final")
 
     def defaults(self, method: str) -> dict:
         """What the tuned settings are compared with: the config's own, or ``reference`` settings
