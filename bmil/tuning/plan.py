@@ -46,8 +46,8 @@ def print_plan(tuner) -> None:
 def method_minutes(tuner, method: str) -> tuple[float, float, float]:
     """Core-minutes of one trial, one finalist run and one final run of ``method`` at its defaults,
     from ``bmil check`` of a final run: its training, then the validation checks and tests each
-    stage runs (trials skip the checks the pruner does not read and run fewer episodes, finalists and
-    final runs skip those their score or choice does not read; only final runs are tested)."""
+    stage runs (trials skip the checks the pruner does not read and run fewer episodes, finalists
+    those their score does not read; only final runs are tested)."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "check.json"
         switch = ["--model", get_method(method).class_path, *tuner.final_run_args]
@@ -71,7 +71,7 @@ def method_minutes(tuner, method: str) -> tuple[float, float, float]:
 
     trial = training + validating(tuner.unpruned_epochs({}), tuner.trial_episodes)
     finalist = training + validating(tuner.unscored_epochs({}), tuner.finalist_episodes)
-    final = training + validating(tuner.unscored_epochs({}), validation["episodes"]) + test * minutes_an_episode
+    final = training + validating(0, validation["episodes"]) + test * minutes_an_episode
     return trial, finalist, final
 
 

@@ -366,14 +366,11 @@ class Tuner:
         return final
 
     def _final_run(self, method: str, kind: str, seed: int, choice: dict) -> Run:
-        """The best policy of the second half of training (where the tune scored the settings) is
-        tested; the checks before it are skipped."""
         if kind == "defaults" or choice["trial"] is None:
-            label, settings = f"{method} {self._defaults_name(method)}", self.defaults(method)
-        else:
-            label, settings = f"{method} tuned trial {choice['trial']}", choice["settings"]
-        skipped = ("--validation.after_epoch", str(self.unscored_epochs(settings)))
-        return self._run(label, method, seed, settings, (*FINAL_TEST_ONLY, *skipped), stage="final")
+            return self._run(f"{method} {self._defaults_name(method)}", method, seed, self.defaults(method),
+                             FINAL_TEST_ONLY, stage="final")
+        return self._run(f"{method} tuned trial {choice['trial']}", method, seed, choice["settings"], FINAL_TEST_ONLY,
+                         stage="final")
 
     def defaults(self, method: str) -> dict:
         """What the tuned settings are compared with: the config's own, or ``reference`` settings
