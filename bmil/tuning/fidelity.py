@@ -7,6 +7,8 @@ the final runs), in final runs but for the best policy's final test."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 from bmil.tuning.storage import warmup_epochs
 
 NO_TEST = ("--robustness.every_n_epochs", "0", "--robustness.final_episodes", "0")  # trials and finalists
@@ -30,3 +32,11 @@ def unscored_epochs(epochs: int, every: int) -> int:
     """The epochs whose checks a finalist's score (``validation_late``) does not read: the first
     half of those up to its last check."""
     return (epochs // every * every) // 2
+
+
+def stage_episodes(config_episodes: int, trial: Optional[int], finalist: Optional[int]) -> tuple[int, int]:
+    """The validation starts of a trial's and a finalist's checks, where not given: half the config's
+    and all of them. Fidelity rises by stage: a trial's score only ranks it for the finalists, whose
+    fresh runs decide, and a finalist's averages several checks, where one seed's training noise
+    outweighs the sampling noise of the config's starts (docs/tuning.md)."""
+    return trial or max(1, config_episodes // 2), finalist or config_episodes

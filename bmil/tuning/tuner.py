@@ -107,11 +107,8 @@ class Tuner:
         if validation["seed"] == self.base["robustness"]["seed"]:
             raise BMILError("validation.seed must differ from robustness.seed: the trials are scored on "
                             "validation starts, never on the test's.")
-        # Fidelity rises by stage: a trial's score only ranks it for the finalists, whose fresh runs
-        # decide, and one seed's training noise outweighs the sampling noise of these many starts
-        # (docs/tuning.md#what-a-tune-costs-and-how-to-make-it-cheaper).
-        self.finalist_episodes = self.finalist_episodes or int(validation["episodes"])
-        self.trial_episodes = self.trial_episodes or max(1, int(validation["episodes"]) // 2)
+        self.trial_episodes, self.finalist_episodes = fidelity.stage_episodes(
+            int(validation["episodes"]), self.trial_episodes, self.finalist_episodes)
         epochs = self.base["trainer"]["max_epochs"]
         if epochs is None or epochs < 1:
             raise BMILError("bmil tune needs a finite trainer.max_epochs in the config (the trials' budget).")
