@@ -399,6 +399,22 @@ def test_a_space_naming_no_method_or_no_setting_is_refused_before_any_work(task_
     assert message in captured.err and "plan:" not in captured.out and not (task_folder / "tune").exists()
 
 
+@pytest.mark.parametrize("option", ["--trial_episodes", "--finalist_episodes"])
+def test_zero_validation_starts_for_a_stage_are_refused_not_replaced_by_the_default(task_folder, option, capsys):
+    with pytest.raises(SystemExit):
+        _tune("--methods", "bc", "--trials", "1", option, "0")
+    captured = capsys.readouterr()
+    assert f"bmil: error: {option} = 0 is out of range: it must be at least 1." in captured.err
+    assert "plan:" not in captured.out and not (task_folder / "tune").exists()
+
+
+def test_the_stages_validate_on_half_and_all_of_the_configs_starts_unless_given():
+    from bmil.tuning.fidelity import stage_episodes
+
+    assert stage_episodes(200, None, None) == (100, 200) and stage_episodes(1, None, None) == (1, 1)
+    assert stage_episodes(200, 50, 500) == (50, 500)
+
+
 def test_a_tune_is_bound_to_its_task_and_refuses_another_config_on_its_folder(task_folder, instant_fits, capsys):
     _tune("--methods", "bc", "--trials", "1", "--final_seeds", "0")
     (task_folder / "other.yaml").write_text(yaml.safe_dump({"validation": {"episodes": 5}}))

@@ -56,9 +56,9 @@ def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20,
     from bmil.tuning.tuner import Tuner
 
     for name, value, least in (("--trials", trials, 1), ("--jobs", jobs or 1, 1), ("--finalists", finalists, 0),
-                               ("--finalist_seeds", finalist_seeds, 0), ("--finalist_episodes", finalist_episodes or 1, 1),
-                               ("--trial_episodes", trial_episodes or 1, 1), ("--final_seeds", final_seeds, 0)):
-        if value < least:
+                               ("--finalist_seeds", finalist_seeds, 0), ("--finalist_episodes", finalist_episodes, 1),
+                               ("--trial_episodes", trial_episodes, 1), ("--final_seeds", final_seeds, 0)):
+        if value is not None and value < least:  # (None: the config's default)
             raise BMILError(f"{name} = {value} is out of range: it must be at least {least}.")
     changes = None
     if space:
