@@ -1,8 +1,10 @@
-"""Imagined traces: batched rollouts of the backwards (or forward) model from every demo state.
+"""Imagined traces: batched rollouts of the backwards (or forward) model from the demo states.
 
-One tensor computation per step covers every demo state and all K traces per state; nothing loops
-over states. Traces live in a TorchRL replay buffer of TensorDicts (obs, action, next_obs,
-trace_step) that is emptied and refilled every outer epoch (docs/original-code.md).
+One tensor computation per step covers every trace being rolled; nothing loops over states. Traces
+live in a TorchRL replay buffer of TensorDicts (obs, action, next_obs, trace_step) that is emptied
+and refilled every outer epoch (docs/original-code.md). Where an epoch's policy steps draw fewer
+rows than the traces would hold, the draws are made first (``plan_draws``) and only the traces
+they hit are rolled, each as deep as its deepest drawn row (docs/stability.md).
 """
 
 from __future__ import annotations
@@ -133,26 +135,29 @@ class TraceSource:
             self.state_bounds = tuple(b.to(device) for b in self.state_bounds)
         return self
 
-    def generate(self, model, policy, states: torch.Tensor, length: int, generator: torch.Generator) -> TensorDict:
+    def generate(self, model, policy, starts: torch.Tensor, depths: torch.Tensor,
+                 generator: torch.Generator) -> TensorDict:
+        """Roll trace i from ``starts[i]`` for ``depths[i]`` steps (``depths`` descending, so that
+        the traces still rolling at each step are a prefix); step t's rows follow step t-1's."""
         raise NotImplementedError
 
 
 class BackwardTraces(TraceSource):
-    """BMIL's trace source: roll B back L steps from every state, K times each:
-    s' -> a ~ B_A (perturbed) -> s ~ B_S. Returns L * N * K transitions."""
+    """BMIL's trace source: roll B back from each start, s' -> a ~ B_A (perturbed) -> s ~ B_S."""
 
     model_class = BackwardsModel
 
     @torch.no_grad()
-    def generate(self, model: BackwardsModel, policy, states: torch.Tensor, length: int,
+    def generate(self, model: BackwardsModel, policy, starts: torch.Tensor, depths: torch.Tensor,
                  generator: torch.Generator) -> TensorDict:
         """The perturbation applies to the first action, as the paper says, or to every step with
         ``selection_every_step`` (what the original code did). ``state_bounds`` clamps every
         imagined state into where states can be (a maze trace must not leave the maze)."""
         cfg = self.settings
-        next_obs = states.repeat(cfg.per_state, 1)
+        next_obs = starts
         steps = []
-        for t in range(length):
+        for t, rolling in enumerate(_rolling(depths)):
+            next_obs = next_obs[:rolling]
             mean, std, logvar = model.action_distribution(next_obs, cfg.variance_as_std)
             use = cfg.action_selection if (t == 0 or cfg.selection_every_step) else "none"
             action = select_action(mean, std, logvar, use, cfg.selection_coef, self.demo_action_std, generator)
@@ -172,11 +177,12 @@ class ForwardTraces(TraceSource):
     model_class = ForwardModel
 
     @torch.no_grad()
-    def generate(self, model: ForwardModel, policy, states: torch.Tensor, length: int,
+    def generate(self, model: ForwardModel, policy, starts: torch.Tensor, depths: torch.Tensor,
                  generator: torch.Generator) -> TensorDict:
-        obs = states.repeat(self.settings.per_state, 1)
+        obs = starts
         steps = []
-        for t in range(length):
+        for t, rolling in enumerate(_rolling(depths)):
+            obs = obs[:rolling]
             action = policy(obs)
             next_obs = model.sample_next(obs, action, generator)
             steps.append((obs, action, next_obs, t))
@@ -187,18 +193,52 @@ class ForwardTraces(TraceSource):
 TRACE_SOURCES = {"backward": BackwardTraces, "forward": ForwardTraces}
 
 
+def _rolling(depths: torch.Tensor) -> list[int]:
+    """How many traces are still rolling at each step, for depths in descending order."""
+    steps = torch.arange(int(depths[0]) if len(depths) else 0)
+    return (depths.unsqueeze(0) > steps.unsqueeze(1)).sum(1).tolist()
+
+
 def _stack(steps) -> TensorDict:
     obs, action, next_obs, step = zip(*steps)
-    n = obs[0].shape[0]
     return TensorDict(
         {
             "obs": torch.cat(obs),
             "action": torch.cat(action),
             "next_obs": torch.cat(next_obs),
-            "trace_step": torch.cat([torch.full((n,), t, dtype=torch.int64) for t in step]),
+            "trace_step": torch.cat([torch.full((len(o),), t, dtype=torch.int64) for o, t in zip(obs, step)]),
         },
-        batch_size=[n * len(steps)],
+        batch_size=[sum(len(o) for o in obs)],
     )
+
+
+@dataclass
+class DrawPlan:
+    """The trace rows an epoch's policy steps draw, drawn before the traces are rolled.
+
+    Algorithm 1 rolls K traces of L steps from every demo state and then draws rows uniformly with
+    replacement; the draws do not depend on what the rows hold, so drawing their positions first
+    and rolling only the traces they hit gives the policy rows of the same distribution.
+    """
+
+    starts: torch.Tensor  # the traces to roll (indices into the N * K starts), deepest first
+    depths: torch.Tensor  # how many steps each of them is rolled, descending
+    rows: torch.Tensor  # every draw, in draw order: its position among the rolled rows
+
+
+def plan_draws(traces: int, length: int, draws: int, generator: torch.Generator) -> DrawPlan:
+    """``draws`` uniform draws among ``traces * length`` rows laid out step by step (row
+    t * traces + i is step t of trace i), mapped to where ``generate`` puts them when it rolls
+    only ``starts`` to ``depths``."""
+    index = torch.randint(traces * length, (draws,), generator=generator)
+    trace, step = index % traces, index // traces
+    depth = torch.zeros(traces, dtype=torch.int64).scatter_reduce(0, trace, step + 1, reduce="amax")
+    order = torch.argsort(depth, descending=True, stable=True)[: int((depth > 0).sum())]
+    rank = torch.empty(traces, dtype=torch.int64)
+    rank[order] = torch.arange(len(order))
+    rolling = torch.tensor(_rolling(depth[order]))
+    first_row = torch.cumsum(rolling, 0) - rolling  # where each step's rows begin
+    return DrawPlan(order, depth[order], first_row[step] + rank[trace])
 
 
 class TraceBuffer:
@@ -235,7 +275,9 @@ class TraceBuffer:
         return len(self.buffer)
 
     def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        index = torch.randint(len(self.buffer), (n,), generator=generator)
+        return self.rows(torch.randint(len(self.buffer), (n,), generator=generator))
+
+    def rows(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         return {key: value[index] for key, value in self._snapshot.items()}
 
     def state_dict(self) -> dict:

@@ -102,6 +102,23 @@ def test_resume_after_a_crash_ends_with_identical_parameters(tmp_path, push_demo
 
 
 @pytest.mark.slow
+def test_traces_are_rolled_only_where_the_epoch_draws_them(tmp_path, push_demos):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def rolled(folder, steps):  # trace rows rolled out in each of the 3 epochs (L = 1, 1, 2)
+        main(["fit", "--config", str(_config(folder, push_demos, policy={"steps_per_epoch": steps}))])
+        events = EventAccumulator(str(folder / "runs" / "t" / "version_0")).Reload()
+        return [int(e.value) for e in events.Scalars("train/traces")]
+
+    every = rolled(tmp_path / "every", 100)  # 800 draws an epoch: more than the rows, all rolled
+    states = every[0]
+    assert every == [states, states, 2 * states]
+    drawn = rolled(tmp_path / "drawn", 10)  # 80 draws an epoch (8 trace rows a batch), fewer than the rows
+    assert max(drawn[:2]) <= 80  # at L = 1 every row rolled is drawn
+    assert 80 < drawn[2] < 2 * states  # at L = 2 a drawn second step needs its first rolled too
+
+
+@pytest.mark.slow
 def test_validate_test_and_evaluate_a_checkpoint(tmp_path, push_demos, capsys):
     config = str(_config(tmp_path, push_demos, method="BC"))
     main(["fit", "--config", config, "--trainer.max_epochs", "1"])

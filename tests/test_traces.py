@@ -3,7 +3,7 @@ import torch
 from tensordict import TensorDict
 
 from bmil.models import BackwardsModel, ForwardModel, Policy
-from bmil.traces import (BackwardTraces, ForwardTraces, TraceBuffer, TraceSettings, select_action,
+from bmil.traces import (BackwardTraces, ForwardTraces, TraceBuffer, TraceSettings, plan_draws, select_action,
                          trace_length)
 
 
@@ -11,12 +11,15 @@ def backward_traces(model, states, length, traces_per_state, strategy, coef, dem
                     every_step=False, clip_actions=True, state_bounds=None):
     settings = TraceSettings(per_state=traces_per_state, action_selection=strategy, selection_coef=coef,
                              selection_every_step=every_step, clip_actions=clip_actions)
-    return BackwardTraces(settings, demo_action_std, state_bounds).generate(model, None, states, length, generator)
+    starts = states.repeat(traces_per_state, 1)
+    return BackwardTraces(settings, demo_action_std, state_bounds).generate(
+        model, None, starts, torch.full((len(starts),), length), generator)
 
 
 def forward_traces(model, policy, states, length, traces_per_state, generator):
     source = ForwardTraces(TraceSettings(source="forward", per_state=traces_per_state), torch.ones(2), None)
-    return source.generate(model, policy, states, length, generator)
+    starts = states.repeat(traces_per_state, 1)
+    return source.generate(model, policy, starts, torch.full((len(starts),), length), generator)
 
 
 @pytest.mark.parametrize(
@@ -137,3 +140,34 @@ def test_trace_buffer_keeps_the_last_epochs_and_overwrites_the_oldest():
     assert counts.min() > 900  # uniform over what is kept
     with pytest.raises(ValueError, match="one epoch's share"):
         buffer.add_epoch(torch.cat([epochs[0], epochs[1]]))
+
+
+class _Stepper:
+    """A deterministic backwards model: the previous state is the next one minus 1, so a row's
+    contents name its trace (the start) and its step."""
+
+    def action_distribution(self, next_obs, variance_as_std):
+        zeros = torch.zeros(len(next_obs), 2)
+        return zeros, zeros, zeros
+
+    def sample_previous(self, next_obs, action, generator, variance_as_std):
+        return next_obs - 1
+
+
+def test_planned_draws_get_the_rows_algorithm_1_would_draw_from_fewer_rolled():
+    traces, length, draws = 50, 6, 120
+    starts = 100.0 * torch.arange(traces, dtype=torch.float32).unsqueeze(1).repeat(1, 5)
+    source = BackwardTraces(TraceSettings(action_selection="none"), torch.ones(2), None)
+    every = source.generate(_Stepper(), None, starts, torch.full((traces,), length), torch.Generator())
+    plan = plan_draws(traces, length, draws, torch.Generator().manual_seed(3))
+    rolled = source.generate(_Stepper(), None, starts[plan.starts], plan.depths, torch.Generator())
+    # Algorithm 1: every trace rolled in full, then uniform draws among all the rows.
+    drawn = torch.randint(traces * length, (draws,), generator=torch.Generator().manual_seed(3))
+    for key in ("obs", "action", "next_obs", "trace_step"):
+        assert torch.equal(rolled[key][plan.rows], every[key][drawn]), key
+    assert len(rolled) == int(plan.depths.sum()) < traces * length  # unused rows are not rolled
+    assert plan.depths.tolist() == sorted(plan.depths.tolist(), reverse=True)
+    deepest = {}
+    for i in drawn.tolist():
+        deepest[i % traces] = max(deepest.get(i % traces, 0), i // traces + 1)
+    assert dict(zip(plan.starts.tolist(), plan.depths.tolist())) == deepest  # the traces hit, no deeper

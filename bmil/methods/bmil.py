@@ -1,6 +1,7 @@
 """BMIL: Algorithm 1 of the paper. Each outer epoch trains the dynamics model on the demos, rolls
-imagined traces out of it from every demo state into the trace buffer, then takes M policy steps
-on batches of int(p_d * B) demo rows and B - int(p_d * B) trace rows (Eqn. 2).
+imagined traces out of it from every demo state into the trace buffer (only those the epoch's
+batches draw), then takes M policy steps on batches of int(p_d * B) demo rows and B - int(p_d * B)
+trace rows (Eqn. 2).
 
 The forward-model ablation (the paper's Table 2) is the same loop with another trace source, and
 "model first" (its Table 6) another model schedule.
@@ -20,7 +21,7 @@ from bmil.errors import BMILError, require
 from bmil.methods.base import ImitationMethod, as_settings
 from bmil.methods.model_cache import ModelCache, model_key
 from bmil.methods.registry import register
-from bmil.traces import TRACE_SOURCES, TraceBuffer, TraceSettings, trace_length
+from bmil.traces import TRACE_SOURCES, TraceBuffer, TraceSettings, plan_draws, trace_length
 from bmil.tuning.space import Param, Task
 
 
@@ -110,6 +111,7 @@ class BMIL(ImitationMethod):
         self._model_cache: Optional[ModelCache] = None
         self.buffer: TraceBuffer | None = None
         self._buffer_state = None
+        self._planned_rows: Optional[torch.Tensor] = None  # this epoch's trace draws, where planned
 
     @classmethod
     def search_space(cls, task: Task) -> list[Param]:
@@ -138,7 +140,7 @@ class BMIL(ImitationMethod):
             self.train_model()  # line 2: fit the model on the demos (or load it where a fit before trained it)
         elif self.current_epoch == 0:
             self.train_model_first()  # (Table 6: once, to its best held-out NLL)
-        self.generate_traces()  # line 3: K traces from every demo state into the buffer
+        self.generate_traces()  # line 3: K traces from every demo state (those the epoch draws) into the buffer
 
     def train_model(self) -> None:
         """One epoch of model training: to convergence on the held-out split, or a fixed number
@@ -251,10 +253,21 @@ class BMIL(ImitationMethod):
 
     @torch.no_grad()
     def generate_traces(self) -> None:
+        """K traces of this epoch's length L from every demo state. Where the epoch's M policy steps
+        draw fewer trace rows than those traces hold (with one epoch's traces in the buffer), the
+        draws come first and only the traces they hit are rolled, each to its deepest drawn row:
+        the rows the policy sees keep Algorithm 1's distribution, and no row is rolled unused."""
         cfg = self.trace_cfg
         length = trace_length(self.current_epoch, cfg.length, cfg.length_epochs)
         t0 = time.perf_counter()
-        traces = self.trace_source.generate(self.model, self.policy, self.trace_starts, length, self._rng)
+        starts = self.trace_starts.repeat(cfg.per_state, 1)
+        draws = self.trace_rows * self.policy_cfg.steps_per_epoch
+        if cfg.keep_epochs == 1 and draws < len(starts) * length:
+            plan = plan_draws(len(starts), length, draws, self._rng)
+            starts, depths, self._planned_rows = starts[plan.starts.to(starts.device)], plan.depths, plan.rows
+        else:
+            depths, self._planned_rows = torch.full((len(starts),), length), None
+        traces = self.trace_source.generate(self.model, self.policy, starts, depths, self._rng)
         if not torch.isfinite(traces["obs"]).all():
             raise BMILError(
                 f"The dynamics model produced non-finite trace states at epoch {self.current_epoch}. "
@@ -265,9 +278,14 @@ class BMIL(ImitationMethod):
                               "perf/traces_per_s": len(traces) / max(time.perf_counter() - t0, 1e-9)})
 
     def policy_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """int(p_d * B) demo rows and B - int(p_d * B) trace rows."""
+        """int(p_d * B) demo rows and B - int(p_d * B) trace rows (the next of the planned draws,
+        where the epoch planned them)."""
         obs, action = self.demo_batch(self.demo_rows)
-        traces = self.buffer.sample(self.trace_rows, self._rng)
+        if self._planned_rows is None:
+            traces = self.buffer.sample(self.trace_rows, self._rng)
+        else:
+            traces = self.buffer.rows(self._planned_rows[: self.trace_rows])
+            self._planned_rows = self._planned_rows[self.trace_rows:]
         return (torch.cat([obs, traces["obs"].to(self.device)]),
                 torch.cat([action, traces["action"].to(self.device)]))
 
