@@ -399,8 +399,8 @@ def test_a_space_naming_no_method_or_no_setting_is_refused_before_any_work(task_
     assert message in captured.err and "plan:" not in captured.out and not (task_folder / "tune").exists()
 
 
-@pytest.mark.parametrize("option", ["--trial_episodes", "--finalist_episodes"])
-def test_zero_validation_starts_for_a_stage_are_refused_not_replaced_by_the_default(task_folder, option, capsys):
+@pytest.mark.parametrize("option", ["--trial_episodes", "--finalist_episodes", "--jobs"])
+def test_zero_starts_or_jobs_are_refused_not_replaced_by_the_default(task_folder, option, capsys):
     with pytest.raises(SystemExit):
         _tune("--methods", "bc", "--trials", "1", option, "0")
     captured = capsys.readouterr()

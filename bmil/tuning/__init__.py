@@ -55,7 +55,7 @@ def tune(configs: str, methods: str = "bmil,bc,noise_bc,ccil", trials: int = 20,
 
     from bmil.tuning.tuner import Tuner
 
-    for name, value, least in (("--trials", trials, 1), ("--jobs", jobs or 1, 1), ("--finalists", finalists, 0),
+    for name, value, least in (("--trials", trials, 1), ("--jobs", jobs, 1), ("--finalists", finalists, 0),
                                ("--finalist_seeds", finalist_seeds, 0), ("--finalist_episodes", finalist_episodes, 1),
                                ("--trial_episodes", trial_episodes, 1), ("--final_seeds", final_seeds, 0)):
         if value is not None and value < least:  # (None: the config's default)
