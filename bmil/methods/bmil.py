@@ -256,7 +256,8 @@ class BMIL(ImitationMethod):
         """K traces of this epoch's length L from every demo state. Where the epoch's M policy steps
         draw fewer trace rows than those traces hold (with one epoch's traces in the buffer), the
         draws come first and only the traces they hit are rolled, each to its deepest drawn row:
-        the rows the policy sees keep Algorithm 1's distribution, and no row is rolled unused."""
+        the rows the policy sees keep Algorithm 1's distribution, and no trace is rolled further
+        than a draw needs."""
         cfg = self.trace_cfg
         length = trace_length(self.current_epoch, cfg.length, cfg.length_epochs)
         t0 = time.perf_counter()
