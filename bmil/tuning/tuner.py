@@ -364,10 +364,10 @@ class Tuner:
 
     def _final_run(self, method: str, kind: str, seed: int, choice: dict) -> Run:
         if kind == "defaults" or choice["trial"] is None:
-            return self._run(f"{method} {self._defaults_name(method)}", method, seed, self.defaults(method),
-                             FINAL_TEST_ONLY, stage="final")
-        return self._run(f"{method} tuned trial {choice['trial']}", method, seed, choice["settings"], FINAL_TEST_ONLY,
-                         stage="final")
+            label, settings = f"{method} {self._defaults_name(method)}", self.defaults(method)
+        else:
+            label, settings = f"{method} tuned trial {choice['trial']}", choice["settings"]
+        return self._run(label, method, seed, settings, FINAL_TEST_ONLY, stage="final")
 
     def defaults(self, method: str) -> dict:
         """What the tuned settings are compared with: the config's own, or ``reference`` settings
